@@ -1,0 +1,60 @@
+"""Write to a temporary name next to the target, rename only on success.
+
+A crash, a Ctrl-C or a bad input half-way through never leaves a half-written file
+(or folder) under the final name, and never destroys what was there before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_output(final: str | Path, is_dir: bool = False) -> Iterator[Path]:
+    """Yield a temporary path in the same folder as ``final``; rename it there on success.
+
+    The temporary name keeps the final suffix, so writers that pick a format by
+    extension (PyAV, OpenCV) behave the same. With ``is_dir`` the temporary path is an
+    empty folder. An existing ``final`` is replaced only once the new output is complete.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if is_dir:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    else:
+        fd, name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=final.suffix, dir=final.parent)
+        os.close(fd)
+        tmp = Path(name)
+        os.chmod(tmp, 0o666 & ~_umask())
+    try:
+        yield tmp
+    except BaseException:
+        _remove(tmp)
+        raise
+    if is_dir and final.exists():
+        old = final.with_name(f".{final.name}.old")
+        _remove(old)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        _remove(old)
+    else:
+        os.replace(tmp, final)

@@ -1,0 +1,369 @@
+"""Flow files: .npy, .npz, Middlebury .flo, KITTI 16-bit PNG, and folders of per-pair files.
+
+One convention everywhere (DESIGN.md): a clip of T frames has a flow of shape
+``(T-1, H, W, 2)`` float32 in pixels per frame; ``flow[i]`` moves the pixels of frame i
+to frame i+1; channel 0 is u (x, to the right), channel 1 is v (y, downward).
+
+Readers are lazy: :func:`open_flow` returns a :class:`FlowSequence` that reads only the
+pairs asked for (``.npy`` is memory-mapped). Every malformed file raises
+:class:`~flowvid.errors.FlowFormatError` naming the file, and no header is trusted
+before it is checked against the file size, so a corrupt file never causes a giant
+allocation.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from flowvid.errors import FlowFormatError
+from flowvid.io.atomic import atomic_output
+
+FLO_TAG = 202021.25
+FLO_UNKNOWN = 1e9  # Middlebury: components above this mark unknown flow
+KITTI_SCALE = 64.0
+KITTI_OFFSET = 2**15
+MAX_SIDE = 1 << 15  # no microscope frame is wider or taller than 32768 px
+FLOW_SUFFIXES = (".npy", ".npz", ".flo", ".png")
+PAIR_SUFFIXES = (".flo", ".png", ".npy")  # formats allowed inside a per-pair folder
+
+Getter = Callable[[int], tuple[np.ndarray, np.ndarray | None]]
+
+
+class FlowSequence:
+    """A lazy ``(N, H, W, 2)`` float32 flow sequence (px/frame, u right, v down).
+
+    ``seq[i]`` is one ``(H, W, 2)`` map, ``seq[a:b]`` a stacked ``(b-a, H, W, 2)``
+    array; ``seq.valid(i)`` is the ``(H, W)`` bool mask of known vectors, or None when
+    the format has no notion of unknown flow.
+    """
+
+    def __init__(self, path: Path, shape: tuple[int, int, int, int], getter: Getter) -> None:
+        self.path = path
+        self.shape = shape
+        self._get = getter
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: int | slice) -> np.ndarray:
+        if isinstance(index, slice):
+            maps = [self._get(i)[0] for i in range(*index.indices(len(self)))]
+            if not maps:
+                return np.zeros((0, *self.shape[1:]), np.float32)
+            return np.stack(maps)
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"flow index {index} out of range for {len(self)} pairs")
+        return self._get(index)[0]
+
+    def valid(self, index: int) -> np.ndarray | None:
+        return self._get(index)[1]
+
+    def __repr__(self) -> str:
+        return f"FlowSequence({str(self.path)!r}, shape={self.shape})"
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _check_array(path: Path, arr: np.ndarray) -> np.ndarray:
+    """Accept (H,W,2) or (N,H,W,2) floating arrays; return (N,H,W,2)."""
+    if arr.dtype.kind != "f":
+        raise FlowFormatError(f"flow must be a float array, found dtype {arr.dtype}", path)
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.ndim != 4 or arr.shape[-1] != 2:
+        raise FlowFormatError(
+            f"flow must have shape (T-1, H, W, 2) with u, v last; found {arr.shape}", path
+        )
+    return arr
+
+
+def _check_side(path: Path, height: int, width: int) -> None:
+    if not (0 < height <= MAX_SIDE and 0 < width <= MAX_SIDE):
+        raise FlowFormatError(f"implausible flow size {width}x{height} in the header", path)
+
+
+# ----------------------------------------------------------------------------- .npy / .npz
+
+
+def _open_npy(path: Path) -> FlowSequence:
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as err:  # numpy raises many types for a damaged header
+        raise FlowFormatError(f"not a readable .npy file ({err})", path) from None
+    if not isinstance(arr, np.ndarray):
+        raise FlowFormatError("not a plain .npy array", path)
+    arr = _check_array(path, arr)
+    return FlowSequence(path, arr.shape, lambda i: (np.asarray(arr[i], np.float32), None))
+
+
+_NPY_HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
+
+
+def _npz_member(path: Path, zf: zipfile.ZipFile, name: str) -> np.ndarray:
+    """Read one array of an .npz after checking its header against its stored size."""
+    info = zf.getinfo(name)
+    with zf.open(info) as fh:
+        version = np.lib.format.read_magic(fh)
+        read_header = _NPY_HEADER_READERS.get(version)
+        if read_header is None:
+            raise FlowFormatError(f"array {name!r} has unsupported .npy version {version}", path)
+        shape, fortran, dtype = read_header(fh)
+        if dtype.hasobject:
+            raise FlowFormatError(f"array {name!r} holds Python objects", path)
+        count = int(np.prod(shape, dtype=np.int64))
+        if count * dtype.itemsize > info.file_size:
+            raise FlowFormatError(f"array {name!r} is truncated", path)
+        data = fh.read(count * dtype.itemsize)
+    if len(data) != count * dtype.itemsize:
+        raise FlowFormatError(f"array {name!r} is truncated", path)
+    order = "F" if fortran else "C"
+    return np.frombuffer(data, dtype).reshape(shape, order=order)
+
+
+def _open_npz(path: Path) -> FlowSequence:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = [n.removesuffix(".npy") for n in zf.namelist()]
+            key = "flow" if "flow" in names else (names[0] if len(names) == 1 else None)
+            if key is None:
+                raise FlowFormatError(
+                    f"an .npz flow needs an array named 'flow' (found {names})", path
+                )
+            flow = _check_array(path, _npz_member(path, zf, key + ".npy"))
+            valid = _npz_member(path, zf, "valid.npy") if "valid" in names else None
+            if valid is not None:
+                valid = valid.astype(bool).reshape(-1, *flow.shape[1:3])
+    except FlowFormatError:
+        raise
+    except Exception as err:
+        raise FlowFormatError(f"not a readable .npz file ({err})", path) from None
+    if valid is not None and valid.shape[0] not in (1, flow.shape[0]):
+        raise FlowFormatError("'valid' does not match the flow's shape", path)
+    flow = flow.astype(np.float32)
+
+    def get(i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        return flow[i], None if valid is None else valid[min(i, len(valid) - 1)]
+
+    return FlowSequence(path, flow.shape, get)
+
+
+# ----------------------------------------------------------------------------- .flo
+
+
+def _flo_header(path: Path) -> tuple[int, int]:
+    """Check a Middlebury .flo header against the file size; return (height, width)."""
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(12)
+    except OSError as err:
+        raise FlowFormatError(f"cannot read ({err.strerror})", path) from None
+    if len(header) < 12:
+        raise FlowFormatError("too short for a .flo header (12 bytes)", path)
+    tag, width, height = struct.unpack("<fii", header)
+    if tag != np.float32(FLO_TAG):
+        raise FlowFormatError(f"bad .flo tag {tag!r} (expected {FLO_TAG})", path)
+    _check_side(path, height, width)
+    expected = 12 + 8 * width * height
+    size = path.stat().st_size
+    if size != expected:
+        raise FlowFormatError(
+            f"file has {size} bytes but its {width}x{height} header needs {expected}"
+            + (" (truncated)" if size < expected else ""),
+            path,
+        )
+    return height, width
+
+
+def _read_flo(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    height, width = _flo_header(path)
+    flow = np.fromfile(path, "<f4", offset=12).reshape(height, width, 2).astype(np.float32)
+    valid = np.isfinite(flow).all(-1) & (np.abs(flow) < FLO_UNKNOWN).all(-1)
+    return flow, valid
+
+
+def _write_flo(path: Path, flow: np.ndarray) -> None:
+    height, width = flow.shape[:2]
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<fii", FLO_TAG, width, height))
+        fh.write(np.ascontiguousarray(flow, "<f4").tobytes())
+
+
+# ----------------------------------------------------------------------------- KITTI PNG
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(24)
+    except OSError as err:
+        raise FlowFormatError(f"cannot read ({err.strerror})", path) from None
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        raise FlowFormatError("not a PNG file", path)
+    width, height = struct.unpack(">II", head[16:24])
+    _check_side(path, height, width)
+    return height, width
+
+
+def _read_kitti(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    _png_size(path)
+    try:
+        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    except cv2.error as err:
+        raise FlowFormatError(f"PNG cannot be decoded ({err})", path) from None
+    if img is None:
+        raise FlowFormatError("PNG cannot be decoded (damaged or truncated)", path)
+    if img.dtype != np.uint16 or img.ndim != 3 or img.shape[2] != 3:
+        raise FlowFormatError(
+            f"a KITTI flow PNG is 16-bit RGB; found {img.dtype} with shape {img.shape}", path
+        )
+    bgr = img.astype(np.float32)
+    flow = (bgr[..., [2, 1]] - KITTI_OFFSET) / KITTI_SCALE  # R = u, G = v
+    valid = img[..., 0] > 0  # B = valid
+    flow[~valid] = 0.0
+    return flow, valid
+
+
+def _write_kitti(path: Path, flow: np.ndarray, valid: np.ndarray | None) -> None:
+    if valid is None:
+        valid = np.isfinite(flow).all(-1)
+    flow = np.where(valid[..., None], flow, 0.0)
+    encoded = np.round(flow * KITTI_SCALE + KITTI_OFFSET)
+    if encoded.min() < 0 or encoded.max() > 65535:
+        raise FlowFormatError("KITTI PNG holds only |flow| < 512 px; use .npy or .flo", path)
+    bgr = np.stack([valid, encoded[..., 1], encoded[..., 0]], -1).astype(np.uint16)
+    if not cv2.imwrite(str(path), bgr):
+        raise FlowFormatError("could not write PNG", path)
+
+
+# ----------------------------------------------------------------------------- folders
+
+_PAIR_READERS = {".flo": _read_flo, ".png": _read_kitti}
+
+
+def _natural_key(path: Path) -> list[object]:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
+
+
+def _read_pair_npy(path: Path) -> tuple[np.ndarray, None]:
+    seq = _open_npy(path)
+    if len(seq) != 1:
+        raise FlowFormatError("a per-pair .npy must hold one (H, W, 2) map", path)
+    return seq[0], None
+
+
+def _open_folder(path: Path) -> FlowSequence:
+    files = [p for p in path.iterdir() if p.suffix.lower() in PAIR_SUFFIXES and p.is_file()]
+    suffixes = {p.suffix.lower() for p in files}
+    if not files:
+        raise FlowFormatError(f"folder holds no flow files ({', '.join(PAIR_SUFFIXES)})", path)
+    if len(suffixes) > 1:
+        raise FlowFormatError(f"folder mixes flow formats {sorted(suffixes)}; keep one", path)
+    files.sort(key=_natural_key)
+    suffix = suffixes.pop()
+    read = _PAIR_READERS.get(suffix, _read_pair_npy)
+    if suffix == ".flo":
+        sizes = {_flo_header(p) for p in files}  # 12 bytes each: check every file up front
+    else:
+        sizes = {read(files[0])[0].shape[:2]}
+    if len(sizes) != 1:
+        raise FlowFormatError(f"per-pair files differ in size: {sorted(sizes)}", path)
+    height, width = sizes.pop()
+
+    def get(i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        flow, valid = read(files[i])
+        if flow.shape[:2] != (height, width):
+            raise FlowFormatError(f"size {flow.shape[:2]} differs from {(height, width)}", files[i])
+        return flow, valid
+
+    return FlowSequence(path, (len(files), height, width, 2), get)
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def open_flow(path: str | Path) -> FlowSequence:
+    """Open a flow file or folder lazily, whatever its format."""
+    path = Path(path)
+    if path.is_dir():
+        return _open_folder(path)
+    if not path.is_file():
+        raise FlowFormatError("no such flow file", path)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return _open_npy(path)
+    if suffix == ".npz":
+        return _open_npz(path)
+    if suffix in _PAIR_READERS:
+        flow, valid = _PAIR_READERS[suffix](path)
+        return FlowSequence(path, (1, *flow.shape), lambda i: (flow, valid))
+    raise FlowFormatError(f"unknown flow format {suffix!r}; use one of {FLOW_SUFFIXES}", path)
+
+
+def read_flow(path: str | Path) -> np.ndarray:
+    """Read a whole flow file or folder as a ``(N, H, W, 2)`` float32 array."""
+    seq = open_flow(path)
+    return seq[0 : len(seq)]
+
+
+def write_flow(
+    path: str | Path,
+    flow: np.ndarray,
+    valid: np.ndarray | None = None,
+    pair_format: str = "flo",
+) -> Path:
+    """Write ``(N, H, W, 2)`` or ``(H, W, 2)`` flow atomically; the format follows the suffix.
+
+    ``.npy`` keeps float16 when given float16 (storage) and writes float32 otherwise;
+    ``.npz`` is compressed and may carry ``valid``; ``.flo`` and ``.png`` (KITTI) hold one
+    pair; a path without a suffix becomes a folder of per-pair ``pair_format`` files.
+    """
+    path = Path(path)
+    flow = _check_array(path, np.asarray(flow))
+    dtype = np.float16 if flow.dtype == np.float16 else np.float32
+    suffix = path.suffix.lower()
+    if valid is not None:
+        valid = np.asarray(valid, bool).reshape(-1, *flow.shape[1:3])
+    if suffix in (".flo", ".png") and len(flow) != 1:
+        raise FlowFormatError(f"{suffix} holds one pair; write {len(flow)} to a folder", path)
+    if suffix == "":
+        return _write_folder(path, flow, valid, pair_format)
+    with atomic_output(path) as tmp:
+        if suffix == ".npy":
+            np.save(tmp, flow.astype(dtype, copy=False))
+        elif suffix == ".npz":
+            extra = {} if valid is None else {"valid": valid}
+            np.savez_compressed(tmp, flow=flow.astype(dtype, copy=False), **extra)
+        elif suffix == ".flo":
+            _write_flo(tmp, flow[0])
+        elif suffix == ".png":
+            _write_kitti(tmp, flow[0], None if valid is None else valid[0])
+        else:
+            raise FlowFormatError(f"unknown flow format {suffix!r}; use {FLOW_SUFFIXES}", path)
+    return path
+
+
+def _write_folder(path: Path, flow: np.ndarray, valid: np.ndarray | None, fmt: str) -> Path:
+    if fmt not in ("flo", "png"):
+        raise FlowFormatError(f"per-pair format must be 'flo' or 'png', not {fmt!r}", path)
+    digits = max(6, len(str(len(flow))))
+    with atomic_output(path, is_dir=True) as tmp:
+        for i, pair in enumerate(flow):
+            target = tmp / f"{i:0{digits}d}.{fmt}"
+            if fmt == "flo":
+                _write_flo(target, pair)
+            else:
+                _write_kitti(target, pair, None if valid is None else valid[min(i, len(valid) - 1)])
+    return path

@@ -1,0 +1,100 @@
+"""Seeing flow: the Middlebury colour wheel, arrows, legends, and overlays on video.
+
+Colours follow Baker et al. (2011), "A Database and Evaluation Methodology for Optical
+Flow": hue gives the direction, saturation the speed. Unlike torchvision's
+``flow_to_image`` (normalised per image), the speed scale here is a fixed ``max_speed``
+passed in, so one clip uses ONE normalisation and colours compare across frames.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def make_colorwheel() -> np.ndarray:
+    """The 55-colour Middlebury wheel, (55, 3) float in [0, 255]."""
+    ry, yg, gc, cb, bm, mr = 15, 6, 4, 11, 13, 6
+    ramps = [
+        (ry, lambda t: np.stack([np.full_like(t, 255), 255 * t, 0 * t], 1)),
+        (yg, lambda t: np.stack([255 - 255 * t, np.full_like(t, 255), 0 * t], 1)),
+        (gc, lambda t: np.stack([0 * t, np.full_like(t, 255), 255 * t], 1)),
+        (cb, lambda t: np.stack([0 * t, 255 - 255 * t, np.full_like(t, 255)], 1)),
+        (bm, lambda t: np.stack([255 * t, 0 * t, np.full_like(t, 255)], 1)),
+        (mr, lambda t: np.stack([np.full_like(t, 255), 0 * t, 255 - 255 * t], 1)),
+    ]
+    return np.concatenate([f(np.floor(255 * np.arange(n) / n) / 255) for n, f in ramps])
+
+
+_WHEEL = make_colorwheel()
+
+
+def flow_to_color(flow: np.ndarray, max_speed: float) -> np.ndarray:
+    """(H, W, 2) flow in px/frame -> (H, W, 3) uint8 RGB; ``max_speed`` maps to full colour.
+
+    Speeds above ``max_speed`` saturate at full colour. Unknown
+    (non-finite) vectors are black.
+    """
+    flow = np.asarray(flow, np.float64)
+    bad = ~np.isfinite(flow).all(-1)
+    u, v = (np.where(bad, 0.0, flow[..., k]) / max(max_speed, 1e-9) for k in range(2))
+    rad = np.sqrt(u**2 + v**2)
+    angle = np.arctan2(-v, -u) / np.pi
+    fk = (angle + 1) / 2 * (len(_WHEEL) - 1)
+    k0 = np.floor(fk).astype(int)
+    k1 = (k0 + 1) % len(_WHEEL)
+    f = (fk - k0)[..., None]
+    col = ((1 - f) * _WHEEL[k0] + f * _WHEEL[k1]) / 255.0
+    small = (rad <= 1)[..., None]
+    col = np.where(small, 1 - rad[..., None] * (1 - col), col)  # beyond max_speed: full colour
+    col[bad] = 0.0
+    return np.floor(255 * col).astype(np.uint8)
+
+
+def robust_max_speed(flows: np.ndarray, mask: np.ndarray | None = None, q: float = 99.0) -> float:
+    """One speed scale for a whole clip: the q-th percentile of |flow| (inside ``mask``)."""
+    speed = np.linalg.norm(np.asarray(flows, np.float32), axis=-1)
+    values = speed[np.broadcast_to(mask, speed.shape)] if mask is not None else speed
+    values = values[np.isfinite(values)]
+    return float(np.percentile(values, q)) if values.size and values.max() > 0 else 1.0
+
+
+def blend(frame: np.ndarray, color: np.ndarray, alpha: float, where: np.ndarray | None = None) -> np.ndarray:
+    """Alpha-blend ``color`` over ``frame`` (both uint8 RGB), optionally only ``where``."""
+    out = frame.astype(np.float32) * (1 - alpha) + color.astype(np.float32) * alpha
+    if where is not None:
+        out = np.where(where[..., None], out, frame)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def draw_arrows(
+    image: np.ndarray, flow: np.ndarray, step: int, scale: float, where: np.ndarray | None = None
+) -> np.ndarray:
+    """A quiver every ``step`` px: arrows ``scale`` times the flow (px/frame) long."""
+    out = image.copy()
+    h, w = flow.shape[:2]
+    for y in range(step // 2, h, step):
+        for x in range(step // 2, w, step):
+            if where is not None and not where[y, x]:
+                continue
+            u, v = flow[y, x]
+            if not np.isfinite(u + v) or u * u + v * v < 1e-4:
+                continue
+            tip = (int(round(x + scale * u)), int(round(y + scale * v)))
+            cv2.arrowedLine(out, (x, y), tip, (255, 255, 255), 1, cv2.LINE_AA, tipLength=0.3)
+    return out
+
+
+def wheel_legend(size: int) -> np.ndarray:
+    """A colour-wheel disc, (size, size, 3) uint8: which colour means which direction."""
+    r = (np.mgrid[0:size, 0:size] + 0.5 - size / 2) / (size / 2)
+    flow = np.stack([r[1], r[0]], -1)  # u right, v down
+    disc = flow_to_color(flow, 1.0)
+    disc[np.hypot(r[0], r[1]) > 1] = 255
+    return disc
+
+
+def put_text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float = 0.4) -> None:
+    """Readable white text with a dark outline, in place."""
+    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
