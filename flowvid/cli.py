@@ -18,12 +18,20 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from flowvid.data.synthetic import SynthConfig
 
     try:
-        cfg = SynthConfig(size=args.size, frames=args.frames, fps=args.fps, um_per_px=args.um_per_px,
-                          speed_um_s=tuple(args.speed), max_px_per_frame=args.max_px_per_frame,
-                          quality=args.quality)
+        cfg = SynthConfig(
+            size=args.size,
+            frames=args.frames,
+            fps=args.fps,
+            um_per_px=args.um_per_px,
+            speed_um_s=tuple(args.speed),
+            max_px_per_frame=args.max_px_per_frame,
+            quality=args.quality,
+        )
     except ValueError as err:
         raise InputError(str(err)) from None
-    out = write_corpus(args.out, args.videos, cfg, seed=args.seed, workers=args.workers, force=args.force)
+    out = write_corpus(
+        args.out, args.videos, cfg, seed=args.seed, workers=args.workers, force=args.force
+    )
     print(f"wrote {args.videos} clips to {out} (preview: {out / 'preview.png'})")
     return 0
 
@@ -39,23 +47,36 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     data, _ = scan_dataset(args.dir)
     counts = {s: len(data.split(s)) for s in ("train", "val", "test")}
-    print(f"{args.dir}: OK, {len(data.clips)} clips ({', '.join(f'{k} {v}' for k, v in counts.items())})")
+    print(
+        f"{args.dir}: OK, {len(data.clips)} clips "
+        f"({', '.join(f'{k} {v}' for k, v in counts.items())})"
+    )
     return 0
 
 
 def _cmd_overlay(args: argparse.Namespace) -> int:
     from flowvid.overlay import write_overlay
 
-    out = write_overlay(args.video, args.flow, args.out, style=args.style, um_per_px=args.um_per_px,
-                        fps=args.fps, max_speed=args.max_speed)
+    out = write_overlay(
+        args.video,
+        args.flow,
+        args.out,
+        style=args.style,
+        um_per_px=args.um_per_px,
+        fps=args.fps,
+        max_speed=args.max_speed,
+    )
     print(f"wrote {out}")
     return 0
 
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("synth", help="write a synthetic vessel-flow dataset",
-                       description="Write procedural bright-field vessel clips with exact flow.",
-                       epilog="example: flowvid synth --out demo_synth --videos 3 --frames 12 --size 96")
+    p = sub.add_parser(
+        "synth",
+        help="write a synthetic vessel-flow dataset",
+        description="Write procedural bright-field vessel clips with exact flow.",
+        epilog="example: flowvid synth --out demo_synth --videos 3 --frames 12 --size 96",
+    )
     p.add_argument("--out", required=True, type=Path, help="dataset folder to create")
     p.add_argument("--videos", type=int, default=50)
     p.add_argument("--frames", type=int, default=120)
@@ -63,8 +84,14 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fps", type=float, default=100.0)
     p.add_argument("--um-per-px", type=float, default=0.8)
-    p.add_argument("--speed", type=float, nargs=2, default=(20.0, 1600.0), metavar=("LO", "HI"),
-                   help="mean centreline blood speed range, um/s (log-uniform per vessel)")
+    p.add_argument(
+        "--speed",
+        type=float,
+        nargs=2,
+        default=(20.0, 1600.0),
+        metavar=("LO", "HI"),
+        help="mean centreline blood speed range, um/s (log-uniform per vessel)",
+    )
     p.add_argument("--max-px-per-frame", type=float, default=20.0, help="peak speed cap")
     p.add_argument("--quality", default="mixed", help="mixed, clean, good, fair or poor")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
@@ -73,15 +100,21 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_validate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("validate", help="check a dataset folder and list every problem",
-                       epilog="example: flowvid validate demo_synth")
+    p = sub.add_parser(
+        "validate",
+        help="check a dataset folder and list every problem",
+        epilog="example: flowvid validate demo_synth",
+    )
     p.add_argument("dir", type=Path)
     p.set_defaults(func=_cmd_validate)
 
 
 def _add_overlay(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("overlay", help="draw flow over a video",
-                       epilog="example: flowvid overlay clip.mp4 flow.npy --out overlay.mp4 --style both")
+    p = sub.add_parser(
+        "overlay",
+        help="draw flow over a video",
+        epilog="example: flowvid overlay clip.mp4 flow.npy --out overlay.mp4 --style both",
+    )
     p.add_argument("video", type=Path)
     p.add_argument("flow", type=Path, help="(T-1,H,W,2) flow: .npy, .npz, or a folder of .flo/.png")
     p.add_argument("--out", required=True, type=Path, help=".mp4, .gif, or a folder for PNGs")
@@ -93,7 +126,9 @@ def _add_overlay(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flowvid", description="Learn blood flow from microscope video.")
+    parser = argparse.ArgumentParser(
+        prog="flowvid", description="Learn blood flow from microscope video."
+    )
     parser.add_argument("--version", action="version", version=f"flowvid {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)

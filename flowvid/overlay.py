@@ -50,8 +50,14 @@ def render_frame(
     return out
 
 
-def iter_overlay(video_path: Path, flow: FlowSequence, style: str, um_per_px: float | None,
-                 fps: float | None, max_speed: float | None) -> Iterator[np.ndarray]:
+def iter_overlay(
+    video_path: Path,
+    flow: FlowSequence,
+    style: str,
+    um_per_px: float | None,
+    fps: float | None,
+    max_speed: float | None,
+) -> Iterator[np.ndarray]:
     scale = max_speed or clip_speed_scale(flow)
     label = speed_label(scale, um_per_px, fps)
     with open_video(video_path) as video:
@@ -60,8 +66,13 @@ def iter_overlay(video_path: Path, flow: FlowSequence, style: str, um_per_px: fl
 
 
 def write_overlay(
-    video_path: str | Path, flow_path: str | Path, out: str | Path, style: str = "color",
-    um_per_px: float | None = None, fps: float | None = None, max_speed: float | None = None,
+    video_path: str | Path,
+    flow_path: str | Path,
+    out: str | Path,
+    style: str = "color",
+    um_per_px: float | None = None,
+    fps: float | None = None,
+    max_speed: float | None = None,
     progress: bool = True,
 ) -> Path:
     """Write the overlay of ``flow_path`` on ``video_path`` to .mp4, .gif or a PNG folder."""
@@ -73,10 +84,18 @@ def write_overlay(
         frames, size, rate = video.num_frames, (video.height, video.width), video.fps
     if len(flow) != frames - 1 or flow.shape[1:3] != size:
         raise InputError(
-            f"flow {flow.shape[:3]} does not fit the video ({frames} frames of {size[1]}x{size[0]}): "
-            f"expected ({frames - 1}, {size[0]}, {size[1]}); flow[i] maps frame i to i+1", flow_path)
-    frames_iter = tqdm(iter_overlay(video_path, flow, style, um_per_px, fps or rate, max_speed),
-                       total=len(flow), desc="overlay", unit="frame", disable=not progress)
+            f"flow {flow.shape[:3]} does not fit the video "
+            f"({frames} frames of {size[1]}x{size[0]}): "
+            f"expected ({frames - 1}, {size[0]}, {size[1]}); flow[i] maps frame i to i+1",
+            flow_path,
+        )
+    frames_iter = tqdm(
+        iter_overlay(video_path, flow, style, um_per_px, fps or rate, max_speed),
+        total=len(flow),
+        desc="overlay",
+        unit="frame",
+        disable=not progress,
+    )
     suffix = out.suffix.lower()
     if suffix in (".mp4", ".mov", ".mkv", ".avi"):
         with VideoWriter(out, rate or 25.0) as writer:
@@ -87,17 +106,26 @@ def write_overlay(
     elif suffix == "":
         _write_png_folder(out, frames_iter)
     else:
-        raise InputError(f"--out must end in .mp4, .gif, or name a folder for PNGs, not {suffix!r}", out)
+        raise InputError(
+            f"--out must end in .mp4, .gif, or name a folder for PNGs, not {suffix!r}", out
+        )
     return out
 
 
 def _write_gif(out: Path, frames: Iterator[np.ndarray], fps: float) -> None:
     from PIL import Image
 
+    frames = iter(frames)
     first = Image.fromarray(next(frames))
     with atomic_output(out) as tmp:
-        first.save(tmp, format="GIF", save_all=True, loop=0, duration=int(1000 / fps),
-                   append_images=(Image.fromarray(f) for f in frames))
+        first.save(
+            tmp,
+            format="GIF",
+            save_all=True,
+            loop=0,
+            duration=int(1000 / fps),
+            append_images=(Image.fromarray(f) for f in frames),
+        )
 
 
 def _write_png_folder(out: Path, frames: Iterator[np.ndarray]) -> None:

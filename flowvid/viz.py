@@ -59,7 +59,9 @@ def robust_max_speed(flows: np.ndarray, mask: np.ndarray | None = None, q: float
     return float(np.percentile(values, q)) if values.size and values.max() > 0 else 1.0
 
 
-def blend(frame: np.ndarray, color: np.ndarray, alpha: float, where: np.ndarray | None = None) -> np.ndarray:
+def blend(
+    frame: np.ndarray, color: np.ndarray, alpha: float, where: np.ndarray | None = None
+) -> np.ndarray:
     """Alpha-blend ``color`` over ``frame`` (both uint8 RGB), optionally only ``where``."""
     out = frame.astype(np.float32) * (1 - alpha) + color.astype(np.float32) * alpha
     if where is not None:
@@ -97,4 +99,6 @@ def wheel_legend(size: int) -> np.ndarray:
 def put_text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float = 0.4) -> None:
     """Readable white text with a dark outline, in place."""
     cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.putText(
+        image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA
+    )

@@ -37,7 +37,9 @@ def write_clip(root: Path, name: str, cfg: SynthConfig, seed: np.random.SeedSequ
     shape = (cfg.frames - 1, cfg.size, cfg.size, 2)
     with atomic_output(root / "flow" / f"{name}.npy") as flow_tmp:
         flow = np.lib.format.open_memmap(flow_tmp, mode="w+", dtype=np.float32, shape=shape)
-        with VideoWriter(root / "videos" / f"{name}.mp4", cfg.fps, crf=renderer.params.crf) as video:
+        with VideoWriter(
+            root / "videos" / f"{name}.mp4", cfg.fps, crf=renderer.params.crf
+        ) as video:
             for i in range(cfg.frames):
                 video.write(renderer.frame(i))
                 if i < cfg.frames - 1:
@@ -56,7 +58,12 @@ def _write_mask(root: Path, name: str, renderer: ClipRenderer) -> None:
             Image.fromarray(renderer.mask(0).astype(np.uint8) * 255).save(tmp, format="PNG")
         return
     with atomic_output(root / "masks" / f"{name}.npy") as tmp:
-        masks = np.lib.format.open_memmap(tmp, mode="w+", dtype=bool, shape=(renderer.cfg.frames - 1, renderer.cfg.size, renderer.cfg.size))
+        masks = np.lib.format.open_memmap(
+            tmp,
+            mode="w+",
+            dtype=bool,
+            shape=(renderer.cfg.frames - 1, renderer.cfg.size, renderer.cfg.size),
+        )
         for i in range(len(masks)):
             masks[i] = renderer.mask(i)
         masks.flush()
@@ -93,7 +100,10 @@ def write_corpus(
     start = time.perf_counter()
     meta: dict[str, dict] = {}
     with ProcessPoolExecutor(workers) as pool:
-        jobs = {name: pool.submit(write_clip, out, name, cfg, s) for name, s in zip(names, seeds)}
+        jobs = {
+            name: pool.submit(write_clip, out, name, cfg, s)
+            for name, s in zip(names, seeds, strict=True)
+        }
         for name in tqdm(names, desc="synth", unit="clip", disable=not progress):
             meta[name] = jobs[name].result()
     _write_metadata(out, cfg, seed, names, meta, time.perf_counter() - start)
@@ -101,7 +111,9 @@ def write_corpus(
     return out
 
 
-def _write_metadata(out: Path, cfg: SynthConfig, seed: int, names: list[str], meta: dict, seconds: float) -> None:
+def _write_metadata(
+    out: Path, cfg: SynthConfig, seed: int, names: list[str], meta: dict, seconds: float
+) -> None:
     split = default_split(names)
     doc = {
         "name": "synthetic_vessels",
@@ -109,8 +121,12 @@ def _write_metadata(out: Path, cfg: SynthConfig, seed: int, names: list[str], me
         "um_per_px": cfg.um_per_px,
         "flow_units": "px/frame; flow[i] moves frame i to i+1; u right, v down",
         "notes": "Procedural bright-field vessel microscopy; see data_cards/synthetic_vessels.md.",
-        "generator": {"flowvid": __version__, "seed": seed, "seconds": round(seconds, 1),
-                      "config": json.loads(json.dumps(asdict(cfg)))},
+        "generator": {
+            "flowvid": __version__,
+            "seed": seed,
+            "seconds": round(seconds, 1),
+            "config": json.loads(json.dumps(asdict(cfg))),
+        },
         "split": {s: [n for n in names if split[n] == s] for s in ("train", "val", "test")},
         "clips": {n: {"meta": json.loads(json.dumps(meta[n], default=float))} for n in names},
     }
@@ -134,9 +150,18 @@ def write_preview(out: Path, name: str, cfg: SynthConfig) -> Path:
     mask = read_mask(mask_path, len(flow), cfg.size, cfg.size)
     scale = robust_max_speed(flow[0 : len(flow)], mask)
     rows = []
-    for frame, i in zip(frames, picks):
+    for frame, i in zip(frames, picks, strict=True):
         m = mask[min(i, len(mask) - 1)]
-        rows.append(np.concatenate([frame, flow_to_color(flow[i], scale), np.repeat(m[..., None] * 255, 3, 2).astype(np.uint8)], 1))
+        rows.append(
+            np.concatenate(
+                [
+                    frame,
+                    flow_to_color(flow[i], scale),
+                    np.repeat(m[..., None] * 255, 3, 2).astype(np.uint8),
+                ],
+                1,
+            )
+        )
     with atomic_output(out / "preview.png") as tmp:
         cv2.imwrite(str(tmp), np.concatenate(rows, 0)[..., ::-1])
     return out / "preview.png"

@@ -22,7 +22,7 @@ import yaml
 
 from flowvid.errors import DatasetError, FlowFormatError, InputError, VideoError
 from flowvid.io.flowfile import FlowSequence, open_flow
-from flowvid.io.video import IMAGE_SUFFIXES, TIFF_SUFFIXES, VIDEO_SUFFIXES, open_video
+from flowvid.io.video import TIFF_SUFFIXES, VIDEO_SUFFIXES, open_video
 
 SPLITS = ("train", "val", "test")
 TOP_KEYS = {"name", "fps", "um_per_px", "flow_units", "notes", "split", "clips", "generator"}
@@ -84,7 +84,9 @@ def default_split(names: list[str], seed: int = 0) -> dict[str, str]:
 # ----------------------------------------------------------------------------- layout
 
 
-def _entries(folder: Path, suffixes: tuple[str, ...], dirs: bool) -> tuple[dict[str, list[Path]], list[Path]]:
+def _entries(
+    folder: Path, suffixes: tuple[str, ...], dirs: bool
+) -> tuple[dict[str, list[Path]], list[Path]]:
     """Clip name -> matching files (or sub-folders) in ``folder``; plus what does not match."""
     found: dict[str, list[Path]] = {}
     other: list[Path] = []
@@ -110,11 +112,15 @@ def _read_meta(root: Path, problems: list[Problem]) -> dict:
         problems.append(Problem(path, f"is not valid YAML ({err})", "fix the syntax"))
         return {}
     if not isinstance(meta, dict):
-        problems.append(Problem(path, "must be a mapping of keys to values", "see data_cards/TEMPLATE.md"))
+        problems.append(
+            Problem(path, "must be a mapping of keys to values", "see data_cards/TEMPLATE.md")
+        )
         return {}
     unknown = set(meta) - TOP_KEYS
     if unknown:
-        problems.append(Problem(path, f"unknown keys {sorted(unknown)}", f"use only {sorted(TOP_KEYS)}"))
+        problems.append(
+            Problem(path, f"unknown keys {sorted(unknown)}", f"use only {sorted(TOP_KEYS)}")
+        )
     for key in ("fps", "um_per_px"):
         value = meta.get(key)
         if value is not None and (not isinstance(value, int | float) or value <= 0):
@@ -123,7 +129,9 @@ def _read_meta(root: Path, problems: list[Problem]) -> dict:
     return meta
 
 
-def _split_from_meta(path: Path, meta: dict, names: list[str], problems: list[Problem]) -> dict[str, str]:
+def _split_from_meta(
+    path: Path, meta: dict, names: list[str], problems: list[Problem]
+) -> dict[str, str]:
     given = meta.get("split")
     if not given:
         return default_split(names)
@@ -136,7 +144,9 @@ def _split_from_meta(path: Path, meta: dict, names: list[str], problems: list[Pr
             if clip in split:
                 problems.append(Problem(path, f"clip {clip!r} is in both {split[clip]} and {name}"))
             elif clip not in names:
-                problems.append(Problem(path, f"split lists {clip!r}, which has no video", "remove it"))
+                problems.append(
+                    Problem(path, f"split lists {clip!r}, which has no video", "remove it")
+                )
             split[clip] = name
     missing = [n for n in names if n not in split]
     if missing:
@@ -157,17 +167,25 @@ def scan_dataset(root: str | Path) -> tuple[Dataset, list[Problem]]:
     if not videos:
         problems.append(Problem(root / "videos", "holds no videos", "put <clip>.mp4 files there"))
     for p in stray + stray_flow + stray_mask:
-        problems.append(Problem(p, "is not a file flowvid reads here", "move it out of the dataset"))
+        problems.append(
+            Problem(p, "is not a file flowvid reads here", "move it out of the dataset")
+        )
     for kind, found in (("video", videos), ("flow", flows), ("mask", masks)):
         for name, paths in found.items():
             if len(paths) > 1:
-                problems.append(Problem(paths[0], f"{len(paths)} {kind}s for clip {name!r}", "keep one"))
+                problems.append(
+                    Problem(paths[0], f"{len(paths)} {kind}s for clip {name!r}", "keep one")
+                )
     for name, paths in flows.items():
         if name not in videos:
-            problems.append(Problem(paths[0], "flow without a video", f"add videos/{name}.mp4 or remove it"))
+            problems.append(
+                Problem(paths[0], "flow without a video", f"add videos/{name}.mp4 or remove it")
+            )
     for name, paths in masks.items():
         if name not in videos:
-            problems.append(Problem(paths[0], "mask without a video", f"add videos/{name}.mp4 or remove it"))
+            problems.append(
+                Problem(paths[0], "mask without a video", f"add videos/{name}.mp4 or remove it")
+            )
     split = _split_from_meta(root / "dataset.yaml", meta, sorted(videos), problems)
     per_clip = meta.get("clips") or {}
     clips = []
@@ -176,11 +194,18 @@ def scan_dataset(root: str | Path) -> tuple[Dataset, list[Problem]]:
             problems.append(Problem(videos[name][0], "video without flow", f"add flow/{name}.npy"))
             continue
         extra = per_clip.get(name) or {}
-        clips.append(Clip(
-            name, videos[name][0], flows[name][0], masks.get(name, [None])[0], split.get(name, "train"),
-            extra.get("fps", meta.get("fps")), extra.get("um_per_px", meta.get("um_per_px")),
-            extra.get("meta", {}),
-        ))
+        clips.append(
+            Clip(
+                name,
+                videos[name][0],
+                flows[name][0],
+                masks.get(name, [None])[0],
+                split.get(name, "train"),
+                extra.get("fps", meta.get("fps")),
+                extra.get("um_per_px", meta.get("um_per_px")),
+                extra.get("meta", {}),
+            )
+        )
     data = Dataset(root, clips, meta.get("fps"), meta.get("um_per_px"), meta.get("notes", ""))
     return data, problems
 
@@ -203,12 +228,12 @@ def read_mask(path: Path, pairs: int, height: int, width: int) -> np.ndarray:
             mask = np.load(path, mmap_mode="r", allow_pickle=False)
         except Exception as err:
             raise DatasetError(f"mask cannot be read ({err})", path) from None
-    mask = np.asarray(mask) if mask.ndim == 2 else mask
+    shape = mask.shape
     if mask.ndim == 2:
-        mask = mask[None]
+        mask = np.asarray(mask)[None]
     if mask.ndim != 3 or mask.shape[1:] != (height, width) or mask.shape[0] not in (1, pairs):
         raise DatasetError(
-            f"mask has shape {mask.shape}; expected ({height}, {width}) or ({pairs}, {height}, {width})",
+            f"mask has shape {shape}; expected ({height}, {width}) or ({pairs}, {height}, {width})",
             path,
         )
     return np.asarray(mask, bool) if mask.shape[0] == 1 else mask
@@ -228,7 +253,14 @@ def check_clip(clip: Clip) -> list[Problem]:
         with open_video(clip.video) as video:
             frames, height, width = video.num_frames, video.height, video.width
     except (VideoError, OSError) as err:
-        return [Problem(clip.video, f"cannot be decoded ({err})", "re-encode it, e.g. ffmpeg -i IN -c:v libx264 OUT.mp4")]
+        reason = str(err).removeprefix(f"{clip.video}: ")
+        return [
+            Problem(
+                clip.video,
+                f"cannot be decoded ({reason})",
+                "re-encode it, e.g. ffmpeg -i IN -c:v libx264 OUT.mp4",
+            )
+        ]
     problems = []
     if frames < 2:
         problems.append(Problem(clip.video, f"has {frames} frame(s); flow needs at least 2"))
@@ -238,17 +270,23 @@ def check_clip(clip: Clip) -> list[Problem]:
         return [*problems, Problem(clip.flow, str(err).removeprefix(f"{clip.flow}: "))]
     n, fh, fw = flow.shape[:3]
     if n != frames - 1:
-        fix = ("flow[i] maps frame i to i+1, so T frames have T-1 maps: drop the extra map"
-               if n == frames else f"provide {frames - 1} flow maps")
+        fix = (
+            "flow[i] maps frame i to i+1, so T frames have T-1 maps: drop the extra map"
+            if n == frames
+            else f"provide {frames - 1} flow maps"
+        )
         problems.append(Problem(clip.flow, f"has {n} flow maps for {frames} frames", fix))
     if (fh, fw) != (height, width):
         problems.append(Problem(clip.flow, f"flow is {fw}x{fh} but the video is {width}x{height}"))
     bad = _nonfinite_pairs(flow) if (fh, fw) == (height, width) else []
     if bad:
-        problems.append(Problem(
-            clip.flow, f"non-finite values in {len(bad)} maps (first: {bad[:5]})",
-            "set unknown vectors to 0 and mark them invalid in masks/<clip>.npy",
-        ))
+        problems.append(
+            Problem(
+                clip.flow,
+                f"non-finite values in {len(bad)} maps (first: {bad[:5]})",
+                "set unknown vectors to 0 and mark them invalid in masks/<clip>.npy",
+            )
+        )
     if clip.mask is not None:
         try:
             read_mask(clip.mask, max(frames - 1, 1), height, width)

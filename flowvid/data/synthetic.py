@@ -63,6 +63,7 @@ class SynthConfig:
     quality: str = "mixed"  # "mixed" or one of QUALITY
     exposure: tuple[float, float] = (0.0, 0.4)  # fraction of a frame: motion streaks
     wbc_prob: float = 0.5
+    cell_density: float = 1.0  # scales the number of cells per vessel
 
     def __post_init__(self) -> None:
         if self.quality != "mixed" and self.quality not in QUALITY:
@@ -222,7 +223,9 @@ class ClipRenderer:
             path = self._branch_path(parent, radius)
             child = None if path is None else self._new_vessel(path, radius, j)
             if child is not None:
-                child.speed = np.sign(rng.standard_normal()) * abs(parent.speed) * rng.uniform(0.5, 1)
+                child.speed = (
+                    np.sign(rng.standard_normal()) * abs(parent.speed) * rng.uniform(0.5, 1)
+                )
                 vessels.append(child)
         return vessels
 
@@ -278,20 +281,31 @@ class ClipRenderer:
         b = min(rbc_r, b_max)
         a = rbc_r**2 / b  # squeezed cells elongate along the capillary
         if b >= 0.75 * v.radius:  # single file
-            gaps = 2 * a + rng.exponential(rng.uniform(0.5, 3.0) * a, size=int(length / a) + 2)
+            mean_gap = rng.uniform(0.5, 3.0) * a / self.cfg.cell_density
+            gaps = 2 * a + rng.exponential(mean_gap, size=int(length / a) + 2)
             s0 = v.s_lo + rng.uniform(0, a) + np.cumsum(gaps)
             s0 = s0[s0 < v.s_hi]
             n = rng.normal(0, 0.05 * v.radius, s0.size).clip(-(v.radius - b), v.radius - b)
         else:  # many cells side by side, a thin cell-free layer at the wall
             free = min(rng.uniform(0.5, 2.0) / self.cfg.um_per_px, 0.3 * v.radius)
             half = max(v.radius - b - free, 0.0)
-            count = int(rng.uniform(0.4, 1.2) * 2 * v.radius * length / (np.pi * a * b))  # projected: cells overlap in depth
+            count = int(
+                self.cfg.cell_density
+                * rng.uniform(0.4, 1.2)
+                * 2
+                * v.radius
+                * length
+                / (np.pi * a * b)
+            )  # projected: cells overlap in depth
             s0 = rng.uniform(v.s_lo, v.s_hi, count)
             n = rng.uniform(-half, half, count)
         k = s0.size
         return dict(
-            vessel=np.full(k, i), s0=s0, n=n,
-            a=a * rng.uniform(0.9, 1.1, k), b=b * rng.uniform(0.85, 1.0, k),
+            vessel=np.full(k, i),
+            s0=s0,
+            n=n,
+            a=a * rng.uniform(0.9, 1.1, k),
+            b=b * rng.uniform(0.85, 1.0, k),
             tilt=rng.normal(0, 0.3, k) if b < 0.75 * v.radius else np.zeros(k),
             amp=rng.uniform(0.35, 0.6) * rng.uniform(0.85, 1.15, k),
             pallor=rng.uniform(0.2, 0.6, k),
@@ -304,9 +318,15 @@ class ClipRenderer:
         r = min(wbc_r, 0.9 * v.radius)
         n = rng.choice([-1.0, 1.0], k) * max(v.radius - 1.1 * r, 0.0)  # near the wall: slow
         return dict(
-            vessel=np.full(k, i), s0=rng.uniform(v.s_lo, v.s_hi, k), n=n,
-            a=np.full(k, r), b=np.full(k, r * 0.95), tilt=rng.uniform(0, np.pi, k),
-            amp=np.full(k, rng.uniform(0.12, 0.2)), pallor=np.zeros(k), white=np.ones(k, bool),
+            vessel=np.full(k, i),
+            s0=rng.uniform(v.s_lo, v.s_hi, k),
+            n=n,
+            a=np.full(k, r),
+            b=np.full(k, r * 0.95),
+            tilt=rng.uniform(0, np.pi, k),
+            amp=np.full(k, rng.uniform(0.12, 0.2)),
+            pallor=np.zeros(k),
+            white=np.ones(k, bool),
         )
 
     def cell_positions(self, t: float) -> tuple[np.ndarray, np.ndarray]:
@@ -379,18 +399,26 @@ class ClipRenderer:
             if v.parent is not None:
                 related[i].add(v.parent)
                 related[v.parent].add(i)
-        lumen_sets = [set(co.index[np.abs(co.n) < v.radius].tolist()) for co, v in zip(self.coords, self.vessels)]
+        lumen_sets = [
+            set(co.index[np.abs(co.n) < v.radius].tolist())
+            for co, v in zip(self.coords, self.vessels, strict=True)
+        ]
         plasma = rng.uniform(0.02, 0.08)
         for i in self.order:
             v, co = self.vessels[i], self.coords[i]
             edge = np.abs(co.n) - v.radius  # < 0 inside the lumen
-            ring = (edge >= 0) & ~np.isin(co.index, list(set().union(*(lumen_sets[j] for j in related[i]))))
+            ring = (edge >= 0) & ~np.isin(
+                co.index, list(set().union(*(lumen_sets[j] for j in related[i])))
+            )
             wall = 0.25 * np.exp(-(((edge - v.wall / 2) / (0.5 * v.wall + 0.3)) ** 2))
             halo = -0.06 * np.exp(-(((edge - v.wall - 1.0) / 1.2) ** 2))
             od[co.index[ring]] += ((wall + halo)[ring])[:, None] * GREY
             inside = edge < 0
             base = od[co.index[inside]]
-            od[co.index[inside]] = 0.6 * base + plasma * HB_ABSORPTION * (1 - (co.n[inside] / v.radius) ** 2)[:, None] ** 0.5
+            od[co.index[inside]] = (
+                0.6 * base
+                + plasma * HB_ABSORPTION * (1 - (co.n[inside] / v.radius) ** 2)[:, None] ** 0.5
+            )
         return od.reshape(c, c, 3)
 
     def _make_illumination(self) -> np.ndarray:
@@ -415,7 +443,9 @@ class ClipRenderer:
         if not self.pad:
             return world
         mx, my = self._camera_maps(t)
-        return cv2.remap(world.astype(np.float32), mx, my, interpolation, borderMode=cv2.BORDER_REFLECT)
+        return cv2.remap(
+            world.astype(np.float32), mx, my, interpolation, borderMode=cv2.BORDER_REFLECT
+        )
 
     def frame(self, i: int, cells: bool = True) -> np.ndarray:
         """Frame i as (H, W, 3) uint8 RGB; ``cells=False`` renders the empty vessels."""
@@ -437,7 +467,7 @@ class ClipRenderer:
         """Blood displacement from frame i to i+1 on the world canvas, (canvas, canvas, 2)."""
         c = self.canvas
         flow = np.zeros((c * c, 2))
-        for v, (index, s, n, x0) in zip(self.vessels, self._lumen):
+        for v, (index, s, n, x0) in zip(self.vessels, self._lumen, strict=True):
             ds = (v.travel(i + 1) - v.travel(i)) * v.profile(n)
             flow[index] = v.position(s + ds, n) - x0
         return flow.reshape(c, c, 2)
@@ -447,7 +477,8 @@ class ClipRenderer:
         if not self.pad:
             return self.world_flow(i).astype(np.float32)
         step = (self.drift(i + 1) - self.drift(i)).astype(np.float32)
-        return self._to_camera(self.world_flow(i), i, cv2.INTER_LINEAR) + step
+        flow = self._to_camera(self.world_flow(i), i, cv2.INTER_LINEAR)
+        return np.where(self.mask(i)[..., None], flow, 0.0).astype(np.float32) + step
 
     def mask(self, i: int) -> np.ndarray:
         """Vessel lumen at frame i, (H, W) bool: where the blood flow is defined."""

@@ -54,7 +54,11 @@ class Vessel:
     def travel(self, t: np.ndarray | float) -> np.ndarray:
         """Signed centreline distance travelled from frame 0 to (fractional) frame t, px."""
         w = 2 * np.pi / self.pulse_period
-        pulse = self.pulse_amp / w * (np.cos(self.pulse_phase) - np.cos(w * np.asarray(t) + self.pulse_phase))
+        pulse = (
+            self.pulse_amp
+            / w
+            * (np.cos(self.pulse_phase) - np.cos(w * np.asarray(t) + self.pulse_phase))
+        )
         return self.speed * (np.asarray(t) + pulse)
 
     def profile(self, n: np.ndarray) -> np.ndarray:
@@ -62,7 +66,9 @@ class Vessel:
         return np.clip(1.0 - (n / self.radius) ** 2, 0.0, None)
 
 
-def sample_centreline(points: np.ndarray, extend: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def sample_centreline(
+    points: np.ndarray, extend: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Resample a dense polyline every STEP px of arc length, extended straight at both ends.
 
     Returns (centre (M,2), normal (M,2), s (M,)), with s = 0 at ``points[0]``.

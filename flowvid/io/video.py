@@ -353,16 +353,14 @@ class TiffReader(VideoReader):
         self.fps = None
         self._scale = 1.0
         if np.dtype(dtype).kind in "ui" and np.dtype(dtype).itemsize > 1:
-            self._scale = 255.0 / _bit_depth_max(self._pages([0])[0])
-        self._memmap = None
+            probe = sorted({0, self.num_frames // 2, self.num_frames - 1})
+            self._scale = 255.0 / _bit_depth_max(self._pages(probe))
 
     def _pages(self, indices: Sequence[int]) -> np.ndarray:
         import tifffile
 
-        if self._memmap is None:
-            data = tifffile.imread(self.path, key=list(indices), maxworkers=1)
-            return data if len(indices) > 1 else data[None]
-        return self._memmap[list(indices)]
+        data = tifffile.imread(self.path, key=list(indices), maxworkers=1)
+        return data if len(indices) > 1 else data[None]
 
     def read(self, indices: Sequence[int]) -> np.ndarray:
         wanted = self._check_indices(indices)
@@ -371,7 +369,7 @@ class TiffReader(VideoReader):
 
 
 def _bit_depth_max(frame: np.ndarray) -> float:
-    """Full-scale value of a >8-bit frame: the smallest of 10/12/14/16 bits that fits."""
+    """Full-scale value of >8-bit data: the smallest of 10/12/14/16 bits that holds its peak."""
     peak = int(frame.max())
     for bits in (10, 12, 14, 16):
         if peak < 2**bits:
@@ -408,7 +406,9 @@ class FrameFolderReader(VideoReader):
         frames = [self._load(self.files[i]) for i in self._check_indices(indices)]
         for f, frame in zip(indices, frames, strict=True):
             if frame.shape[:2] != (self.height, self.width):
-                raise VideoError(f"frame size {frame.shape[:2]} differs from the first", self.files[f])
+                raise VideoError(
+                    f"frame size {frame.shape[:2]} differs from the first", self.files[f]
+                )
         return np.stack(frames)
 
 
@@ -494,7 +494,10 @@ class VideoWriter:
         if frame.shape[:2] != self._size:
             raise VideoError(f"frame size {frame.shape[:2]} differs from {self._size}", self.path)
         if (self._stream.height, self._stream.width) != frame.shape[:2]:
-            pad = ((0, self._stream.height - frame.shape[0]), (0, self._stream.width - frame.shape[1]))
+            pad = (
+                (0, self._stream.height - frame.shape[0]),
+                (0, self._stream.width - frame.shape[1]),
+            )
             frame = np.pad(frame, (*pad, (0, 0)), mode="edge")
         vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
         vf.pts = self._count
@@ -535,7 +538,9 @@ class VideoWriter:
             self.abort()
 
 
-def write_video(path: str | Path, frames: Sequence[np.ndarray] | np.ndarray, fps: float, crf: int = 18) -> Path:
+def write_video(
+    path: str | Path, frames: Sequence[np.ndarray] | np.ndarray, fps: float, crf: int = 18
+) -> Path:
     """Write a whole clip of uint8 RGB frames; see :class:`VideoWriter`."""
     with VideoWriter(path, fps, crf=crf) as writer:
         for frame in frames:

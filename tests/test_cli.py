@@ -1,0 +1,146 @@
+"""The command line end to end: exit 0 on success, 2 with one clear message on bad input."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from flowvid.cli import main
+from flowvid.io.flowfile import read_flow
+from flowvid.io.video import open_video
+
+
+def test_synth_validate_overlay_end_to_end(tmp_path, capsys):
+    data = tmp_path / "demo_synth"
+    assert (
+        main(
+            [
+                "synth",
+                "--out",
+                str(data),
+                "--videos",
+                "3",
+                "--frames",
+                "12",
+                "--size",
+                "96",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
+    for name in ("vessel_000", "vessel_001", "vessel_002"):
+        with open_video(data / "videos" / f"{name}.mp4") as v:
+            assert (v.num_frames, v.height, v.width) == (12, 96, 96)
+        assert read_flow(data / "flow" / f"{name}.npy").shape == (11, 96, 96, 2)
+    assert main(["validate", str(data)]) == 0
+    assert "OK, 3 clips" in capsys.readouterr().out
+    out = tmp_path / "overlay.mp4"
+    args = [
+        "overlay",
+        str(data / "videos/vessel_000.mp4"),
+        str(data / "flow/vessel_000.npy"),
+        "--out",
+        str(out),
+        "--style",
+        "both",
+        "--um-per-px",
+        "0.8",
+    ]
+    assert main(args) == 0
+    with open_video(out) as v:
+        assert v.num_frames == 11 and (v.height, v.width) == (96, 96)
+    gif = tmp_path / "overlay.gif"
+    assert main(args[:3] + ["--out", str(gif)]) == 0 and gif.stat().st_size > 0
+
+
+def test_overlay_colours_only_moving_pixels(tmp_path):
+    """Still on the left, moving right on the right: only the right half is tinted."""
+    from flowvid.io.flowfile import write_flow
+    from flowvid.io.video import write_video
+
+    frames = np.full((4, 96, 96, 3), 128, np.uint8)
+    flow = np.zeros((3, 96, 96, 2), np.float32)
+    flow[:, :, 48:, 0] = 2.0
+    write_video(tmp_path / "c.mp4", frames, fps=10)
+    write_flow(tmp_path / "f.npy", flow)
+    assert (
+        main(
+            [
+                "overlay",
+                str(tmp_path / "c.mp4"),
+                str(tmp_path / "f.npy"),
+                "--out",
+                str(tmp_path / "png"),
+            ]
+        )
+        == 0
+    )
+    first = np.asarray(
+        __import__("PIL.Image", fromlist=["Image"]).open(tmp_path / "png" / "000000.png")
+    )
+    left, right = first[40:, :44].astype(int), first[40:, 52:].astype(int)  # below the legend
+    assert np.abs(left - 128).max() <= 3  # untouched grey
+    assert right[..., 0].mean() > right[..., 2].mean() + 40  # u > 0 is red on the Middlebury wheel
+
+
+def test_validate_bad_dataset_exits_2(tmp_path, capsys):
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "a.mp4").write_bytes(b"junk")
+    assert main(["validate", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "a.mp4: video without flow" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["validate", "/nonexistent/data"], "no such dataset folder"),
+        (
+            ["overlay", "/nonexistent.mp4", "/nonexistent.npy", "--out", "o.mp4"],
+            "no such flow file",
+        ),
+        (["synth", "--out", "x", "--videos", "0"], "at least 1"),
+        (["synth", "--out", "x", "--quality", "superb"], "quality must be"),
+    ],
+)
+def test_bad_input_exit_2_with_message(tmp_path, monkeypatch, capsys, argv, fragment):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "Traceback" not in err
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_overlay_flow_that_does_not_fit_the_video(tmp_path, capsys):
+    from flowvid.io.flowfile import write_flow
+    from flowvid.io.video import write_video
+
+    write_video(tmp_path / "c.mp4", np.zeros((5, 16, 16, 3), np.uint8), fps=10)
+    write_flow(tmp_path / "f.npy", np.zeros((5, 16, 16, 2), np.float32))  # T maps instead of T-1
+    assert (
+        main(
+            [
+                "overlay",
+                str(tmp_path / "c.mp4"),
+                str(tmp_path / "f.npy"),
+                "--out",
+                str(tmp_path / "o.mp4"),
+            ]
+        )
+        == 2
+    )
+    assert "expected (4, 16, 16)" in capsys.readouterr().err
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_console_script_help():
+    result = subprocess.run(
+        [sys.executable, "-m", "flowvid.cli", "synth", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0 and "example: flowvid synth" in result.stdout

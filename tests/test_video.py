@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from flowvid.errors import VideoError
+from flowvid.io import video as video_mod
+from flowvid.io.video import VideoWriter, open_video, video_index, write_video
+
+
+def test_round_trip_count_fps_and_content(tmp_path, ramp_frames):
+    path = write_video(tmp_path / "a.mp4", ramp_frames, fps=37.0)
+    with open_video(path) as v:
+        assert (v.num_frames, v.height, v.width) == (20, 48, 64)
+        assert v.fps == pytest.approx(37.0, rel=1e-3)
+        got = v.read(range(20))
+    assert np.abs(got.astype(int) - ramp_frames).mean() < 2.0
+    assert np.abs(got[..., 0].astype(int) - ramp_frames[..., 0]).max() <= 6  # R channel stays R
+
+
+def test_random_access_equals_streaming(tmp_path, ramp_frames):
+    path = write_video(tmp_path / "a.mp4", ramp_frames, fps=25)
+    with open_video(path) as v:
+        stream = np.stack(list(v.iter_frames()))
+        picks = [17, 3, 3, 0, 19, 8]
+        np.testing.assert_array_equal(v.read(picks), stream[picks])
+        np.testing.assert_array_equal(np.stack(list(v.iter_frames(5, 9))), stream[5:9])
+
+
+def test_odd_size_keeps_its_exact_size(tmp_path, ramp_frames):
+    path = write_video(tmp_path / "odd.mp4", ramp_frames[:5, :47, :63], fps=10)
+    with open_video(path) as v:
+        assert (v.height, v.width) == (47, 63)
+        assert v.read([4]).shape == (1, 47, 63, 3)
+
+
+def test_index_is_built_once_and_cached(tmp_path, ramp_frames, monkeypatch):
+    path = write_video(tmp_path / "a.mp4", ramp_frames[:6], fps=10)
+    video_index(path)
+    monkeypatch.setattr(video_mod, "_scan", lambda p: pytest.fail("index was rebuilt"))
+    assert video_index(path).num_frames == 6
+
+
+def test_decord_agrees_or_is_not_used(tmp_path, ramp_frames, monkeypatch):
+    path = write_video(tmp_path / "a.mp4", ramp_frames, fps=25)
+    reader = open_video(path, backend="auto")
+    ref = open_video(path)
+    if video_mod.decord_available():
+        assert type(reader).__name__ == "DecordReader"
+    np.testing.assert_allclose(reader.read([0, 10, 19]), ref.read([0, 10, 19]), atol=3)
+    path2 = write_video(tmp_path / "b.mp4", ramp_frames, fps=25)
+    monkeypatch.setattr(video_mod, "_decord_agrees", lambda *a: False)
+    assert type(open_video(path2, backend="auto")).__name__ == "PyAVReader"
+
+
+def test_tiff_stack_grayscale_16bit(tmp_path):
+    stack = (np.arange(4)[:, None, None] * 1000 + np.zeros((4, 9, 7))).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "s.tif", stack, photometric="minisblack")
+    with open_video(tmp_path / "s.tif") as v:
+        frames = v.read([0, 3])
+    assert frames.shape == (2, 9, 7, 3) and frames.dtype == np.uint8
+    assert frames[1, 0, 0, 0] == round(3000 * 255 / 4095)  # 12-bit data scaled to 8 bits
+    assert (frames[..., 0] == frames[..., 2]).all()
+
+
+def test_frame_folder_natural_order(tmp_path):
+    for i in (1, 2, 10):
+        Image.fromarray(np.full((5, 6), i * 20, np.uint8)).save(tmp_path / f"frame{i}.png")
+    with open_video(tmp_path) as v:
+        assert v.num_frames == 3
+        assert v.read([0, 1, 2])[:, 0, 0, 0].tolist() == [20, 40, 200]
+
+
+def test_not_a_video(tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"this is not a video" * 10)
+    with pytest.raises(VideoError, match="bad.mp4"):
+        open_video(bad)
+    with pytest.raises(VideoError, match="no such"):
+        open_video(tmp_path / "missing.mp4")
+
+
+def test_truncated_video_is_an_error_or_shorter(tmp_path, ramp_frames):
+    path = write_video(tmp_path / "a.mp4", ramp_frames, fps=25)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 3])
+    try:
+        with open_video(cut) as v:
+            assert v.num_frames < 20
+    except VideoError as err:
+        assert "cut.mp4" in str(err)
+
+
+def test_writer_leaves_nothing_on_failure(tmp_path, ramp_frames):
+    with pytest.raises(RuntimeError), VideoWriter(tmp_path / "x.mp4", fps=10) as w:
+        w.write(ramp_frames[0])
+        raise RuntimeError("stop")
+    assert list(tmp_path.iterdir()) == []
