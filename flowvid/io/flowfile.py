@@ -253,7 +253,8 @@ def _write_kitti(path: Path, flow: np.ndarray, valid: np.ndarray | None) -> None
 _PAIR_READERS = {".flo": _read_flo, ".png": _read_kitti}
 
 
-def _natural_key(path: Path) -> list[object]:
+def natural_key(path: Path) -> list[object]:
+    """Sort key that puts frame2 before frame10."""
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
 
 
@@ -271,7 +272,7 @@ def _open_folder(path: Path) -> FlowSequence:
         raise FlowFormatError(f"folder holds no flow files ({', '.join(PAIR_SUFFIXES)})", path)
     if len(suffixes) > 1:
         raise FlowFormatError(f"folder mixes flow formats {sorted(suffixes)}; keep one", path)
-    files.sort(key=_natural_key)
+    files.sort(key=natural_key)
     suffix = suffixes.pop()
     read = _PAIR_READERS.get(suffix, _read_pair_npy)
     if suffix == ".flo":

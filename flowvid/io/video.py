@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -35,6 +34,7 @@ import numpy as np
 
 from flowvid.errors import VideoError
 from flowvid.io.atomic import atomic_output
+from flowvid.io.flowfile import natural_key
 
 log = logging.getLogger(__name__)
 
@@ -385,7 +385,7 @@ class FrameFolderReader(VideoReader):
         files = [p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
         if not files:
             raise VideoError(f"folder holds no frames ({', '.join(IMAGE_SUFFIXES)})", path)
-        self.files = sorted(files, key=_natural_key)
+        self.files = sorted(files, key=natural_key)
         first = self._load(self.files[0])
         self.num_frames = len(self.files)
         self.height, self.width = first.shape[:2]
@@ -410,10 +410,6 @@ class FrameFolderReader(VideoReader):
                     f"frame size {frame.shape[:2]} differs from the first", self.files[f]
                 )
         return np.stack(frames)
-
-
-def _natural_key(path: Path) -> list[object]:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
 
 
 def open_video(path: str | Path, backend: str = "pyav") -> VideoReader:
