@@ -70,6 +70,42 @@ def _cmd_overlay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from flowvid.config import load_config
+    from flowvid.training.module import TrainingDiverged
+    from flowvid.training.train import train
+
+    overrides = list(args.set)
+    for key, value in (("data.root", args.data), ("train.run_dir", args.run_dir),
+                       ("train.init_from", args.init_from), ("train.resume", args.resume)):
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    cfg = load_config(args.config, overrides)
+    try:
+        run_dir = train(cfg)
+    except TrainingDiverged as err:
+        print(f"flowvid train: {err}", file=sys.stderr)
+        return 1
+    print(f"trained: {run_dir} (model: {run_dir / 'model.pt'}, logs: {run_dir / 'logs'})")
+    return 0
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train a model (Lightning; GPU when there is one)",
+        epilog="example: flowvid train --config configs/flow_lite0.yaml --set train.max_steps=5000",
+    )
+    p.add_argument("--config", type=Path, default=None, help="YAML config (default: built-in defaults)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key, e.g. --set data.batch_size=4 (repeatable)")
+    p.add_argument("--data", default=None, help="dataset folder (data.root)")
+    p.add_argument("--run-dir", default=None, help="where logs and checkpoints go (train.run_dir)")
+    p.add_argument("--init-from", default=None, help="start from a flowvid checkpoint's weights")
+    p.add_argument("--resume", nargs="?", const="last", default=None,
+                   help="resume an interrupted run (default: its last.ckpt)")
+    p.set_defaults(func=_cmd_train)
+
+
 def _add_synth(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "synth",
@@ -132,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"flowvid {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_synth, _add_validate, _add_overlay):
+    for add in (_add_synth, _add_validate, _add_train, _add_overlay):
         add(sub)
     return parser
 

@@ -1,0 +1,88 @@
+"""flowvid checkpoints: weights plus the keyword arguments that rebuild the model.
+
+Plain types and tensors only, so they load with ``torch.load(weights_only=True)``.
+Lightning's training checkpoints (``*.ckpt``) are read too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from flowvid import __version__
+from flowvid.errors import InputError
+from flowvid.io.atomic import atomic_output
+from flowvid.models import FlowVid, create_model
+
+FORMAT = "flowvid-checkpoint-1"
+
+
+def save_checkpoint(path: str | Path, model: FlowVid, kwargs: dict[str, Any], config: dict[str, Any]) -> Path:
+    """Write weights, constructor arguments and the resolved config, atomically."""
+    payload = {
+        "format": FORMAT, "flowvid_version": __version__, "model_kwargs": kwargs,
+        "config": config, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    with atomic_output(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a flowvid or Lightning checkpoint as {model_kwargs, config, state_dict}."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("no such checkpoint", path)
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # damaged file, pickle with objects, not a torch file
+        raise InputError(f"is not a readable checkpoint ({type(err).__name__}: {err})"[:400], path) from None
+    if isinstance(raw, dict) and raw.get("format") == FORMAT:
+        return raw
+    if isinstance(raw, dict) and "state_dict" in raw and "hyper_parameters" in raw:
+        from flowvid.config import config_from_dict, model_kwargs
+
+        config = raw["hyper_parameters"]["config"]
+        state = {k.removeprefix("model."): v for k, v in raw["state_dict"].items() if k.startswith("model.")}
+        return {"model_kwargs": model_kwargs(config_from_dict(config)), "config": config, "state_dict": state}
+    raise InputError("is not a flowvid checkpoint (no model_kwargs/state_dict)", path)
+
+
+def load_weights(model: FlowVid, state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Load ``state`` into ``model``; a mismatch names what differs instead of a wall of keys."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [k for k in own.keys() & state.keys() if own[k].shape != state[k].shape]
+    if missing or unexpected or wrong:
+        raise InputError(
+            f"checkpoint does not fit this model architecture: {len(missing)} missing, "
+            f"{len(unexpected)} unexpected, {len(wrong)} wrongly shaped tensors "
+            f"(e.g. {(missing + unexpected + wrong)[:3]}); use the config it was trained with",
+            path,
+        )
+    model.load_state_dict(state)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[FlowVid, dict[str, Any]]:
+    """Rebuild a model from a checkpoint (no ImageNet download: the weights are inside)."""
+    ckpt = read_checkpoint(path)
+    kwargs = dict(ckpt["model_kwargs"], pretrained="none", weights=None)
+    try:
+        model = create_model(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise InputError(f"checkpoint asks for a model this flowvid cannot build ({err})", path) from None
+    load_weights(model, ckpt["state_dict"], path)
+    return model.to(device).eval(), ckpt
+
+
+def file_hash(path: str | Path) -> str:
+    """sha256 of a file, for provenance in prediction sidecars."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,207 @@
+"""The typed configuration schema: every default lives here, once.
+
+YAML files in ``configs/`` override some keys; ``--set section.key=value`` overrides one
+more. Unknown keys and wrong types are errors that name the key. The resolved config is
+a plain dict (saved with each run and inside checkpoints, so they load with
+``torch.load(weights_only=True)``). Modules never see this object: :func:`model_kwargs`
+and friends turn it into keyword arguments at the edge.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flowvid.errors import InputError
+
+
+@dataclass
+class DataConfig:
+    root: str = "data/synth"  # dataset folder (DESIGN.md layout)
+    synthesize: bool = True  # generate the synthetic corpus at root when it is missing
+    synth_videos: int = 50
+    synth_frames: int = 120
+    synth_size: int = 256
+    synth_seed: int = 0
+    clip_len: int = 8  # frames per training clip (T)
+    frame_stride: int = 1  # take every k-th frame (flows are composed)
+    crop: int = 192  # random square crop for training, px (0: full frame)
+    batch_size: int = 8
+    workers: int = 4
+    samples_per_epoch: int = 2000
+    val_windows: int = 4  # evenly spaced clips per validation video
+    val_crop: int = 0  # centre crop for validation, px (0: full frame)
+
+
+@dataclass
+class ModelConfig:
+    task: str = "flow"  # flow | frames
+    encoder: str = "tf_efficientnet_lite0"
+    pretrained: str = "imagenet"  # imagenet | none
+    weights: str | None = None  # local ImageNet weights file for other encoders
+    freeze: str | int = "none"  # none | all | number of stages
+    freeze_bn: bool = False
+    core: str = "gru"  # gru | lstm
+    hidden: int = 64
+    context: int = 64
+    corr_radius: int = 3  # stride-4 correlation: +-12 px
+    coarse_corr_radius: int = 4  # stride-8 correlation: +-32 px
+    decoder_widths: list[int] = field(default_factory=lambda: [64, 32, 16])
+
+
+@dataclass
+class AugmentConfig:
+    hflip: float = 0.5
+    vflip: float = 0.5
+    rot90: float = 0.5
+    rotate_deg: float = 15.0
+    scale: list[float] = field(default_factory=lambda: [0.8, 1.25])
+    affine_prob: float = 0.5
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue: float = 0.02
+    noise_std: float = 0.02
+    blur_prob: float = 0.2
+    clahe_prob: float = 0.0
+
+
+@dataclass
+class LossConfig:
+    inside_weight: float = 1.0  # mean robust EPE inside the vessel mask ...
+    outside_weight: float = 1.0  # ... plus this times the mean outside
+    charbonnier_eps: float = 0.01
+    charbonnier_power: float = 0.5
+    ssim_weight: float = 0.2  # frames task: L1 + ssim_weight * (1 - SSIM)
+
+
+@dataclass
+class TrainConfig:
+    run_dir: str = "runs/flow_lite0"
+    max_steps: int = 20000
+    lr: float = 4e-4
+    encoder_lr_factor: float = 0.5  # encoder learning rate = lr * factor
+    weight_decay: float = 1e-4
+    warmup_steps: int = 500
+    grad_clip: float = 1.0
+    precision: str = "auto"  # auto: bf16-mixed on CUDA, 32-true on CPU
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    strategy: str = "auto"  # e.g. ddp
+    val_every_steps: int = 500
+    log_every_steps: int = 20
+    seed: int = 0
+    init_from: str | None = None  # flowvid checkpoint to start from (two-stage recipe)
+    resume: str | None = None  # Lightning checkpoint to resume (or "last")
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check_type(key: str, value: Any, hint: Any) -> Any:
+    """Coerce ``value`` to the field type ``hint`` or raise a clear error."""
+    origin = typing.get_origin(hint)
+    options = typing.get_args(hint) if origin in (typing.Union, types.UnionType) else (hint,)
+    for option in options:
+        if option is Any or (option is type(None) and value is None):
+            return value
+        base = typing.get_origin(option) or option
+        if base is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if base is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if base in (str, bool, list) and isinstance(value, base):
+            return value
+    raise InputError(f"config key {key!r} must be {hint}, not {value!r}")
+
+
+def _merge(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in updates.items():
+        full = prefix + key
+        if key not in names:
+            raise InputError(f"unknown config key {full!r}; valid keys here: {sorted(names)}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise InputError(f"config key {full!r} must be a mapping")
+            _merge(current, value, full + ".")
+        else:
+            setattr(obj, key, _check_type(full, value, hints[key]))
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """'train.lr=1e-3' -> {'train': {'lr': 0.001}} (the value is read as YAML)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise InputError(f"--set takes key=value, not {text!r}")
+    value = yaml.safe_load(raw) if raw else None
+    if isinstance(value, str) and value.lower() == "none":
+        value = None
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults, then the YAML file, then each ``key=value`` override, checked against the schema."""
+    cfg = Config()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError("no such config file", path)
+        try:
+            doc = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise InputError(f"is not valid YAML ({err})", path) from None
+        if not isinstance(doc, dict):
+            raise InputError("a config file must be a mapping of sections", path)
+        _merge(cfg, doc)
+    for text in overrides:
+        _merge(cfg, parse_override(text))
+    validate(cfg)
+    return cfg
+
+
+def config_from_dict(doc: dict[str, Any]) -> Config:
+    cfg = Config()
+    _merge(cfg, doc)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    if cfg.model.task not in ("flow", "frames"):
+        raise InputError(f"model.task must be 'flow' or 'frames', not {cfg.model.task!r}")
+    if cfg.data.clip_len < 2:
+        raise InputError("data.clip_len must be at least 2")
+    if cfg.data.frame_stride < 1:
+        raise InputError("data.frame_stride must be at least 1")
+    if len(cfg.model.decoder_widths) != 3:
+        raise InputError("model.decoder_widths must list 3 widths")
+
+
+def model_kwargs(cfg: Config) -> dict[str, Any]:
+    """Keyword arguments of :func:`flowvid.models.create_model` (stored in checkpoints)."""
+    m = cfg.model
+    return dict(
+        encoder=m.encoder, pretrained=m.pretrained, weights=m.weights, freeze=m.freeze,
+        freeze_bn=m.freeze_bn, core=m.core, head=m.task, hidden=m.hidden, context=m.context,
+        corr_radius=m.corr_radius, coarse_corr_radius=m.coarse_corr_radius,
+        decoder_widths=list(m.decoder_widths),
+    )

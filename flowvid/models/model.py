@@ -1,0 +1,154 @@
+"""FlowVid: encoder -> motion cues -> recurrent core at stride 4 -> U-Net decoder -> head.
+
+``create_model(...)`` is the one front door: it resolves the names of the encoder (timm),
+the core (:data:`~flowvid.models.temporal.CORES`) and the head
+(:data:`~flowvid.models.heads.HEADS`), and its keyword arguments are exactly what a
+checkpoint stores to rebuild the model.
+
+Streaming: ``state = model.init_state()``, then ``out, state = model.step(chunk, state)``
+chunk after chunk of a video of any length, in constant memory; ``forward(clip)`` is one
+``step`` from a fresh state and gives the same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from flowvid.errors import InputError
+from flowvid.models.decoder import FeaturePyramid, UNetDecoder
+from flowvid.models.encoder import Encoder
+from flowvid.models.heads import HEADS
+from flowvid.models.temporal import CORES, local_correlation
+
+
+@dataclass
+class StreamState:
+    """What the model carries from one chunk to the next."""
+
+    core: tuple[torch.Tensor, ...] | None = None  # recurrent state at stride 4
+    prev: dict[str, torch.Tensor | None] = field(default_factory=dict)  # last frame's features
+    size: tuple[int, int] | None = None  # (H, W) of the video
+
+
+class FlowVid(nn.Module):
+    def __init__(
+        self,
+        encoder: Encoder,
+        core: str,
+        head: str,
+        hidden: int,
+        context: int,
+        corr_radius: int,
+        coarse_corr_radius: int,
+        decoder_widths: tuple[int, int, int],
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.pyramid = FeaturePyramid(encoder.channels, encoder.reductions, context)
+        self.corr_radius, self.coarse_corr_radius = corr_radius, coarse_corr_radius
+        cues = 2 * context + (2 * corr_radius + 1) ** 2 + (2 * coarse_corr_radius + 1) ** 2
+        self.motion = nn.Sequential(nn.Conv2d(cues, context, 3, padding=1), nn.GELU())
+        self.core = CORES[core](context, hidden)
+        skip = encoder.channels[encoder.reductions.index(2)] if 2 in encoder.reductions else None
+        self.decoder = UNetDecoder(hidden, skip, decoder_widths)
+        self.head = HEADS[head](self.decoder.out_dim)
+        self.multiple = max(encoder.reductions)
+
+    # ------------------------------------------------------------------ streaming
+
+    def init_state(self) -> StreamState:
+        return StreamState()
+
+    def _features(self, frames: torch.Tensor) -> dict[str, torch.Tensor | None]:
+        """frames (N, 3, H, W) padded -> per-frame features used by the core and decoder."""
+        feats = self.encoder(frames)
+        g4, g8 = self.pyramid(feats)
+        skip = feats[self.encoder.reductions.index(2)] if 2 in self.encoder.reductions else None
+        return {"g4": g4, "g8": g8, "skip": skip, "rgb": frames,
+                "n4": F.normalize(g4, dim=1), "n8": F.normalize(g8, dim=1)}
+
+    def _cues(self, prev: dict, cur: dict) -> torch.Tensor:
+        """Motion cues from frame t-1 to t at stride 4: features, difference, correlations."""
+        corr4 = local_correlation(prev["n4"], cur["n4"], self.corr_radius)
+        corr8 = local_correlation(prev["n8"], cur["n8"], self.coarse_corr_radius)
+        corr8 = F.interpolate(corr8, size=corr4.shape[-2:], mode="bilinear", align_corners=False)
+        return self.motion(torch.cat([prev["g4"], cur["g4"] - prev["g4"], corr4, corr8], 1))
+
+    def step(self, frames: torch.Tensor, state: StreamState) -> tuple[torch.Tensor, StreamState]:
+        """Consume a chunk (B, N, 3, H, W) in [0, 1]; return this chunk's outputs and the state.
+
+        Flow head: one (2, H, W) map per frame that has a predecessor (N, or N-1 for the
+        first chunk), flow from frame t-1 to t. Frames head: one (3, H, W) prediction of
+        frame t+1 per frame t (N). Output: (B, N_out, C, H, W).
+        """
+        b, n, _, h, w = frames.shape
+        if state.size is not None and state.size != (h, w):
+            raise ValueError(f"frame size changed from {state.size} to {(h, w)} mid-stream")
+        ph, pw = -h % self.multiple, -w % self.multiple
+        flat = F.pad(rearrange(frames, "b n c h w -> (b n) c h w"), (0, pw, 0, ph), mode="replicate")
+        feats = {k: None if v is None else rearrange(v, "(b n) ... -> b n ...", b=b)
+                 for k, v in self._features(flat).items()}
+        core, prev = state.core, state.prev
+        states, anchors = [], []
+        for t in range(n):
+            cur = {k: None if v is None else v[:, t] for k, v in feats.items()}
+            first = not prev
+            x = self._cues(cur if first else prev, cur)
+            hidden, core = self.core(x, self.core.init_state(x) if core is None else core)
+            if not (first and self.head.anchor == "previous"):
+                states.append(hidden)
+                anchors.append(cur if self.head.anchor == "current" or first else prev)
+            prev = cur
+        new_state = StreamState(core, {k: v for k, v in prev.items()}, (h, w))
+        if not states:
+            return frames.new_zeros(b, 0, self.head.out_channels, h, w), new_state
+        out = self._decode(torch.stack(states, 1), anchors)
+        return out[..., :h, :w], new_state
+
+    def _decode(self, states: torch.Tensor, anchors: list[dict]) -> torch.Tensor:
+        """states (B, M, S, h, w) and each output's anchor frame -> (B, M, C, H, W)."""
+        b = states.shape[0]
+
+        def stack(key: str) -> torch.Tensor | None:
+            if anchors[0][key] is None:
+                return None
+            return rearrange(torch.stack([a[key] for a in anchors], 1), "b m ... -> (b m) ...")
+
+        rgb = stack("rgb")
+        x = self.decoder(rearrange(states, "b m ... -> (b m) ..."), stack("skip"), rgb)
+        return rearrange(self.head(x, rgb), "(b m) ... -> b m ...", b=b)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """A whole clip (B, T, 3, H, W) in [0, 1] -> (B, T-1, C, H, W).
+
+        Flow: flow[:, i] moves frame i to i+1. Frames: out[:, i] predicts frame i+1.
+        """
+        out, _ = self.step(frames, self.init_state())
+        return out if self.head.anchor == "previous" else out[:, :-1]
+
+
+def create_model(
+    encoder: str = "tf_efficientnet_lite0",
+    pretrained: str = "imagenet",
+    weights: str | None = None,
+    freeze: str | int = "none",
+    freeze_bn: bool = False,
+    core: str = "gru",
+    head: str = "flow",
+    hidden: int = 64,
+    context: int = 64,
+    corr_radius: int = 3,
+    coarse_corr_radius: int = 4,
+    decoder_widths: tuple[int, int, int] | list[int] = (64, 32, 16),
+) -> FlowVid:
+    """Build a FlowVid model by name; unknown names raise an error listing the valid ones."""
+    for kind, name, registry in (("core", core, CORES), ("head", head, HEADS)):
+        if name not in registry:
+            raise InputError(f"unknown {kind} {name!r}; choose one of {sorted(registry)}")
+    enc = Encoder(encoder, pretrained=pretrained, weights=weights, freeze=freeze, freeze_bn=freeze_bn)
+    return FlowVid(enc, core, head, hidden, context, corr_radius, coarse_corr_radius, tuple(decoder_widths))

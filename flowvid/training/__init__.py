@@ -1,0 +1,1 @@
+"""Training: LightningModule, losses, metrics, and the train() entry point."""

@@ -1,0 +1,39 @@
+"""Losses. Flow is sparse (blood moves only in vessels), so the flow loss weighs the mean
+inside the vessel mask and the mean outside it separately: a plain mean over all pixels
+lets "nothing moves" win.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from kornia.losses import ssim_loss
+
+
+def masked_mean(x: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """Mean of x over ``where`` (0 when empty, keeping the graph)."""
+    where = where.to(x.dtype)
+    return (x * where).sum() / where.sum().clamp(min=1.0)
+
+
+def robust_epe(pred: torch.Tensor, target: torch.Tensor, eps: float, power: float) -> torch.Tensor:
+    """Generalised Charbonnier of the end-point error: (|pred - target|^2 + eps^2)^power.
+
+    pred, target: (..., 2, H, W) -> (..., H, W).
+    """
+    return ((pred - target).pow(2).sum(-3) + eps**2).pow(power)
+
+
+def balanced_flow_loss(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor,
+    inside_weight: float = 1.0, outside_weight: float = 1.0, eps: float = 0.01, power: float = 0.5,
+) -> torch.Tensor:
+    """inside_weight * mean robust EPE in the vessel + outside_weight * mean outside (valid only)."""
+    err = robust_epe(pred, target, eps, power)
+    return inside_weight * masked_mean(err, mask & valid) + outside_weight * masked_mean(err, ~mask & valid)
+
+
+def frames_loss(pred: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.2) -> torch.Tensor:
+    """L1 + ssim_weight * (1 - SSIM) for (B, T, 3, H, W) in [0, 1] (kornia gives (1 - SSIM) / 2)."""
+    flat_p, flat_t = pred.flatten(0, 1), target.flatten(0, 1)
+    return F.l1_loss(flat_p, flat_t) + ssim_weight * 2 * ssim_loss(flat_p, flat_t, window_size=7)

@@ -1,0 +1,96 @@
+"""``train(cfg)``: the whole training run, from a resolved config to a run folder."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+import lightning as L
+import torch
+import yaml
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from flowvid.checkpoint import load_weights, read_checkpoint, save_checkpoint
+from flowvid.config import Config, model_kwargs
+from flowvid.data.datamodule import ClipDataModule, ensure_dataset
+from flowvid.errors import InputError
+from flowvid.io.atomic import atomic_output
+from flowvid.training.module import FlowVidModule, TrainingDiverged
+
+log = logging.getLogger(__name__)
+
+
+def resolve_precision(cfg: Config) -> str:
+    if cfg.train.precision != "auto":
+        return cfg.train.precision
+    on_gpu = torch.cuda.is_available() and cfg.train.accelerator in ("auto", "gpu", "cuda")
+    return "bf16-mixed" if on_gpu else "32-true"
+
+
+def build_trainer(cfg: Config, run_dir: Path) -> L.Trainer:
+    t = cfg.train
+    checkpoints = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="best-{step}", monitor="val/score", mode="min",
+        save_top_k=1, save_last=True, auto_insert_metric_name=False,
+    )
+    loggers = [CSVLogger(run_dir, name="", version="logs")]
+    if importlib.util.find_spec("tensorboard") is not None:
+        loggers.append(TensorBoardLogger(run_dir, name="", version="tensorboard"))
+    return L.Trainer(
+        max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
+        precision=resolve_precision(cfg), gradient_clip_val=t.grad_clip or None,
+        val_check_interval=t.val_every_steps, check_val_every_n_epoch=None,
+        log_every_n_steps=t.log_every_steps, callbacks=[checkpoints, LearningRateMonitor("step")],
+        logger=loggers, default_root_dir=run_dir, num_sanity_val_steps=0, enable_progress_bar=True,
+    )
+
+
+def build_datamodule(cfg: Config) -> ClipDataModule:
+    d = cfg.data
+    root = ensure_dataset(d.root, d.synthesize, d.synth_videos, d.synth_frames, d.synth_size, d.synth_seed)
+    return ClipDataModule(root, d.clip_len, d.frame_stride, d.crop, d.batch_size, d.workers,
+                          d.samples_per_epoch, d.val_windows, d.val_crop)
+
+
+def _resume_path(cfg: Config, run_dir: Path) -> str | None:
+    if cfg.train.resume in (None, ""):
+        return None
+    path = run_dir / "checkpoints" / "last.ckpt" if cfg.train.resume == "last" else Path(cfg.train.resume)
+    if not path.is_file():
+        raise InputError("no checkpoint to resume from", path)
+    return str(path)
+
+
+def train(cfg: Config) -> Path:
+    """Train, checkpoint (best by validation score, and last) and export ``model.pt``."""
+    run_dir = Path(cfg.train.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_output(run_dir / "config.yaml") as tmp:
+        tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    datamodule = build_datamodule(cfg)
+    module = FlowVidModule(cfg.to_dict())
+    if cfg.train.init_from:
+        ckpt = read_checkpoint(cfg.train.init_from)
+        load_weights(module.model, ckpt["state_dict"], cfg.train.init_from)
+    trainer = build_trainer(cfg, run_dir)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=_resume_path(cfg, run_dir))
+    except TrainingDiverged as err:
+        last = run_dir / "checkpoints" / "last.ckpt"
+        kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was saved yet"
+        raise TrainingDiverged(f"{err}; {kept}. Lower train.lr or check the data.") from None
+    if trainer.global_rank == 0:
+        export_best(trainer, module, cfg, run_dir)
+    return run_dir
+
+
+def export_best(trainer: L.Trainer, module: FlowVidModule, cfg: Config, run_dir: Path) -> Path:
+    """model.pt: the best checkpoint's weights in flowvid's own small format."""
+    callback = trainer.checkpoint_callback
+    best = getattr(callback, "best_model_path", "") if callback else ""
+    if best:
+        load_weights(module.model, read_checkpoint(best)["state_dict"], best)
+    return save_checkpoint(run_dir / "model.pt", module.model, model_kwargs(cfg), cfg.to_dict())
