@@ -20,11 +20,16 @@ from flowvid.models import FlowVid, create_model
 FORMAT = "flowvid-checkpoint-1"
 
 
-def save_checkpoint(path: str | Path, model: FlowVid, kwargs: dict[str, Any], config: dict[str, Any]) -> Path:
+def save_checkpoint(
+    path: str | Path, model: FlowVid, kwargs: dict[str, Any], config: dict[str, Any]
+) -> Path:
     """Write weights, constructor arguments and the resolved config, atomically."""
     payload = {
-        "format": FORMAT, "flowvid_version": __version__, "model_kwargs": kwargs,
-        "config": config, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "format": FORMAT,
+        "flowvid_version": __version__,
+        "model_kwargs": kwargs,
+        "config": config,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
     with atomic_output(path) as tmp:
         torch.save(payload, tmp)
@@ -39,15 +44,25 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # damaged file, pickle with objects, not a torch file
-        raise InputError(f"is not a readable checkpoint ({type(err).__name__}: {err})"[:400], path) from None
+        raise InputError(
+            f"is not a readable checkpoint ({type(err).__name__}: {err})"[:400], path
+        ) from None
     if isinstance(raw, dict) and raw.get("format") == FORMAT:
         return raw
     if isinstance(raw, dict) and "state_dict" in raw and "hyper_parameters" in raw:
         from flowvid.config import config_from_dict, model_kwargs
 
         config = raw["hyper_parameters"]["config"]
-        state = {k.removeprefix("model."): v for k, v in raw["state_dict"].items() if k.startswith("model.")}
-        return {"model_kwargs": model_kwargs(config_from_dict(config)), "config": config, "state_dict": state}
+        state = {
+            k.removeprefix("model."): v
+            for k, v in raw["state_dict"].items()
+            if k.startswith("model.")
+        }
+        return {
+            "model_kwargs": model_kwargs(config_from_dict(config)),
+            "config": config,
+            "state_dict": state,
+        }
     raise InputError("is not a flowvid checkpoint (no model_kwargs/state_dict)", path)
 
 
@@ -67,14 +82,18 @@ def load_weights(model: FlowVid, state: dict[str, torch.Tensor], path: str | Pat
     model.load_state_dict(state)
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[FlowVid, dict[str, Any]]:
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[FlowVid, dict[str, Any]]:
     """Rebuild a model from a checkpoint (no ImageNet download: the weights are inside)."""
     ckpt = read_checkpoint(path)
     kwargs = dict(ckpt["model_kwargs"], pretrained="none", weights=None)
     try:
         model = create_model(**kwargs)
     except (TypeError, ValueError) as err:
-        raise InputError(f"checkpoint asks for a model this flowvid cannot build ({err})", path) from None
+        raise InputError(
+            f"checkpoint asks for a model this flowvid cannot build ({err})", path
+        ) from None
     load_weights(model, ckpt["state_dict"], path)
     return model.to(device).eval(), ckpt
 

@@ -76,8 +76,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from flowvid.training.train import train
 
     overrides = list(args.set)
-    for key, value in (("data.root", args.data), ("train.run_dir", args.run_dir),
-                       ("train.init_from", args.init_from), ("train.resume", args.resume)):
+    for key, value in (
+        ("data.root", args.data),
+        ("train.run_dir", args.run_dir),
+        ("train.init_from", args.init_from),
+        ("train.resume", args.resume),
+    ):
         if value is not None:
             overrides.append(f"{key}={value}")
     cfg = load_config(args.config, overrides)
@@ -86,23 +90,37 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except TrainingDiverged as err:
         print(f"flowvid train: {err}", file=sys.stderr)
         return 1
-    print(f"trained: {run_dir} (model: {run_dir / 'model.pt'}, logs: {run_dir / 'logs'})")
+    if run_dir is not None:  # the main process
+        print(f"trained: {run_dir} (model: {run_dir / 'model.pt'}, logs: {run_dir / "logs"})")
     return 0
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "train", help="train a model (Lightning; GPU when there is one)",
+        "train",
+        help="train a model (Lightning; GPU when there is one)",
         epilog="example: flowvid train --config configs/flow_lite0.yaml --set train.max_steps=5000",
     )
-    p.add_argument("--config", type=Path, default=None, help="YAML config (default: built-in defaults)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config key, e.g. --set data.batch_size=4 (repeatable)")
+    p.add_argument(
+        "--config", type=Path, default=None, help="YAML config (default: built-in defaults)"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key, e.g. --set data.batch_size=4 (repeatable)",
+    )
     p.add_argument("--data", default=None, help="dataset folder (data.root)")
     p.add_argument("--run-dir", default=None, help="where logs and checkpoints go (train.run_dir)")
     p.add_argument("--init-from", default=None, help="start from a flowvid checkpoint's weights")
-    p.add_argument("--resume", nargs="?", const="last", default=None,
-                   help="resume an interrupted run (default: its last.ckpt)")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="last",
+        default=None,
+        help="resume an interrupted run (default: its last.ckpt)",
+    )
     p.set_defaults(func=_cmd_train)
 
 

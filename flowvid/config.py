@@ -123,6 +123,11 @@ def _check_type(key: str, value: Any, hint: Any) -> Any:
         base = typing.get_origin(option) or option
         if base is float and isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
+        if base is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if base is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if base in (str, bool, list) and isinstance(value, base):
@@ -159,8 +164,10 @@ def parse_override(text: str) -> dict[str, Any]:
     return value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Defaults, then the YAML file, then each ``key=value`` override, checked against the schema."""
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> Config:
+    """Defaults, then the YAML file, then each ``key=value`` override, checked by the schema."""
     cfg = Config()
     if path is not None:
         path = Path(path)
@@ -200,8 +207,16 @@ def model_kwargs(cfg: Config) -> dict[str, Any]:
     """Keyword arguments of :func:`flowvid.models.create_model` (stored in checkpoints)."""
     m = cfg.model
     return dict(
-        encoder=m.encoder, pretrained=m.pretrained, weights=m.weights, freeze=m.freeze,
-        freeze_bn=m.freeze_bn, core=m.core, head=m.task, hidden=m.hidden, context=m.context,
-        corr_radius=m.corr_radius, coarse_corr_radius=m.coarse_corr_radius,
+        encoder=m.encoder,
+        pretrained=m.pretrained,
+        weights=m.weights,
+        freeze=m.freeze,
+        freeze_bn=m.freeze_bn,
+        core=m.core,
+        head=m.task,
+        hidden=m.hidden,
+        context=m.context,
+        corr_radius=m.corr_radius,
+        coarse_corr_radius=m.coarse_corr_radius,
         decoder_widths=list(m.decoder_widths),
     )

@@ -27,7 +27,9 @@ def backward_warp(image: torch.Tensor, flow: torch.Tensor, padding: str = "zeros
 
     With flow[i] moving frame i to i+1, ``backward_warp(frame[i+1], flow[i]) ~ frame[i]``.
     """
-    return F.grid_sample(image, sample_grid(flow), mode="bilinear", padding_mode=padding, align_corners=True)
+    return F.grid_sample(
+        image, sample_grid(flow), mode="bilinear", padding_mode=padding, align_corners=True
+    )
 
 
 def compose(flows: torch.Tensor) -> torch.Tensor:

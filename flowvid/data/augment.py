@@ -44,10 +44,19 @@ def affine(s: Batch, angle_deg: float, scale: float) -> Batch:
     frames, flow = s["frames"], s["flow"]
     t, _, h, w = frames.shape
     centre = frames.new_tensor([[(w - 1) / 2, (h - 1) / 2]])
-    m = get_rotation_matrix2d(centre, frames.new_tensor([angle_deg]), frames.new_tensor([[scale, scale]]))
+    m = get_rotation_matrix2d(
+        centre, frames.new_tensor([angle_deg]), frames.new_tensor([[scale, scale]])
+    )
 
     def warp(x: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
-        return warp_affine(x, m.expand(x.shape[0], 2, 3), (h, w), mode=mode, padding_mode="zeros", align_corners=True)
+        return warp_affine(
+            x,
+            m.expand(x.shape[0], 2, 3),
+            (h, w),
+            mode=mode,
+            padding_mode="zeros",
+            align_corners=True,
+        )
 
     linear = m[0, :, :2]  # vectors transform by the linear part
     moved = warp(flow)
@@ -62,10 +71,20 @@ class FlowAugment(nn.Module):
     """Augment a batch: frames (B,T,3,H,W) in [0,1], flow (B,T-1,2,H,W), mask/valid (B,T-1,H,W)."""
 
     def __init__(
-        self, hflip: float = 0.5, vflip: float = 0.5, rot90: float = 0.5, rotate_deg: float = 15.0,
-        scale: tuple[float, float] | list[float] = (0.8, 1.25), affine_prob: float = 0.5,
-        brightness: float = 0.2, contrast: float = 0.2, saturation: float = 0.2, hue: float = 0.02,
-        noise_std: float = 0.02, blur_prob: float = 0.2, clahe_prob: float = 0.0,
+        self,
+        hflip: float = 0.5,
+        vflip: float = 0.5,
+        rot90: float = 0.5,
+        rotate_deg: float = 15.0,
+        scale: tuple[float, float] | list[float] = (0.8, 1.25),
+        affine_prob: float = 0.5,
+        brightness: float = 0.2,
+        contrast: float = 0.2,
+        saturation: float = 0.2,
+        hue: float = 0.02,
+        noise_std: float = 0.02,
+        blur_prob: float = 0.2,
+        clahe_prob: float = 0.0,
     ) -> None:
         super().__init__()
         self.p = dict(hflip=hflip, vflip=vflip, rot90=rot90, affine=affine_prob, clahe=clahe_prob)
@@ -73,7 +92,8 @@ class FlowAugment(nn.Module):
         self.photometric = K.VideoSequential(
             K.ColorJitter(brightness, contrast, saturation, hue, p=0.8),
             K.RandomGaussianBlur((5, 5), (0.1, 1.5), p=blur_prob),
-            data_format="BTCHW", same_on_frame=True,
+            data_format="BTCHW",
+            same_on_frame=True,
         )
 
     def _coin(self, name: str) -> bool:
@@ -96,7 +116,9 @@ class FlowAugment(nn.Module):
     @torch.no_grad()
     def forward(self, batch: Batch) -> Batch:
         keys = ("frames", "flow", "mask", "valid")
-        clips = [self.geometric({k: batch[k][b] for k in keys}) for b in range(batch["frames"].shape[0])]
+        clips = [
+            self.geometric({k: batch[k][b] for k in keys}) for b in range(batch["frames"].shape[0])
+        ]
         out = {k: torch.stack([c[k] for c in clips]) for k in keys}
         frames = self.photometric(out["frames"])
         if self.p["clahe"] and self._coin("clahe"):

@@ -54,8 +54,13 @@ def build_decoded_cache(infos: list[ClipInfo], progress: bool = True) -> None:
     """Decode each video once into a uint8 (T, H, W, 3) .npy: training then reads a memmap."""
     todo = [i for i in infos if not decoded_cache_path(i.clip.video).is_file()]
     for info in tqdm(todo, desc="decode cache", unit="video", disable=not progress or not todo):
-        with atomic_output(decoded_cache_path(info.clip.video)) as tmp, open_video(info.clip.video) as v:
-            arr = np.lib.format.open_memmap(tmp, "w+", np.uint8, (v.num_frames, v.height, v.width, 3))
+        with (
+            atomic_output(decoded_cache_path(info.clip.video)) as tmp,
+            open_video(info.clip.video) as v,
+        ):
+            arr = np.lib.format.open_memmap(
+                tmp, "w+", np.uint8, (v.num_frames, v.height, v.width, 3)
+            )
             for t, frame in enumerate(v.iter_frames()):
                 arr[t] = frame
             arr.flush()
@@ -75,8 +80,11 @@ class _Sources:
         name = info.clip.name
         if name not in self.videos:
             path = decoded_cache_path(info.clip.video)
-            self.videos[name] = (np.load(path, mmap_mode="r") if self.use_cache and path.is_file()
-                                 else open_video(info.clip.video, backend="auto"))
+            self.videos[name] = (
+                np.load(path, mmap_mode="r")
+                if self.use_cache and path.is_file()
+                else open_video(info.clip.video, backend="auto")
+            )
         src = self.videos[name]
         return np.asarray(src[idx]) if isinstance(src, np.ndarray) else src.read(idx)
 
@@ -88,21 +96,31 @@ class _Sources:
     def mask(self, info: ClipInfo) -> np.ndarray | None:
         if info.clip.name not in self.masks:
             m = info.clip.mask
-            self.masks[info.clip.name] = None if m is None else read_mask(m, info.frames - 1, info.height, info.width)
+            self.masks[info.clip.name] = (
+                None if m is None else read_mask(m, info.frames - 1, info.height, info.width)
+            )
         return self.masks[info.clip.name]
 
 
 class ClipDataset(Dataset):
     """Clips at (clip index, start frame, crop corner) positions: random or fixed."""
 
-    def __init__(self, clips: list[Clip], clip_len: int, stride: int = 1, crop: int = 0,
-                 use_cache: bool = False) -> None:
+    def __init__(
+        self,
+        clips: list[Clip],
+        clip_len: int,
+        stride: int = 1,
+        crop: int = 0,
+        use_cache: bool = False,
+    ) -> None:
         self.infos = describe(clips)
         self.clip_len, self.stride, self.crop = clip_len, stride, crop
         self.span = (clip_len - 1) * stride + 1
         short = [i.clip.name for i in self.infos if i.frames < self.span]
         if short:
-            raise ValueError(f"clips shorter than {self.span} frames (clip_len, frame_stride): {short}")
+            raise ValueError(
+                f"clips shorter than {self.span} frames (clip_len, frame_stride): {short}"
+            )
         self.use_cache = use_cache
         if use_cache:
             build_decoded_cache(self.infos)
@@ -166,8 +184,15 @@ def _pad_to(sample: dict[str, torch.Tensor], size: int) -> dict[str, torch.Tenso
 class RandomClips(ClipDataset):
     """Random training clips: every valid (clip, start) equally likely, random crops."""
 
-    def __init__(self, clips: list[Clip], clip_len: int, stride: int, crop: int, samples: int,
-                 use_cache: bool = False) -> None:
+    def __init__(
+        self,
+        clips: list[Clip],
+        clip_len: int,
+        stride: int,
+        crop: int,
+        samples: int,
+        use_cache: bool = False,
+    ) -> None:
         super().__init__(clips, clip_len, stride, crop, use_cache)
         self.samples = samples
         starts = np.array([i.frames - self.span + 1 for i in self.infos], np.float64)
@@ -189,7 +214,9 @@ class RandomClips(ClipDataset):
 class FixedClips(ClipDataset):
     """Validation clips: ``windows`` evenly spaced starts per clip, centre crop."""
 
-    def __init__(self, clips: list[Clip], clip_len: int, stride: int, crop: int, windows: int) -> None:
+    def __init__(
+        self, clips: list[Clip], clip_len: int, stride: int, crop: int, windows: int
+    ) -> None:
         super().__init__(clips, clip_len, stride, crop)
         self.items = []
         for c, info in enumerate(self.infos):

@@ -5,14 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from flowvid.data.clips import FixedClips, RandomClips
 from flowvid.data.dataset import Dataset, load_dataset
 
 
-def ensure_dataset(root: str | Path, synthesize: bool, videos: int, frames: int, size: int, seed: int) -> Path:
-    """The dataset at ``root``; the synthetic corpus is written there first when asked and missing."""
+def ensure_dataset(
+    root: str | Path, synthesize: bool, videos: int, frames: int, size: int, seed: int
+) -> Path:
+    """The dataset at ``root``; with ``synthesize``, the synthetic corpus is written there first
+    when it is missing."""
     root = Path(root)
     if synthesize and not (root / "videos").is_dir():
         from flowvid.data.corpus import write_corpus
@@ -24,9 +28,17 @@ def ensure_dataset(root: str | Path, synthesize: bool, videos: int, frames: int,
 
 class ClipDataModule(L.LightningDataModule):
     def __init__(
-        self, root: str | Path, clip_len: int = 8, frame_stride: int = 1, crop: int = 192,
-        batch_size: int = 8, workers: int = 4, samples_per_epoch: int = 2000, val_windows: int = 4,
-        val_crop: int = 0, decoded_cache: bool = False,
+        self,
+        root: str | Path,
+        clip_len: int = 8,
+        frame_stride: int = 1,
+        crop: int = 192,
+        batch_size: int = 8,
+        workers: int = 4,
+        samples_per_epoch: int = 2000,
+        val_windows: int = 4,
+        val_crop: int = 0,
+        decoded_cache: bool = False,
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -40,17 +52,34 @@ class ClipDataModule(L.LightningDataModule):
         if self.dataset is not None:
             return
         self.dataset = load_dataset(self.root)  # lists every problem at once if there are any
-        train, val = self.dataset.split("train"), self.dataset.split("val") or self.dataset.split("test")
+        train, val = (
+            self.dataset.split("train"),
+            self.dataset.split("val") or self.dataset.split("test"),
+        )
         if not train:
             raise ValueError(f"{self.root}: no training clips in the split")
-        self.train_set = RandomClips(train, self.clip_len, self.frame_stride, self.crop, self.samples,
-                                     use_cache=self.decoded_cache)
-        self.val_set = FixedClips(val or train[:1], self.clip_len, self.frame_stride, self.val_crop,
-                                  self.val_windows)
+        self.train_set = RandomClips(
+            train,
+            self.clip_len,
+            self.frame_stride,
+            self.crop,
+            self.samples,
+            use_cache=self.decoded_cache,
+        )
+        self.val_set = FixedClips(
+            val or train[:1], self.clip_len, self.frame_stride, self.val_crop, self.val_windows
+        )
 
     def _loader(self, data, shuffle: bool) -> DataLoader:
-        return DataLoader(data, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.workers,
-                          pin_memory=True, persistent_workers=self.workers > 0, drop_last=shuffle)
+        return DataLoader(
+            data,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=self.workers > 0,
+            drop_last=shuffle,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=False)  # samples are random already

@@ -17,7 +17,9 @@ class FlowHead(nn.Module):
 
     def __init__(self, in_dim: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(in_dim, in_dim, 3, padding=1), nn.GELU(), nn.Conv2d(in_dim, 2, 3, padding=1))
+        self.net = nn.Sequential(
+            nn.Conv2d(in_dim, in_dim, 3, padding=1), nn.GELU(), nn.Conv2d(in_dim, 2, 3, padding=1)
+        )
         nn.init.normal_(self.net[-1].weight, std=1e-3)  # start near zero flow
         nn.init.zeros_(self.net[-1].bias)
 
@@ -32,7 +34,9 @@ class FramesHead(nn.Module):
 
     def __init__(self, in_dim: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(in_dim, in_dim, 3, padding=1), nn.GELU(), nn.Conv2d(in_dim, 3, 3, padding=1))
+        self.net = nn.Sequential(
+            nn.Conv2d(in_dim, in_dim, 3, padding=1), nn.GELU(), nn.Conv2d(in_dim, 3, 3, padding=1)
+        )
         nn.init.zeros_(self.net[-1].weight)  # start as "nothing changes"
         nn.init.zeros_(self.net[-1].bias)
 

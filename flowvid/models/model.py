@@ -69,8 +69,14 @@ class FlowVid(nn.Module):
         feats = self.encoder(frames)
         g4, g8 = self.pyramid(feats)
         skip = feats[self.encoder.reductions.index(2)] if 2 in self.encoder.reductions else None
-        return {"g4": g4, "g8": g8, "skip": skip, "rgb": frames,
-                "n4": F.normalize(g4, dim=1), "n8": F.normalize(g8, dim=1)}
+        return {
+            "g4": g4,
+            "g8": g8,
+            "skip": skip,
+            "rgb": frames,
+            "n4": F.normalize(g4, dim=1),
+            "n8": F.normalize(g8, dim=1),
+        }
 
     def _cues(self, prev: dict, cur: dict) -> torch.Tensor:
         """Motion cues from frame t-1 to t at stride 4: features, difference, correlations."""
@@ -90,9 +96,13 @@ class FlowVid(nn.Module):
         if state.size is not None and state.size != (h, w):
             raise ValueError(f"frame size changed from {state.size} to {(h, w)} mid-stream")
         ph, pw = -h % self.multiple, -w % self.multiple
-        flat = F.pad(rearrange(frames, "b n c h w -> (b n) c h w"), (0, pw, 0, ph), mode="replicate")
-        feats = {k: None if v is None else rearrange(v, "(b n) ... -> b n ...", b=b)
-                 for k, v in self._features(flat).items()}
+        flat = F.pad(
+            rearrange(frames, "b n c h w -> (b n) c h w"), (0, pw, 0, ph), mode="replicate"
+        )
+        feats = {
+            k: None if v is None else rearrange(v, "(b n) ... -> b n ...", b=b)
+            for k, v in self._features(flat).items()
+        }
         core, prev = state.core, state.prev
         states, anchors = [], []
         for t in range(n):
@@ -150,5 +160,9 @@ def create_model(
     for kind, name, registry in (("core", core, CORES), ("head", head, HEADS)):
         if name not in registry:
             raise InputError(f"unknown {kind} {name!r}; choose one of {sorted(registry)}")
-    enc = Encoder(encoder, pretrained=pretrained, weights=weights, freeze=freeze, freeze_bn=freeze_bn)
-    return FlowVid(enc, core, head, hidden, context, corr_radius, coarse_corr_radius, tuple(decoder_widths))
+    enc = Encoder(
+        encoder, pretrained=pretrained, weights=weights, freeze=freeze, freeze_bn=freeze_bn
+    )
+    return FlowVid(
+        enc, core, head, hidden, context, corr_radius, coarse_corr_radius, tuple(decoder_widths)
+    )

@@ -43,7 +43,9 @@ class ConvLSTMCell(nn.Module):
         zeros = x.new_zeros(x.shape[0], self.hidden_dim, *x.shape[2:])
         return zeros, zeros.clone()
 
-    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, tuple]:
+    def forward(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, tuple]:
         h, c = state
         i, f, o, g = self.gates(torch.cat([x, h], 1)).chunk(4, dim=1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)

@@ -25,12 +25,23 @@ def robust_epe(pred: torch.Tensor, target: torch.Tensor, eps: float, power: floa
 
 
 def balanced_flow_loss(
-    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor,
-    inside_weight: float = 1.0, outside_weight: float = 1.0, eps: float = 0.01, power: float = 0.5,
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor,
+    valid: torch.Tensor,
+    inside_weight: float = 1.0,
+    outside_weight: float = 1.0,
+    eps: float = 0.01,
+    power: float = 0.5,
 ) -> torch.Tensor:
-    """inside_weight * mean robust EPE in the vessel + outside_weight * mean outside (valid only)."""
+    """inside_weight * mean robust EPE in the vessel + outside_weight * mean outside it.
+
+    Only ``valid`` pixels count; pred/target (..., 2, H, W), mask/valid (..., H, W) bool.
+    """
     err = robust_epe(pred, target, eps, power)
-    return inside_weight * masked_mean(err, mask & valid) + outside_weight * masked_mean(err, ~mask & valid)
+    return inside_weight * masked_mean(err, mask & valid) + outside_weight * masked_mean(
+        err, ~mask & valid
+    )
 
 
 def frames_loss(pred: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.2) -> torch.Tensor:

@@ -21,18 +21,24 @@ class FlowMetrics(Metric):
         super().__init__()
         for region in REGIONS:
             for name in ("epe", "zero", "count"):
-                self.add_state(f"{name}_{region}", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+                self.add_state(
+                    f"{name}_{region}", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum"
+                )
         for px in (1, 3):
             self.add_state(f"acc{px}", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
-    def update(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor) -> None:
+    def update(
+        self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor
+    ) -> None:
         """pred, target (..., 2, H, W); mask, valid (..., H, W) bool."""
         epe = (pred.float() - target.float()).norm(dim=-3)
         zero = target.float().norm(dim=-3)
         regions = {"all": valid, "vessel": valid & mask, "outside": valid & ~mask}
         for name, where in regions.items():
             setattr(self, f"epe_{name}", getattr(self, f"epe_{name}") + epe[where].double().sum())
-            setattr(self, f"zero_{name}", getattr(self, f"zero_{name}") + zero[where].double().sum())
+            setattr(
+                self, f"zero_{name}", getattr(self, f"zero_{name}") + zero[where].double().sum()
+            )
             setattr(self, f"count_{name}", getattr(self, f"count_{name}") + where.sum())
         vessel = regions["vessel"]
         for px in (1, 3):

@@ -40,8 +40,16 @@ class FlowVidModule(L.LightningModule):
         c = self.cfg.loss
         if self.task == "frames":
             return frames_loss(pred, batch["frames"][:, 1:], c.ssim_weight)
-        return balanced_flow_loss(pred, batch["flow"], batch["mask"], batch["valid"], c.inside_weight,
-                                  c.outside_weight, c.charbonnier_eps, c.charbonnier_power)
+        return balanced_flow_loss(
+            pred,
+            batch["flow"],
+            batch["mask"],
+            batch["valid"],
+            c.inside_weight,
+            c.outside_weight,
+            c.charbonnier_eps,
+            c.charbonnier_power,
+        )
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         batch = self._prepare(batch, train=True)
@@ -55,7 +63,9 @@ class FlowVidModule(L.LightningModule):
                 where = batch["mask"] & batch["valid"]
                 epe = (pred - batch["flow"]).norm(dim=2)[where]
                 if epe.numel():
-                    self.log("train/epe_vessel", epe.mean(), prog_bar=True, batch_size=pred.shape[0])
+                    self.log(
+                        "train/epe_vessel", epe.mean(), prog_bar=True, batch_size=pred.shape[0]
+                    )
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
@@ -73,13 +83,15 @@ class FlowVidModule(L.LightningModule):
         if self.task == "flow":
             values = self.val_flow.compute()
             self.val_flow.reset()
-            self.log_dict({f"val/{k}": v for k, v in values.items()}, sync_dist=False)
-            self.log("val/score", values["epe_vessel"])
+            self.log_dict(
+                {f"val/{k}": v for k, v in values.items()}, sync_dist=True
+            )  # same on all ranks
+            self.log("val/score", values["epe_vessel"], sync_dist=True)
         else:
             psnr, ssim = self.val_psnr.compute(), self.val_ssim.compute()
             self.val_psnr.reset()
             self.val_ssim.reset()
-            self.log_dict({"val/psnr": psnr, "val/ssim": ssim, "val/score": -psnr})
+            self.log_dict({"val/psnr": psnr, "val/ssim": ssim, "val/score": -psnr}, sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
         t = self.cfg.train
@@ -90,7 +102,9 @@ class FlowVidModule(L.LightningModule):
         if encoder:
             groups.append({"params": encoder, "lr": t.lr * t.encoder_lr_factor})
         optimizer = torch.optim.AdamW(groups, weight_decay=t.weight_decay)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(t.warmup_steps, t.max_steps))
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, warmup_cosine(t.warmup_steps, t.max_steps)
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 

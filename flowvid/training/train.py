@@ -31,40 +31,78 @@ def resolve_precision(cfg: Config) -> str:
 
 def build_trainer(cfg: Config, run_dir: Path) -> L.Trainer:
     t = cfg.train
-    checkpoints = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints", filename="best-{step}", monitor="val/score", mode="min",
-        save_top_k=1, save_last=True, auto_insert_metric_name=False,
+    best = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="best-{step}",
+        monitor="val/score",
+        mode="min",
+        save_top_k=1,
+        auto_insert_metric_name=False,
     )
-    loggers = [CSVLogger(run_dir, name="", version="logs")]
+    latest = ModelCheckpoint(  # last.ckpt: the state to resume from, every val_every_steps
+        dirpath=run_dir / "checkpoints",
+        save_top_k=0,
+        save_last=True,
+        every_n_train_steps=t.val_every_steps,
+        save_on_train_epoch_end=False,
+    )
+    loggers = [CSVLogger(run_dir, name="logs")]  # logs/version_N: a resumed run never overwrites
     if importlib.util.find_spec("tensorboard") is not None:
-        loggers.append(TensorBoardLogger(run_dir, name="", version="tensorboard"))
+        loggers.append(TensorBoardLogger(run_dir, name="tensorboard"))
     return L.Trainer(
-        max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
-        precision=resolve_precision(cfg), gradient_clip_val=t.grad_clip or None,
-        val_check_interval=t.val_every_steps, check_val_every_n_epoch=None,
-        log_every_n_steps=t.log_every_steps, callbacks=[checkpoints, LearningRateMonitor("step")],
-        logger=loggers, default_root_dir=run_dir, num_sanity_val_steps=0, enable_progress_bar=True,
+        max_steps=t.max_steps,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        strategy=t.strategy,
+        precision=resolve_precision(cfg),
+        gradient_clip_val=t.grad_clip or None,
+        val_check_interval=t.val_every_steps,
+        check_val_every_n_epoch=None,
+        log_every_n_steps=t.log_every_steps,
+        callbacks=[best, latest, LearningRateMonitor("step")],
+        logger=loggers,
+        default_root_dir=run_dir,
+        num_sanity_val_steps=0,
+        enable_progress_bar=True,
     )
 
 
 def build_datamodule(cfg: Config) -> ClipDataModule:
     d = cfg.data
-    root = ensure_dataset(d.root, d.synthesize, d.synth_videos, d.synth_frames, d.synth_size, d.synth_seed)
-    return ClipDataModule(root, d.clip_len, d.frame_stride, d.crop, d.batch_size, d.workers,
-                          d.samples_per_epoch, d.val_windows, d.val_crop)
+    root = ensure_dataset(
+        d.root, d.synthesize, d.synth_videos, d.synth_frames, d.synth_size, d.synth_seed
+    )
+    return ClipDataModule(
+        root,
+        d.clip_len,
+        d.frame_stride,
+        d.crop,
+        d.batch_size,
+        d.workers,
+        d.samples_per_epoch,
+        d.val_windows,
+        d.val_crop,
+    )
 
 
 def _resume_path(cfg: Config, run_dir: Path) -> str | None:
     if cfg.train.resume in (None, ""):
         return None
-    path = run_dir / "checkpoints" / "last.ckpt" if cfg.train.resume == "last" else Path(cfg.train.resume)
+    path = (
+        run_dir / "checkpoints" / "last.ckpt"
+        if cfg.train.resume == "last"
+        else Path(cfg.train.resume)
+    )
     if not path.is_file():
         raise InputError("no checkpoint to resume from", path)
     return str(path)
 
 
-def train(cfg: Config) -> Path:
-    """Train, checkpoint (best by validation score, and last) and export ``model.pt``."""
+def train(cfg: Config) -> Path | None:
+    """Train, checkpoint (best by validation score, and last) and export ``model.pt``.
+
+    Returns the run folder on the main process (None on the other DDP ranks).
+    """
     run_dir = Path(cfg.train.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_output(run_dir / "config.yaml") as tmp:
@@ -80,10 +118,15 @@ def train(cfg: Config) -> Path:
         trainer.fit(module, datamodule=datamodule, ckpt_path=_resume_path(cfg, run_dir))
     except TrainingDiverged as err:
         last = run_dir / "checkpoints" / "last.ckpt"
-        kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was saved yet"
+        kept = (
+            f"the last good checkpoint is {last}"
+            if last.is_file()
+            else "no checkpoint was saved yet"
+        )
         raise TrainingDiverged(f"{err}; {kept}. Lower train.lr or check the data.") from None
-    if trainer.global_rank == 0:
-        export_best(trainer, module, cfg, run_dir)
+    if trainer.global_rank != 0:
+        return None
+    export_best(trainer, module, cfg, run_dir)
     return run_dir
 
 

@@ -1,0 +1,158 @@
+"""Model contracts: every registered encoder/core/head, gradients, streaming, ImageNet init."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from flowvid.errors import InputError
+from flowvid.models import create_model
+from flowvid.models.encoder import Encoder
+from flowvid.models.temporal import CORES, local_correlation
+
+ENCODERS = ["tf_efficientnet_lite0", "resnet18", "resnet34", "efficientnet_b0", "convnext_atto"]
+SMALL = dict(
+    pretrained="none",
+    hidden=16,
+    context=16,
+    corr_radius=1,
+    coarse_corr_radius=1,
+    decoder_widths=(16, 8, 8),
+)
+
+
+def _open(model):
+    """Undo the near-zero inits that would hide a broken path in a random-weight model."""
+    torch.nn.init.normal_(model.head.net[-1].weight, std=0.1)  # heads start near zero output
+    for m in model.modules():  # timm zero-initialises each residual block's last BN
+        if isinstance(m, torch.nn.BatchNorm2d):
+            torch.nn.init.ones_(m.weight)
+
+
+@pytest.mark.parametrize("name", ENCODERS)
+def test_encoder_contract(name):
+    enc = Encoder(name, pretrained="none")
+    x = torch.rand(2, 3, 64, 96, requires_grad=False)
+    feats = enc(x)
+    assert len(feats) == len(enc.channels) == len(enc.reductions)
+    for f, c, r in zip(feats, enc.channels, enc.reductions, strict=True):
+        assert f.shape == (2, c, 64 // r, 96 // r)
+    assert enc.mean.shape == (1, 3, 1, 1) and enc.std.shape == (1, 3, 1, 1)
+    sum((f**2).mean() for f in feats).backward()
+    no_grad = [n for n, p in enc.named_parameters() if p.requires_grad and p.grad is None]
+    assert not no_grad, no_grad[:5]
+
+
+@pytest.mark.parametrize("core", sorted(CORES))
+@pytest.mark.parametrize("head", ["flow", "frames"])
+def test_every_parameter_gets_a_gradient(core, head):
+    model = create_model(encoder="resnet18", core=core, head=head, **SMALL)
+    _open(model)
+    out = model(torch.rand(1, 4, 3, 64, 64))
+    assert out.shape == (1, 3, 3 if head == "frames" else 2, 64, 64)
+    (out**2).mean().backward()
+    missing = [
+        n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0
+    ]
+    assert not missing, missing[:5]
+
+
+@pytest.mark.parametrize("core", sorted(CORES))
+@pytest.mark.parametrize("head", ["flow", "frames"])
+def test_streaming_equals_whole_clip(core, head):
+    torch.manual_seed(0)
+    model = create_model(encoder="resnet18", core=core, head=head, **SMALL).eval()
+    for p in model.head.parameters():  # non-trivial outputs: the zero-ish init would hide errors
+        torch.nn.init.normal_(p, std=0.3)
+    clip = torch.rand(2, 7, 3, 50, 70)  # odd size: padded inside, cropped back
+    with torch.no_grad():
+        whole = model(clip)
+        state, parts = model.init_state(), []
+        for chunk in (clip[:, :1], clip[:, 1:4], clip[:, 4:]):
+            out, state = model.step(chunk, state)
+            parts.append(out)
+    streamed = torch.cat(parts, 1)
+    if head == "frames":
+        streamed = streamed[:, :-1]  # the last prediction is of a frame the clip does not have
+    assert whole.shape == (2, 6, 3 if head == "frames" else 2, 50, 70)
+    assert whole.abs().mean() > 1e-2
+    torch.testing.assert_close(streamed, whole, atol=1e-5, rtol=1e-4)
+
+
+def test_flow_output_i_belongs_to_pair_i():
+    """Changing only the last frame changes only the last flow map (T-1 maps, causal)."""
+    torch.manual_seed(0)
+    model = create_model(encoder="resnet18", **SMALL).eval()
+    _open(model)
+    clip = torch.rand(1, 5, 3, 32, 32)
+    other = clip.clone()
+    other[:, -1] = torch.rand(3, 32, 32)
+    with torch.no_grad():
+        a, b = model(clip), model(other)
+    torch.testing.assert_close(a[:, :-1], b[:, :-1])
+    assert (a[:, -1] - b[:, -1]).abs().max() > 1e-3 * a.abs().max()
+
+
+def test_local_correlation_finds_the_shift():
+    f1 = F.normalize(torch.randn(1, 8, 12, 12), dim=1)
+    f2 = torch.roll(f1, shifts=(1, 2), dims=(2, 3))  # content moves dx=+2, dy=+1
+    corr = local_correlation(f1, f2, radius=3)
+    best = corr[0, :, 4:8, 4:8].mean((1, 2)).argmax().item()
+    assert best == (1 + 3) * 7 + (2 + 3)
+
+
+def test_freeze_policies():
+    enc = Encoder("resnet18", pretrained="none", freeze="all")
+    assert not any(p.requires_grad for p in enc.parameters())
+    enc = Encoder("resnet18", pretrained="none", freeze=2)  # stem and layer1
+    frozen = {n.split(".")[0] for n, p in enc.model.named_parameters() if not p.requires_grad}
+    trainable = {n.split(".")[0] for n, p in enc.model.named_parameters() if p.requires_grad}
+    assert frozen == {"conv1", "bn1", "layer1"} and trainable == {"layer2", "layer3", "layer4"}
+    enc = Encoder("resnet18", pretrained="none", freeze_bn=True).train()
+    assert all(not m.training for m in enc.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    with pytest.raises(InputError, match="freeze must be"):
+        Encoder("resnet18", pretrained="none", freeze="some")
+
+
+def test_unknown_names_list_the_choices():
+    with pytest.raises(InputError, match="choose one of \\['gru', 'lstm'\\]"):
+        create_model(core="rnn", pretrained="none")
+    with pytest.raises(InputError, match="choose one of"):
+        create_model(head="depth", pretrained="none")
+
+
+def test_missing_imagenet_weights_say_how_to_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(InputError, match="model.weights=FILE") as info:
+        Encoder("resnet18", pretrained="imagenet")
+    assert "pretrained=none" in str(info.value)
+
+
+def test_weights_from_a_local_file(tmp_path):
+    import timm
+
+    source = timm.create_model("resnet18", pretrained=False)
+    torch.save({"state_dict": source.state_dict()}, tmp_path / "r18.pth")
+    enc = Encoder("resnet18", pretrained="imagenet", weights=str(tmp_path / "r18.pth"))
+    torch.testing.assert_close(enc.model.conv1.weight, source.conv1.weight)
+
+
+@pytest.mark.parametrize(("image", "label"), [("chelsea", 285), ("coffee", 967)])
+def test_default_encoder_is_really_imagenet_initialised(image, label):
+    """timm's classifier with the packaged weights: chelsea is an Egyptian cat, coffee espresso."""
+    import timm
+    from skimage import data
+
+    from flowvid.models.weights import packaged_weights
+
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
+    model.load_state_dict(packaged_weights("tf_efficientnet_lite0"))
+    img = torch.from_numpy(np.asarray(getattr(data, image)())).permute(2, 0, 1).float()[None] / 255
+    img = F.interpolate(img, size=(224, 224), mode="bicubic", align_corners=False)
+    with torch.no_grad():
+        logits = model((img - 0.5) / 0.5)
+    assert logits.argmax().item() == label
+    # and the flowvid encoder holds exactly those weights
+    enc = Encoder("tf_efficientnet_lite0", pretrained="imagenet")
+    torch.testing.assert_close(enc.model.conv_stem.weight, model.conv_stem.weight)

@@ -1,0 +1,259 @@
+"""Training: configs, losses, metrics, clips, overfitting one batch, checkpoints, resume, NaN."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from flowvid.checkpoint import load_model, read_checkpoint
+from flowvid.config import load_config, model_kwargs
+from flowvid.data.clips import FixedClips, RandomClips
+from flowvid.data.corpus import write_corpus
+from flowvid.data.dataset import load_dataset
+from flowvid.data.synthetic import SynthConfig
+from flowvid.errors import InputError
+from flowvid.flowops import compose
+from flowvid.io.flowfile import read_flow
+from flowvid.models import create_model
+from flowvid.training.losses import balanced_flow_loss
+from flowvid.training.metrics import FlowMetrics
+
+CONFIGS = sorted(Path(__file__).parents[1].joinpath("configs").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny") / "data"
+    return write_corpus(
+        root, 3, SynthConfig(size=64, frames=10, drift_prob=0.0), seed=1, workers=1, progress=False
+    )
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_config_loads_and_builds(path):
+    cfg = load_config(path)
+    model = create_model(**model_kwargs(cfg))
+    out = model(torch.rand(1, 3, 3, 64, 64))
+    assert out.shape[:2] == (1, 2)
+    assert load_config(None, []).to_dict().keys() == cfg.to_dict().keys()
+
+
+def test_overrides_are_typed_and_checked():
+    cfg = load_config(
+        None, ["train.lr=1e-3", "data.batch_size=3", "model.freeze=2", "train.init_from=none"]
+    )
+    assert cfg.train.lr == 1e-3 and cfg.data.batch_size == 3 and cfg.model.freeze == 2
+    assert cfg.train.init_from is None
+    with pytest.raises(InputError, match="unknown config key 'train.lrr'"):
+        load_config(None, ["train.lrr=1"])
+    with pytest.raises(InputError, match="data.batch_size"):
+        load_config(None, ["data.batch_size=many"])
+
+
+def test_balanced_loss_weighs_vessel_and_background_separately():
+    target = torch.zeros(1, 1, 2, 10, 10)
+    pred = torch.zeros_like(target)
+    mask = torch.zeros(1, 1, 10, 10, dtype=torch.bool)
+    mask[..., :2, :2] = True  # a tiny vessel
+    target[..., 0, :2, :2] = 3.0  # moving at 3 px/frame; the model says zero
+    valid = torch.ones_like(mask)
+    loss = balanced_flow_loss(pred, target, mask, valid, 1.0, 1.0, eps=1e-6, power=0.5)
+    assert loss == pytest.approx(3.0, abs=1e-4)  # a plain mean would give 3 * 4/100 = 0.12
+    valid[..., :1, :] = False
+    assert balanced_flow_loss(pred, target, mask, valid, 1.0, 1.0, 1e-6, 0.5) == pytest.approx(
+        3.0, abs=1e-4
+    )
+
+
+def test_metrics_known_values():
+    m = FlowMetrics()
+    target = torch.zeros(1, 2, 4, 4)
+    target[:, 0, :2] = 2.0  # top half moves
+    pred = target.clone()
+    pred[:, 0, 0] += 1.5  # first row 1.5 px off
+    mask = torch.zeros(1, 4, 4, dtype=torch.bool)
+    mask[:, :2] = True
+    m.update(pred, target, mask, torch.ones_like(mask))
+    out = m.compute()
+    assert out["epe_vessel"] == pytest.approx(0.75)
+    assert out["epe_outside"] == pytest.approx(0.0)
+    assert out["zero_epe_vessel"] == pytest.approx(2.0)
+    assert out["acc1_vessel"] == pytest.approx(0.5) and out["acc3_vessel"] == pytest.approx(1.0)
+
+
+def test_clips_align_flow_i_with_frames_i_and_i_plus_1(tiny_data):
+    data = load_dataset(tiny_data)
+    clips = FixedClips(data.clips[:1], clip_len=4, stride=1, crop=0, windows=2)
+    sample = clips[1]
+    c, start = clips.items[1][0], clips.items[1][1]
+    flow = read_flow(data.clips[c].flow)
+    assert sample["frames"].shape == (4, 3, 64, 64) and sample["frames"].dtype == torch.uint8
+    np.testing.assert_array_equal(
+        sample["flow"].permute(0, 2, 3, 1).numpy(), flow[start : start + 3]
+    )
+    assert sample["mask"].shape == (3, 64, 64) and sample["valid"].all()
+
+
+def test_frame_stride_composes_flows(tiny_data):
+    data = load_dataset(tiny_data)
+    one = FixedClips(data.clips[:1], clip_len=3, stride=1, crop=0, windows=1)[0]
+    two = FixedClips(data.clips[:1], clip_len=2, stride=2, crop=0, windows=1)[0]
+    assert two["flow"].shape == (1, 2, 64, 64)
+    torch.testing.assert_close(two["frames"][1], one["frames"][2])
+    torch.testing.assert_close(
+        two["flow"][0], compose(one["flow"][:2])
+    )  # compose: tested exactly elsewhere
+    static = ~one["mask"][0]
+    assert two["flow"][0][:, static].abs().max() < 1e-4  # background: 0 + 0
+
+
+def test_random_clips_are_fair_and_cropped(tiny_data):
+    data = load_dataset(tiny_data)
+    train = RandomClips(data.clips, clip_len=4, stride=1, crop=48, samples=10)
+    assert np.allclose(train.weights, 1 / 3)
+    sample = train[0]
+    assert sample["frames"].shape == (4, 3, 48, 48) and sample["flow"].shape == (3, 2, 48, 48)
+
+
+def test_overfit_one_batch():
+    """A small model drives the vessel EPE of one batch well below where it started."""
+    from flowvid.data.synthetic import ClipRenderer
+
+    torch.manual_seed(0)
+    r = ClipRenderer(
+        SynthConfig(size=64, frames=4, drift_prob=0.0, quality="clean", speed_um_s=(80, 200)),
+        np.random.default_rng(2),
+    )
+    frames = (
+        torch.from_numpy(np.stack([r.frame(i) for i in range(4)])).permute(0, 3, 1, 2)[None].float()
+        / 255
+    )
+    flow = torch.from_numpy(np.stack([r.flow(i) for i in range(3)])).permute(0, 3, 1, 2)[None]
+    mask = torch.from_numpy(np.stack([r.mask(i) for i in range(3)]))[None]
+    valid = torch.ones_like(mask)
+    model = create_model(
+        encoder="resnet18",
+        pretrained="none",
+        hidden=32,
+        context=32,
+        corr_radius=2,
+        coarse_corr_radius=2,
+        decoder_widths=(32, 16, 16),
+    )
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+
+    def vessel_epe() -> float:
+        with torch.no_grad():
+            return float((model(frames) - flow).norm(dim=2)[mask].mean())
+
+    start = vessel_epe()
+    for _ in range(120):
+        loss = balanced_flow_loss(model(frames), flow, mask, valid)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    end = vessel_epe()
+    assert start > 0.5
+    assert end < 0.3 * start, (start, end)
+
+
+def _debug_cfg(data: Path, run: Path, *extra: str):
+    root = Path(__file__).parents[1] / "configs" / "debug.yaml"
+    return load_config(
+        root,
+        [
+            f"data.root={data}",
+            f"train.run_dir={run}",
+            "train.max_steps=6",
+            "train.val_every_steps=3",
+            "data.samples_per_epoch=8",
+            *extra,
+        ],
+    )
+
+
+def test_train_checkpoint_resume_and_load(tiny_data, tmp_path):
+    from flowvid.training.train import train
+
+    run = train(_debug_cfg(tiny_data, tmp_path / "run"))
+    last = run / "checkpoints" / "last.ckpt"
+    raw = torch.load(last, map_location="cpu", weights_only=True)  # plain types only
+    assert raw["global_step"] == 6
+    model, ckpt = load_model(run / "model.pt")
+    assert ckpt["model_kwargs"]["head"] == "flow"
+    assert model(torch.rand(1, 3, 3, 64, 64)).shape == (1, 2, 2, 64, 64)
+    assert (run / "config.yaml").is_file()
+    assert (run / "logs" / "version_0" / "metrics.csv").is_file()
+    # resume after an interruption: the step count goes on from the last checkpoint
+    train(_debug_cfg(tiny_data, tmp_path / "run", "train.max_steps=9", "train.resume=last"))
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 9
+    assert (run / "logs" / "version_1" / "metrics.csv").is_file()  # the first run's log is kept
+    # init a new run from the exported model (the two-stage recipe)
+    again = train(_debug_cfg(tiny_data, tmp_path / "run2", f"train.init_from={run / 'model.pt'}"))
+    assert read_checkpoint(again / "model.pt")["state_dict"].keys() == ckpt["state_dict"].keys()
+
+
+def test_nan_loss_stops_with_a_clear_message(tiny_data, tmp_path, monkeypatch):
+    from flowvid.training import module
+    from flowvid.training.train import train
+
+    monkeypatch.setattr(
+        module.FlowVidModule, "_loss", lambda self, batch, pred: pred.sum() * float("nan")
+    )
+    with pytest.raises(module.TrainingDiverged, match="loss became nan at step 0.*no checkpoint"):
+        train(_debug_cfg(tiny_data, tmp_path / "nan"))
+
+
+def test_checkpoint_from_another_architecture_is_refused(tiny_data, tmp_path):
+    from flowvid.checkpoint import load_weights, save_checkpoint
+
+    small = create_model(encoder="resnet18", pretrained="none", hidden=16, context=16)
+    path = save_checkpoint(tmp_path / "m.pt", small, {}, {})
+    other = create_model(encoder="resnet18", pretrained="none", hidden=32, context=16)
+    with pytest.raises(InputError, match="does not fit this model architecture"):
+        load_weights(other, read_checkpoint(path)["state_dict"], path)
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="not a readable checkpoint"):
+        read_checkpoint(tmp_path / "bad.pt")
+
+
+@pytest.mark.slow
+def test_ddp_on_cpu_with_two_processes(tiny_data, tmp_path):
+    """Lightning's DDP (gloo) on CPU, through the command line."""
+    import subprocess
+    import sys
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "flowvid.cli",
+        "train",
+        "--config",
+        "configs/debug.yaml",
+        "--data",
+        str(tiny_data),
+        "--run-dir",
+        str(tmp_path / "ddp"),
+        "--set",
+        "train.accelerator=cpu",
+        "--set",
+        "train.devices=2",
+        "--set",
+        "train.strategy=ddp",
+        "--set",
+        "train.max_steps=4",
+        "--set",
+        "train.val_every_steps=2",
+        "--set",
+        "data.samples_per_epoch=8",
+    ]
+    result = subprocess.run(
+        cmd, capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("trained:") == 1  # printed by the main process only
+    assert (
+        torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+        == 4
+    )
