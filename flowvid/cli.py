@@ -91,7 +91,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"flowvid train: {err}", file=sys.stderr)
         return 1
     if run_dir is not None:  # the main process
-        print(f"trained: {run_dir} (model: {run_dir / 'model.pt'}, logs: {run_dir / "logs"})")
+        print(f"trained: {run_dir} (model: {run_dir / 'model.pt'}, logs: {run_dir / 'logs'})")
     return 0
 
 

@@ -37,6 +37,7 @@ class DataConfig:
     samples_per_epoch: int = 2000
     val_windows: int = 4  # evenly spaced clips per validation video
     val_crop: int = 0  # centre crop for validation, px (0: full frame)
+    decoded_cache: bool = False  # decode each video once to a uint8 .npy memmap (fast, uses disk)
 
 
 @dataclass

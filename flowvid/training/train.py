@@ -82,6 +82,7 @@ def build_datamodule(cfg: Config) -> ClipDataModule:
         d.samples_per_epoch,
         d.val_windows,
         d.val_crop,
+        d.decoded_cache,
     )
 
 
