@@ -19,9 +19,10 @@ demo: install
 	rm -rf $(DEMO)
 	$(BIN)/flowvid synth --out $(DEMO) --videos 3 --frames 24 --size 128
 	$(BIN)/flowvid validate $(DEMO)
+	$(BIN)/flowvid train --config configs/debug.yaml --data $(DEMO) --run-dir $(DEMO)/run
 	$(BIN)/flowvid overlay $(DEMO)/videos/vessel_000.mp4 $(DEMO)/flow/vessel_000.npy \
 		--out $(DEMO)/overlay_vessel_000.mp4 --style both --um-per-px 0.8
-	@echo "demo: dataset in $(DEMO)/ (look at preview.png), ground-truth overlay in $(DEMO)/overlay_vessel_000.mp4"
+	@echo "demo: dataset in $(DEMO)/ (look at preview.png), a tiny trained model in $(DEMO)/run/model.pt, ground-truth overlay in $(DEMO)/overlay_vessel_000.mp4"
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -18,18 +18,28 @@ from flowvid.io.atomic import atomic_output
 from flowvid.models import FlowVid, create_model
 
 FORMAT = "flowvid-checkpoint-1"
+DEFAULT_CHECKPOINT = Path(__file__).parent / "weights" / "flow_lite0_synth.pt"
 
 
 def save_checkpoint(
-    path: str | Path, model: FlowVid, kwargs: dict[str, Any], config: dict[str, Any]
+    path: str | Path,
+    model: FlowVid,
+    kwargs: dict[str, Any],
+    config: dict[str, Any],
+    half: bool = False,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write weights, constructor arguments and the resolved config, atomically."""
+    """Write weights (float16 with ``half``), constructor arguments and config, atomically."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     payload = {
         "format": FORMAT,
         "flowvid_version": __version__,
         "model_kwargs": kwargs,
         "config": config,
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": state,
+        **(extra or {}),
     }
     with atomic_output(path) as tmp:
         torch.save(payload, tmp)
@@ -83,9 +93,13 @@ def load_weights(model: FlowVid, state: dict[str, torch.Tensor], path: str | Pat
 
 
 def load_model(
-    path: str | Path, device: str | torch.device = "cpu"
+    path: str | Path | None = None, device: str | torch.device = "cpu"
 ) -> tuple[FlowVid, dict[str, Any]]:
-    """Rebuild a model from a checkpoint (no ImageNet download: the weights are inside)."""
+    """Rebuild a model from a checkpoint (the shipped default model when ``path`` is None)."""
+    if path is None:
+        path = DEFAULT_CHECKPOINT
+        if not path.is_file():
+            raise InputError("this flowvid has no default model; pass --checkpoint", path)
     ckpt = read_checkpoint(path)
     kwargs = dict(ckpt["model_kwargs"], pretrained="none", weights=None)
     try:

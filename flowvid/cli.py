@@ -65,6 +65,7 @@ def _cmd_overlay(args: argparse.Namespace) -> int:
         um_per_px=args.um_per_px,
         fps=args.fps,
         max_speed=args.max_speed,
+        gt_path=args.gt,
     )
     print(f"wrote {out}")
     return 0
@@ -124,6 +125,110 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_train)
 
 
+def _provenance(checkpoint: Path | None, ckpt: dict) -> dict:
+    from flowvid.checkpoint import DEFAULT_CHECKPOINT, file_hash
+
+    path = checkpoint or DEFAULT_CHECKPOINT
+    kwargs = ckpt.get("model_kwargs", {})
+    model = {k: kwargs.get(k) for k in ("encoder", "core", "head", "hidden")}
+    return {"checkpoint": str(path), "checkpoint_sha256": file_hash(path), "model": model}
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from flowvid.checkpoint import load_model
+    from flowvid.inference import predict_flow, predict_frames
+
+    model, ckpt = load_model(args.checkpoint)
+    common = dict(
+        frames=args.frames,
+        device=args.device,
+        batch_frames=args.batch_frames,
+        max_side=args.max_side,
+        provenance=_provenance(args.checkpoint, ckpt),
+    )
+    if model.head.out_channels == 3:
+        out = predict_frames(model, args.video, args.out, **common)
+        print(f"wrote predicted frames {out.shape} to {out.path}")
+        return 0
+    pred = predict_flow(
+        model,
+        args.video,
+        args.out,
+        units=args.units,
+        um_per_px=args.um_per_px,
+        fps=args.fps,
+        pair_format=args.pair_format,
+        **common,
+    )
+    print(
+        f"wrote flow {pred.shape} ({pred.units}) to {pred.path}; "
+        f"mean speed {pred.mean_speed:.3f} px/frame"
+    )
+    return 0
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="predict flow (or future frames) for a video",
+        epilog="example: flowvid predict clip.mp4 --out flow.npy --um-per-px 0.8 --fps 100",
+    )
+    p.add_argument("video", type=Path, help=".mp4/.avi/.mov, a .tif stack or a folder of frames")
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="flow.npy (memory-mapped), flow.npz, or a folder for per-pair .flo/.png",
+    )
+    p.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped model")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--frames", default=None, metavar="A:B", help="only frames A..B-1")
+    p.add_argument("--batch-frames", type=int, default=16, help="frames per encoder batch")
+    p.add_argument("--max-side", type=int, default=None, help="run the model at most this size")
+    p.add_argument("--units", default="px/frame", choices=("px/frame", "um/s"))
+    p.add_argument("--um-per-px", type=float, default=None)
+    p.add_argument("--fps", type=float, default=None, help="default: the video's own rate")
+    p.add_argument(
+        "--pair-format", default="flo", choices=("flo", "png"), help="for a folder --out"
+    )
+    p.set_defaults(func=_cmd_predict)
+
+
+def _cmd_embed(args: argparse.Namespace) -> int:
+    from flowvid.checkpoint import load_model
+    from flowvid.inference import embed_video
+
+    model, ckpt = load_model(args.checkpoint)
+    out = embed_video(
+        model,
+        args.video,
+        args.out,
+        pooled=args.pooled,
+        device=args.device,
+        batch_frames=args.batch_frames,
+        provenance=_provenance(args.checkpoint, ckpt),
+    )
+    print(f"wrote embeddings {out.shape} to {out.path}")
+    return 0
+
+
+def _add_embed(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "embed",
+        help="write the learned per-frame representation",
+        epilog="example: flowvid embed clip.mp4 --out feats.npy --pooled",
+    )
+    p.add_argument("video", type=Path)
+    p.add_argument("--out", required=True, type=Path, help=".npy, float16")
+    p.add_argument("--checkpoint", type=Path, default=None)
+    p.add_argument(
+        "--pooled", action="store_true", help="one vector per frame (else a stride-8 map)"
+    )
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-frames", type=int, default=16)
+    p.set_defaults(func=_cmd_embed)
+
+
 def _add_synth(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "synth",
@@ -173,6 +278,12 @@ def _add_overlay(sub: argparse._SubParsersAction) -> None:
     p.add_argument("flow", type=Path, help="(T-1,H,W,2) flow: .npy, .npz, or a folder of .flo/.png")
     p.add_argument("--out", required=True, type=Path, help=".mp4, .gif, or a folder for PNGs")
     p.add_argument("--style", default="color", choices=("color", "arrows", "both"))
+    p.add_argument(
+        "--gt",
+        type=Path,
+        default=None,
+        help="ground-truth flow: adds panels video | predicted | truth | error, with EPE",
+    )
     p.add_argument("--max-speed", type=float, default=None, help="px/frame at full colour")
     p.add_argument("--um-per-px", type=float, default=None, help="label the scale in um/s")
     p.add_argument("--fps", type=float, default=None)
@@ -186,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"flowvid {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_synth, _add_validate, _add_train, _add_overlay):
+    for add in (_add_synth, _add_validate, _add_train, _add_predict, _add_overlay, _add_embed):
         add(sub)
     return parser
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -50,19 +53,94 @@ def render_frame(
     return out
 
 
+def error_panel(pred: np.ndarray, gt: np.ndarray, scale: float) -> np.ndarray:
+    """|pred - gt| in px/frame as a heat map (black 0 .. white-yellow >= scale / 2)."""
+    epe = np.linalg.norm(pred - gt, axis=-1)
+    level = np.clip(epe / max(scale / 2, 1e-6) * 255, 0, 255).astype(np.uint8)
+    return cv2.applyColorMap(level, cv2.COLORMAP_INFERNO)[..., ::-1]
+
+
+def titled(image: np.ndarray, title: str) -> np.ndarray:
+    out = image.copy()
+    put_text(out, title, (4, out.shape[0] - 6), scale=max(0.3, out.shape[1] / 500))
+    return out
+
+
+def side_by_side(
+    frame: np.ndarray, pred: np.ndarray, gt: np.ndarray, scale: float, style: str, label: str
+) -> np.ndarray:
+    """video | prediction | ground truth | error, with the frame's EPE written on it."""
+    epe = float(np.linalg.norm(pred - gt, axis=-1).mean())
+    panels = [
+        titled(frame, "video"),
+        titled(render_frame(frame, pred, scale, style, label), "predicted"),
+        titled(render_frame(frame, gt, scale, style, label), "ground truth"),
+        titled(error_panel(pred, gt, scale), f"EPE {epe:.2f} px"),
+    ]
+    gap = np.full((frame.shape[0], 2, 3), 255, np.uint8)
+    return np.concatenate([x for p in panels for x in (p, gap)][:-1], axis=1)
+
+
+@dataclass(frozen=True)
+class FlowSource:
+    """A flow file, where it starts in the video, and the factor to px/frame."""
+
+    seq: FlowSequence
+    start: int
+    to_px: float
+    units: str
+
+
+def flow_source(path: str | Path) -> FlowSource:
+    """Open a flow file; a prediction sidecar (``<file>.json``) gives its frame range and units."""
+    seq = open_flow(path)
+    sidecar = Path(str(path) + ".json")
+    start, to_px, units = 0, 1.0, "px/frame"
+    if sidecar.is_file():
+        try:
+            doc = json.loads(sidecar.read_text())
+        except ValueError:
+            doc = {}
+        start = int((doc.get("frames") or [0])[0])
+        if doc.get("units") == "um/s" and doc.get("um_per_s_per_px_per_frame"):
+            to_px, units = 1.0 / float(doc["um_per_s_per_px_per_frame"]), "um/s"
+    return FlowSource(seq, start, to_px, units)
+
+
 def iter_overlay(
     video_path: Path,
-    flow: FlowSequence,
+    flow: FlowSource,
     style: str,
     um_per_px: float | None,
     fps: float | None,
     max_speed: float | None,
+    gt: FlowSource | None = None,
 ) -> Iterator[np.ndarray]:
-    scale = max_speed or clip_speed_scale(flow)
+    reference = gt or flow  # one colour scale for prediction and truth: the truth's
+    scale = max_speed or clip_speed_scale(reference.seq) * reference.to_px
     label = speed_label(scale, um_per_px, fps)
     with open_video(video_path) as video:
-        for i, frame in enumerate(video.iter_frames(0, len(flow))):
-            yield render_frame(frame, flow[i], scale, style, label)
+        frames = video.iter_frames(flow.start, flow.start + len(flow.seq))
+        for i, frame in enumerate(frames):
+            pred = flow.seq[i] * flow.to_px
+            if gt is None:
+                yield render_frame(frame, pred, scale, style, label)
+            else:
+                truth = gt.seq[flow.start - gt.start + i] * gt.to_px
+                yield side_by_side(frame, pred, truth, scale, style, label)
+
+
+def _check_fits(flow: FlowSource, frames: int, size: tuple[int, int], path: Path) -> None:
+    """T frames need T-1 maps of the frame size (fewer when a sidecar says where they start)."""
+    n = len(flow.seq)
+    count_ok = n == frames - 1 if flow.start == 0 else flow.start + n <= frames - 1
+    if not count_ok or flow.seq.shape[1:3] != size:
+        expected = f"({frames - 1}, {size[0]}, {size[1]})"
+        raise InputError(
+            f"flow {flow.seq.shape[:3]} does not fit the video ({frames} frames of "
+            f"{size[1]}x{size[0]}): expected {expected}; flow[i] maps frame i to i+1",
+            path,
+        )
 
 
 def write_overlay(
@@ -73,28 +151,26 @@ def write_overlay(
     um_per_px: float | None = None,
     fps: float | None = None,
     max_speed: float | None = None,
+    gt_path: str | Path | None = None,
     progress: bool = True,
 ) -> Path:
-    """Write the overlay of ``flow_path`` on ``video_path`` to .mp4, .gif or a PNG folder."""
+    """Write the overlay of ``flow_path`` on ``video_path`` to .mp4, .gif or a PNG folder.
+
+    With ``gt_path``: side-by-side panels video | prediction | ground truth | error map.
+    """
     video_path, out = Path(video_path), Path(out)
     if style not in STYLES:
         raise InputError(f"--style must be one of {STYLES}, not {style!r}")
-    flow = open_flow(flow_path)
+    flow = flow_source(flow_path)
+    gt = flow_source(gt_path) if gt_path is not None else None
     with open_video(video_path) as video:
         frames, size, rate = video.num_frames, (video.height, video.width), video.fps
-    if len(flow) != frames - 1 or flow.shape[1:3] != size:
-        raise InputError(
-            f"flow {flow.shape[:3]} does not fit the video "
-            f"({frames} frames of {size[1]}x{size[0]}): "
-            f"expected ({frames - 1}, {size[0]}, {size[1]}); flow[i] maps frame i to i+1",
-            flow_path,
-        )
+    _check_fits(flow, frames, size, Path(flow_path))
+    if gt is not None:
+        _check_fits(gt, frames, size, Path(gt_path))
+    images = iter_overlay(video_path, flow, style, um_per_px, fps or rate, max_speed, gt)
     frames_iter = tqdm(
-        iter_overlay(video_path, flow, style, um_per_px, fps or rate, max_speed),
-        total=len(flow),
-        desc="overlay",
-        unit="frame",
-        disable=not progress,
+        images, total=len(flow.seq), desc="overlay", unit="frame", disable=not progress
     )
     suffix = out.suffix.lower()
     if suffix in (".mp4", ".mov", ".mkv", ".avi"):

@@ -85,12 +85,13 @@ class FlowVid(nn.Module):
         corr8 = F.interpolate(corr8, size=corr4.shape[-2:], mode="bilinear", align_corners=False)
         return self.motion(torch.cat([prev["g4"], cur["g4"] - prev["g4"], corr4, corr8], 1))
 
-    def step(self, frames: torch.Tensor, state: StreamState) -> tuple[torch.Tensor, StreamState]:
-        """Consume a chunk (B, N, 3, H, W) in [0, 1]; return this chunk's outputs and the state.
+    def _advance(
+        self, frames: torch.Tensor, state: StreamState
+    ) -> tuple[list, list, list, StreamState]:
+        """Run the encoder on a chunk (B, N, 3, H, W) and step the core through its frames.
 
-        Flow head: one (2, H, W) map per frame that has a predecessor (N, or N-1 for the
-        first chunk), flow from frame t-1 to t. Frames head: one (3, H, W) prediction of
-        frame t+1 per frame t (N). Output: (B, N_out, C, H, W).
+        Returns every frame's hidden state (B, S, H/4, W/4), which frames have an output,
+        each output's anchor frame features, and the new state.
         """
         b, n, _, h, w = frames.shape
         if state.size is not None and state.size != (h, w):
@@ -104,21 +105,42 @@ class FlowVid(nn.Module):
             for k, v in self._features(flat).items()
         }
         core, prev = state.core, state.prev
-        states, anchors = [], []
+        hiddens, emits, anchors = [], [], []
         for t in range(n):
             cur = {k: None if v is None else v[:, t] for k, v in feats.items()}
             first = not prev
             x = self._cues(cur if first else prev, cur)
             hidden, core = self.core(x, self.core.init_state(x) if core is None else core)
-            if not (first and self.head.anchor == "previous"):
-                states.append(hidden)
+            hiddens.append(hidden)
+            emit = not (first and self.head.anchor == "previous")
+            emits.append(emit)
+            if emit:
                 anchors.append(cur if self.head.anchor == "current" or first else prev)
             prev = cur
-        new_state = StreamState(core, {k: v for k, v in prev.items()}, (h, w))
+        return hiddens, emits, anchors, StreamState(core, dict(prev), (h, w))
+
+    def step(self, frames: torch.Tensor, state: StreamState) -> tuple[torch.Tensor, StreamState]:
+        """Consume a chunk (B, N, 3, H, W) in [0, 1]; return this chunk's outputs and the state.
+
+        Flow head: one (2, H, W) map per frame that has a predecessor (N, or N-1 for the
+        first chunk), flow from frame t-1 to t. Frames head: one (3, H, W) prediction of
+        frame t+1 per frame t (N). Output: (B, N_out, C, H, W).
+        """
+        b, _, _, h, w = frames.shape
+        hiddens, emits, anchors, new_state = self._advance(frames, state)
+        states = [hid for hid, emit in zip(hiddens, emits, strict=True) if emit]
         if not states:
             return frames.new_zeros(b, 0, self.head.out_channels, h, w), new_state
         out = self._decode(torch.stack(states, 1), anchors)
         return out[..., :h, :w], new_state
+
+    def embed(self, frames: torch.Tensor, state: StreamState) -> tuple[torch.Tensor, StreamState]:
+        """The learned per-frame representation: the core's hidden state after each frame.
+
+        frames (B, N, 3, H, W) -> (B, N, S, ceil(H/4), ceil(W/4)), streaming like :meth:`step`.
+        """
+        hiddens, _, _, new_state = self._advance(frames, state)
+        return torch.stack(hiddens, 1), new_state
 
     def _decode(self, states: torch.Tensor, anchors: list[dict]) -> torch.Tensor:
         """states (B, M, S, h, w) and each output's anchor frame -> (B, M, C, H, W)."""

@@ -1,0 +1,352 @@
+"""Streaming prediction over a whole video, in constant memory.
+
+Frames are decoded with PyAV one at a time, grouped into chunks of ``batch_frames`` for
+the encoder, and the recurrent core carries its state from chunk to chunk. Flow is
+written straight into a memory-mapped output (or per-pair files), never held whole.
+The model may run at a working resolution; the flow is resized back to the clip's own
+size and its vectors rescaled. A JSON sidecar records shape, axes, units and provenance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from flowvid import __version__
+from flowvid.errors import InputError
+from flowvid.io.atomic import atomic_output
+from flowvid.io.flowfile import write_flow
+from flowvid.io.video import open_video
+from flowvid.models import FlowVid
+
+UNITS = ("px/frame", "um/s")
+
+
+@dataclass
+class Prediction:
+    """Where the result went and what it is."""
+
+    path: Path | None
+    shape: tuple[int, ...]
+    units: str
+    frames: tuple[int, int]
+    mean_speed: float | None  # inside the mask when one was given, px/frame
+    array: np.ndarray | None = None  # when no output path was given
+
+
+def parse_range(text: str | None, total: int) -> tuple[int, int]:
+    """'A:B' (either side optional) -> (start, stop) within 0..total; at least 2 frames."""
+    if not text:
+        start, stop = 0, total
+    else:
+        a, sep, b = text.partition(":")
+        if not sep:
+            raise InputError(f"--frames takes A:B, e.g. 0:500, not {text!r}")
+        try:
+            start, stop = int(a) if a else 0, int(b) if b else total
+        except ValueError:
+            raise InputError(f"--frames takes integers A:B, not {text!r}") from None
+    start, stop = max(0, start), min(total, stop)
+    if stop - start < 2:
+        raise InputError(
+            f"need at least 2 frames to predict flow; the range gives {max(stop - start, 0)}"
+        )
+    return start, stop
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device cuda asked for, but no CUDA GPU is available; use --device cpu")
+    return torch.device(name)
+
+
+def _working_size(height: int, width: int, max_side: int | None) -> tuple[int, int]:
+    if not max_side or max(height, width) <= max_side:
+        return height, width
+    scale = max_side / max(height, width)
+    return max(8, round(height * scale)), max(8, round(width * scale))
+
+
+def _chunks(frames: Iterator[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
+    chunk: list[np.ndarray] = []
+    for frame in frames:
+        chunk.append(frame)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def stream_outputs(
+    model: FlowVid,
+    video: Path,
+    start: int,
+    stop: int,
+    device: torch.device,
+    batch_frames: int,
+    max_side: int | None = None,
+    embed: bool = False,
+) -> Iterator[np.ndarray]:
+    """Yield the model's outputs chunk by chunk as numpy arrays at the clip's size.
+
+    Flow: (m, H, W, 2) px/frame. Frames: (m, H, W, 3) in [0, 1]. ``embed``: the hidden
+    state per frame, (m, S, h/4, w/4) float16.
+    """
+    use_bf16 = device.type == "cuda"
+    state = model.init_state()
+    with open_video(video) as reader:
+        height, width = reader.height, reader.width
+        work = _working_size(height, width, max_side)
+        for chunk in _chunks(reader.iter_frames(start, stop), batch_frames):
+            x = torch.from_numpy(np.stack(chunk)).to(device).permute(0, 3, 1, 2).float() / 255.0
+            if work != (height, width):
+                x = F.interpolate(x, size=work, mode="area")
+            with (
+                torch.inference_mode(),
+                torch.autocast(device.type, torch.bfloat16, enabled=use_bf16),
+            ):
+                if embed:
+                    out, state = model.embed(x[None], state)
+                    yield out[0].to(torch.float16).cpu().numpy()
+                    continue
+                out, state = model.step(x[None], state)
+            yield _to_clip_size(out[0].float(), height, width, model.head.out_channels == 2)
+
+
+def _to_clip_size(out: torch.Tensor, height: int, width: int, is_flow: bool) -> np.ndarray:
+    """(m, C, h, w) at working size -> (m, H, W, C) at clip size; flow vectors rescaled."""
+    if out.shape[0] == 0:
+        return np.zeros((0, height, width, out.shape[1]), np.float32)
+    h, w = out.shape[-2:]
+    if (h, w) != (height, width):
+        out = F.interpolate(out, size=(height, width), mode="bilinear", align_corners=False)
+        if is_flow:
+            out = out * out.new_tensor([width / w, height / h]).view(1, 2, 1, 1)
+    return out.permute(0, 2, 3, 1).cpu().numpy().astype(np.float32)
+
+
+@contextlib.contextmanager
+def _flow_sink(out: Path | None, shape: tuple[int, ...], pair_format: str):
+    """Something to write (m, H, W, 2) slices into, then finalised atomically."""
+    if out is None:
+        holder = np.empty(shape, np.float32)
+        yield holder
+        return
+    suffix = out.suffix.lower()
+    if suffix == ".npy":
+        with atomic_output(out) as tmp:
+            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+            yield arr
+            arr.flush()
+            del arr
+        return
+    if suffix in ("", ".npz"):  # compressed or per-pair: fill a memmap first, then convert
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".npy", dir=out.parent)
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+            yield arr
+            arr.flush()
+            write_flow(out, arr, pair_format=pair_format)  # itself atomic
+            del arr
+        finally:
+            tmp.unlink(missing_ok=True)
+        return
+    raise InputError(f"--out must end in .npy or .npz, or name a folder, not {suffix!r}", out)
+
+
+def predict_flow(
+    model: FlowVid,
+    video: str | Path,
+    out: str | Path | None = None,
+    *,
+    frames: str | None = None,
+    device: str = "auto",
+    batch_frames: int = 16,
+    max_side: int | None = None,
+    units: str = "px/frame",
+    um_per_px: float | None = None,
+    fps: float | None = None,
+    pair_format: str = "flo",
+    provenance: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> Prediction:
+    """Predict flow for a whole video (or ``frames='A:B'``); write it to ``out`` or return it."""
+    video, out = Path(video), None if out is None else Path(out)
+    if units not in UNITS:
+        raise InputError(f"--units must be one of {UNITS}, not {units!r}")
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    with open_video(video) as reader:
+        start, stop = parse_range(frames, reader.num_frames)
+        height, width, fps = reader.height, reader.width, fps or reader.fps
+    if units == "um/s" and not (um_per_px and fps):
+        raise InputError("µm/s needs --um-per-px and --fps (or a video that states its frame rate)")
+    scale = um_per_px * fps if units == "um/s" else 1.0
+    shape = (stop - start - 1, height, width, 2)
+    done, speed_sum = 0, 0.0
+    bar = tqdm(total=shape[0], desc="predict", unit="pair", disable=not progress)
+    with _flow_sink(out, shape, pair_format) as sink:
+        for chunk in stream_outputs(model, video, start, stop, dev, batch_frames, max_side):
+            sink[done : done + len(chunk)] = chunk * scale
+            speed_sum += float(np.linalg.norm(chunk, axis=-1).mean()) * len(chunk)
+            done += len(chunk)
+            bar.update(len(chunk))
+        result = None if out is not None else sink
+    bar.close()
+    pred = Prediction(out, shape, units, (start, stop), speed_sum / max(done, 1), result)
+    if out is not None:
+        write_sidecar(out, pred, fps, um_per_px, provenance or {})
+    return pred
+
+
+def sidecar_path(out: Path) -> Path:
+    return out.with_name(out.name + ".json")
+
+
+def write_sidecar(
+    out: Path,
+    pred: Prediction,
+    fps: float | None,
+    um_per_px: float | None,
+    provenance: dict[str, Any],
+) -> Path:
+    doc = {
+        "flowvid_version": __version__,
+        "file": out.name,
+        "shape": list(pred.shape),
+        "axes": "(T-1, H, W, 2): pair i moves frame i to i+1 (frames counted from 'frames'[0]); "
+        "channel 0 = u (x, right), channel 1 = v (y, down)",
+        "units": pred.units,
+        "frames": list(pred.frames),
+        "fps": fps,
+        "um_per_px": um_per_px,
+        "um_per_s_per_px_per_frame": um_per_px * fps if um_per_px and fps else None,
+        "mean_speed_px_per_frame": pred.mean_speed,
+        **provenance,
+    }
+    with atomic_output(sidecar_path(out)) as tmp:
+        tmp.write_text(json.dumps(doc, indent=2))
+    return sidecar_path(out)
+
+
+def _npy_stream(
+    out: Path, shape: tuple[int, ...], dtype: np.dtype, chunks: Iterator[np.ndarray]
+) -> None:
+    """Write chunks along axis 0 into a memory-mapped .npy, atomically."""
+    with atomic_output(out) as tmp:
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+        done = 0
+        for chunk in chunks:
+            arr[done : done + len(chunk)] = chunk
+            done += len(chunk)
+        arr.flush()
+        del arr
+
+
+def predict_frames(
+    model: FlowVid,
+    video: str | Path,
+    out: str | Path,
+    *,
+    frames: str | None = None,
+    device: str = "auto",
+    batch_frames: int = 16,
+    max_side: int | None = None,
+    provenance: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> Prediction:
+    """Frame t+1 predicted from frames <= t, for every t in the range: .npy (uint8) or a video."""
+    from flowvid.io.video import VideoWriter
+
+    video, out = Path(video), Path(out)
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    with open_video(video) as reader:
+        start, stop = parse_range(frames, reader.num_frames)
+        shape, fps = (stop - start, reader.height, reader.width, 3), reader.fps
+    chunks = (
+        (np.clip(c, 0, 1) * 255 + 0.5).astype(np.uint8)
+        for c in tqdm(
+            stream_outputs(model, video, start, stop, dev, batch_frames, max_side),
+            desc="predict",
+            unit="chunk",
+            disable=not progress,
+        )
+    )
+    if out.suffix.lower() == ".npy":
+        _npy_stream(out, shape, np.uint8, chunks)
+    elif out.suffix.lower() in (".mp4", ".mov", ".mkv", ".avi"):
+        with VideoWriter(out, fps or 25.0) as writer:
+            for chunk in chunks:
+                for frame in chunk:
+                    writer.write(frame)
+    else:
+        raise InputError("predicted frames go to .npy or a video file (.mp4)", out)
+    pred = Prediction(
+        out, shape, "uint8 RGB; frame i predicts video frame start+1+i", (start, stop), None
+    )
+    write_sidecar(out, pred, fps, None, provenance or {})
+    return pred
+
+
+def embed_video(
+    model: FlowVid,
+    video: str | Path,
+    out: str | Path,
+    *,
+    pooled: bool = False,
+    device: str = "auto",
+    batch_frames: int = 16,
+    provenance: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> Prediction:
+    """The core's hidden state after each frame: (T, S) pooled, or (T, S, H/8, W/8), float16."""
+    video, out = Path(video), Path(out)
+    if out.suffix.lower() != ".npy":
+        raise InputError("embeddings are written as .npy", out)
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    with open_video(video) as reader:
+        total, height, width, fps = reader.num_frames, reader.height, reader.width, reader.fps
+    hidden = model.core.hidden_dim
+    h4, w4 = (
+        -(-height // model.multiple) * model.multiple // 4,
+        -(-width // model.multiple) * model.multiple // 4,
+    )
+    shape = (total, hidden) if pooled else (total, hidden, h4 // 2, w4 // 2)
+
+    def reduce(chunk: np.ndarray) -> np.ndarray:
+        t = torch.from_numpy(chunk).float()
+        t = t.mean((-2, -1)) if pooled else F.avg_pool2d(t, 2)
+        return t.to(torch.float16).numpy()
+
+    chunks = (
+        reduce(c)
+        for c in tqdm(
+            stream_outputs(model, video, 0, total, dev, batch_frames, embed=True),
+            desc="embed",
+            unit="chunk",
+            disable=not progress,
+        )
+    )
+    _npy_stream(out, shape, np.float16, chunks)
+    pred = Prediction(out, shape, "hidden state of the temporal core (no unit)", (0, total), None)
+    write_sidecar(out, pred, fps, None, provenance or {})
+    return pred
