@@ -229,6 +229,48 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_embed)
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from flowvid.checkpoint import load_model
+    from flowvid.evaluate import evaluate
+
+    model = None if args.baselines_only else load_model(args.checkpoint)[0]
+    report = evaluate(
+        args.data,
+        args.split,
+        model,
+        baselines=args.baselines or args.baselines_only,
+        out_dir=args.out,
+        device=args.device,
+        batch_frames=args.batch_frames,
+        max_side=args.max_side,
+    )
+    for name, m in report["overall"].items():
+        print(
+            f"{name:>12}: vessel EPE {m['epe_vessel']:.3f} px/frame, "
+            f"outside {m['epe_outside']:.3f}, {m['ms_per_frame']:.1f} ms/frame"
+        )
+    print(f"report: {args.out / 'report.md'}")
+    return 0
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="score a model (and classical baselines) against ground truth",
+        epilog="example: flowvid eval --data my_dataset --split test --baselines",
+    )
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped model")
+    p.add_argument("--baselines", action="store_true", help="also zero flow, Farneback, DIS")
+    p.add_argument("--baselines-only", action="store_true", help="no model, only the baselines")
+    p.add_argument("--out", type=Path, default=Path("eval_report"))
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-frames", type=int, default=16)
+    p.add_argument("--max-side", type=int, default=None)
+    p.set_defaults(func=_cmd_eval)
+
+
 def _add_synth(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "synth",
@@ -297,7 +339,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"flowvid {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_synth, _add_validate, _add_train, _add_predict, _add_overlay, _add_embed):
+    for add in (
+        _add_synth,
+        _add_validate,
+        _add_train,
+        _add_predict,
+        _add_overlay,
+        _add_eval,
+        _add_embed,
+    ):
         add(sub)
     return parser
 

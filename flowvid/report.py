@@ -1,0 +1,115 @@
+"""Evaluation report rendering: Markdown tables and matplotlib plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from flowvid.io.atomic import atomic_output
+
+COLUMNS = [
+    ("epe_vessel", "EPE vessel"),
+    ("median_epe_vessel", "median"),
+    ("epe_outside", "EPE outside"),
+    ("epe_all", "EPE all"),
+    ("ae_deg_vessel", "AE° vessel"),
+    ("acc_0.5px_vessel", "<0.5px"),
+    ("acc_1px_vessel", "<1px"),
+    ("acc_3px_vessel", "<3px"),
+    ("fl_vessel", "Fl vessel"),
+    ("ms_per_frame", "ms/frame"),
+]
+
+
+def _fmt(x: float) -> str:
+    return "–" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.3f}"
+
+
+def render_markdown(report: dict) -> str:
+    lines = [
+        f"# flowvid evaluation: {report['data']} ({report['split']}, {report['clips']} clips)",
+        "",
+        f"Units: {report['units']}. {report['metrics']}.",
+        "",
+        "## Overall",
+        "",
+    ]
+    lines += [
+        "| method | " + " | ".join(title for _, title in COLUMNS) + " |",
+        "|---|" + "---|" * len(COLUMNS),
+    ]
+    for name, m in report["overall"].items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(m.get(k)) for k, _ in COLUMNS) + " |")
+    methods = list(report["overall"])
+    lines += [
+        "",
+        "## Vessel EPE per clip",
+        "",
+        "| clip | " + " | ".join(methods) + " |",
+        "|---|" + "---|" * len(methods),
+    ]
+    for clip, row in report["per_clip"].items():
+        lines.append(
+            f"| {clip} | " + " | ".join(_fmt(row[m]["epe_vessel"]) for m in methods) + " |"
+        )
+    lines += [
+        "",
+        "## Vessel EPE against true speed (px/frame)",
+        "",
+        "| speed | pixels | " + " | ".join(methods) + " |",
+        "|---|---|" + "---|" * len(methods),
+    ]
+    curves = report["speed_curve"]
+    for k, b in enumerate(curves[methods[0]]):
+        label = f"{b['speed_lo']:g}–{b['speed_hi']:g}"
+        lines.append(
+            f"| {label} | {b['pixels']} | "
+            + " | ".join(_fmt(curves[m][k]["epe"]) for m in methods)
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _save(fig, path: Path) -> None:  # noqa: ANN001 - matplotlib figure
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+
+
+def plot_per_clip(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    clips, methods = list(report["per_clip"]), list(report["overall"])
+    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(clips) * len(methods)), 3.5))
+    width = 0.8 / len(methods)
+    for k, m in enumerate(methods):
+        values = [report["per_clip"][c][m]["epe_vessel"] for c in clips]
+        ax.bar(np.arange(len(clips)) + k * width, values, width, label=m)
+    ax.set_xticks(np.arange(len(clips)) + 0.4 - width / 2, clips, rotation=45, ha="right")
+    ax.set_ylabel("vessel EPE (px/frame)")
+    ax.legend()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_speed_curve(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for m, curve in report["speed_curve"].items():
+        mids = [
+            (b["speed_lo"] + min(b["speed_hi"], 2 * max(b["speed_lo"], 0.125))) / 2 for b in curve
+        ]
+        ax.plot(mids, [b["epe"] for b in curve], marker="o", label=m)
+    ax.set_xscale("symlog", linthresh=0.25)
+    ax.set_xlabel("true speed in the vessel (px/frame)")
+    ax.set_ylabel("vessel EPE (px/frame)")
+    ax.legend()
+    _save(fig, path)
+    plt.close(fig)
