@@ -1,0 +1,262 @@
+"""predict, embed, overlay --gt and eval end to end, and every kind of bad input."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from flowvid.checkpoint import load_model, save_checkpoint
+from flowvid.cli import main
+from flowvid.data.corpus import write_corpus
+from flowvid.data.synthetic import SynthConfig
+from flowvid.inference import _to_clip_size, predict_flow
+from flowvid.io.flowfile import read_flow
+from flowvid.io.video import open_video, write_video
+from flowvid.models import create_model
+
+TINY = dict(
+    encoder="resnet18",
+    pretrained="none",
+    hidden=16,
+    context=16,
+    corr_radius=1,
+    coarse_corr_radius=1,
+    decoder_widths=[16, 8, 8],
+    core="gru",
+    head="flow",
+)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    model = create_model(**TINY)
+    torch.nn.init.normal_(model.head.net[-1].weight, std=0.05)  # visible, non-zero output
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", model, TINY, {})
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("predict") / "data"
+    return write_corpus(root, 3, SynthConfig(size=64, frames=9), seed=3, workers=1, progress=False)
+
+
+def test_predict_matches_the_model_on_the_whole_clip(checkpoint, data, tmp_path):
+    video = data / "videos" / "vessel_000.mp4"
+    out = tmp_path / "flow.npy"
+    assert (
+        main(
+            [
+                "predict",
+                str(video),
+                "--out",
+                str(out),
+                "--checkpoint",
+                str(checkpoint),
+                "--batch-frames",
+                "3",
+            ]
+        )
+        == 0
+    )
+    flow = np.load(out, mmap_mode="r")
+    assert flow.shape == (8, 64, 64, 2) and flow.dtype == np.float32
+    model, _ = load_model(checkpoint)
+    with open_video(video) as v:
+        frames = torch.from_numpy(v.read(range(9))).permute(0, 3, 1, 2).float()[None] / 255
+    with torch.no_grad():
+        direct = model(frames)[0].permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(flow, direct, atol=1e-4)  # chunking does not change the numbers
+    side = json.loads((tmp_path / "flow.npy.json").read_text())
+    assert (
+        side["shape"] == [8, 64, 64, 2]
+        and side["units"] == "px/frame"
+        and len(side["checkpoint_sha256"]) == 64
+    )
+
+
+def test_predict_units_range_and_formats(checkpoint, data, tmp_path):
+    video = str(data / "videos" / "vessel_001.mp4")
+    args = ["--checkpoint", str(checkpoint)]
+    assert main(["predict", video, "--out", str(tmp_path / "a.npy"), *args]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                video,
+                "--out",
+                str(tmp_path / "b.npy"),
+                "--units",
+                "um/s",
+                "--um-per-px",
+                "0.5",
+                "--fps",
+                "20",
+                *args,
+            ]
+        )
+        == 0
+    )
+    np.testing.assert_allclose(
+        np.load(tmp_path / "b.npy"), np.load(tmp_path / "a.npy") * 10.0, rtol=1e-5, atol=1e-6
+    )
+    assert main(["predict", video, "--out", str(tmp_path / "r.npz"), "--frames", "2:6", *args]) == 0
+    assert read_flow(tmp_path / "r.npz").shape == (3, 64, 64, 2)
+    assert main(["predict", video, "--out", str(tmp_path / "pairs"), "--frames", ":4", *args]) == 0
+    assert len(list((tmp_path / "pairs").glob("*.flo"))) == 3
+    assert main(["embed", video, "--out", str(tmp_path / "e.npy"), "--pooled", *args]) == 0
+    assert np.load(tmp_path / "e.npy").shape == (9, 16)
+
+
+def test_working_resolution_rescales_vectors():
+    out = torch.zeros(1, 2, 16, 32)
+    out[:, 0], out[:, 1] = 1.0, -0.5
+    back = _to_clip_size(out, 32, 64, is_flow=True)
+    assert back.shape == (1, 32, 64, 2)
+    np.testing.assert_allclose(back[0, 10, 10], [2.0, -1.0])
+
+
+def test_predict_overlay_gt_and_eval_end_to_end(checkpoint, data, tmp_path, capsys):
+    video = str(data / "videos" / "vessel_002.mp4")
+    pred = tmp_path / "flow.npy"
+    assert main(["predict", video, "--out", str(pred), "--checkpoint", str(checkpoint)]) == 0
+    panels = tmp_path / "panels.mp4"
+    assert (
+        main(
+            [
+                "overlay",
+                video,
+                str(pred),
+                "--gt",
+                str(data / "flow" / "vessel_002.npy"),
+                "--out",
+                str(panels),
+            ]
+        )
+        == 0
+    )
+    with open_video(panels) as v:
+        assert v.num_frames == 8 and v.width == 4 * 64 + 3 * 2
+    report = tmp_path / "report"
+    assert (
+        main(
+            [
+                "eval",
+                "--data",
+                str(data),
+                "--split",
+                "test",
+                "--checkpoint",
+                str(checkpoint),
+                "--baselines",
+                "--out",
+                str(report),
+            ]
+        )
+        == 0
+    )
+    doc = json.loads((report / "report.json").read_text())
+    assert set(doc["overall"]) == {"flowvid", "zero", "farneback", "dis_medium"}
+    zero = doc["overall"]["zero"]
+    # zero flow's EPE is the mean true speed, by definition: a check on the scoring itself
+    assert zero["epe_vessel"] == pytest.approx(zero["mean_true_speed_vessel"], rel=1e-6)
+    assert (report / "report.md").read_text().startswith("# flowvid evaluation")
+    assert (report / "epe_per_clip.png").stat().st_size > 1000 and (
+        report / "epe_vs_speed.png"
+    ).is_file()
+
+
+def test_frames_checkpoint_predicts_future_frames(data, tmp_path):
+    kwargs = dict(TINY, head="frames")
+    ckpt = save_checkpoint(tmp_path / "frames.pt", create_model(**kwargs), kwargs, {})
+    video = str(data / "videos" / "vessel_000.mp4")
+    assert (
+        main(["predict", video, "--out", str(tmp_path / "next.npy"), "--checkpoint", str(ckpt)])
+        == 0
+    )
+    nxt = np.load(tmp_path / "next.npy")
+    assert nxt.shape == (9, 64, 64, 3) and nxt.dtype == np.uint8
+    with open_video(video) as v:  # zero-initialised residual: the prediction of t+1 is frame t
+        assert np.abs(nxt[3].astype(int) - v.read([3])[0]).max() <= 1
+
+
+def _bad_inputs(tmp_path, data, checkpoint):
+    (tmp_path / "notavideo.mp4").write_text("hello")
+    good = (data / "videos" / "vessel_000.mp4").read_bytes()
+    (tmp_path / "truncated.mp4").write_bytes(good[:300])
+    write_video(tmp_path / "one.mp4", np.zeros((1, 32, 32, 3), np.uint8), fps=10)
+    (tmp_path / "damaged.pt").write_bytes(checkpoint.read_bytes()[:5000])
+    other = dict(TINY, hidden=8)
+    torch.save(
+        {
+            "format": "flowvid-checkpoint-1",
+            "model_kwargs": TINY,
+            "config": {},
+            "state_dict": create_model(**other).state_dict(),
+        },
+        tmp_path / "other.pt",
+    )
+    np.save(tmp_path / "short.npy", np.zeros((3, 64, 64, 2), np.float32))
+    video, ck = str(data / "videos" / "vessel_000.mp4"), str(checkpoint)
+    out = str(tmp_path / "out.npy")
+    return [
+        (["predict", str(tmp_path / "missing.mp4"), "--out", out, "--checkpoint", ck], "no such"),
+        (
+            ["predict", str(tmp_path / "notavideo.mp4"), "--out", out, "--checkpoint", ck],
+            "not a readable video",
+        ),
+        (
+            ["predict", str(tmp_path / "truncated.mp4"), "--out", out, "--checkpoint", ck],
+            "truncated.mp4",
+        ),
+        (
+            ["predict", str(tmp_path / "one.mp4"), "--out", out, "--checkpoint", ck],
+            "at least 2 frames",
+        ),
+        (
+            ["predict", video, "--out", out, "--checkpoint", str(tmp_path / "damaged.pt")],
+            "not a readable checkpoint",
+        ),
+        (
+            ["predict", video, "--out", out, "--checkpoint", str(tmp_path / "other.pt")],
+            "does not fit this model",
+        ),
+        (
+            ["predict", video, "--out", out, "--checkpoint", ck, "--units", "um/s"],
+            "needs --um-per-px",
+        ),
+        (["predict", video, "--out", out, "--checkpoint", ck, "--frames", "5"], "A:B"),
+        (
+            ["predict", video, "--out", str(tmp_path / "x.txt"), "--checkpoint", ck],
+            "--out must end",
+        ),
+        (
+            ["overlay", video, str(tmp_path / "short.npy"), "--out", str(tmp_path / "o.mp4")],
+            "does not fit the video",
+        ),
+        (
+            ["eval", "--data", str(tmp_path / "nodata"), "--checkpoint", ck],
+            "no such dataset folder",
+        ),
+    ]
+
+
+def test_bad_input_exits_2_with_a_message_and_leaves_no_output(checkpoint, data, tmp_path, capsys):
+    for argv, fragment in _bad_inputs(tmp_path, data, checkpoint):
+        before = set(tmp_path.iterdir())
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert fragment in err, (argv, err)
+        assert "Traceback" not in err
+        assert set(tmp_path.iterdir()) == before, argv  # nothing half-written
+
+
+def test_grayscale_and_odd_sized_video_predict(checkpoint, tmp_path):
+    rng = np.random.default_rng(0)
+    gray = (rng.random((5, 37, 51)) * 255).astype(np.uint8)
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "g.tif", gray, photometric="minisblack")
+    pred = predict_flow(load_model(checkpoint)[0], tmp_path / "g.tif", progress=False)
+    assert pred.array.shape == (4, 37, 51, 2)
