@@ -20,9 +20,13 @@ demo: install
 	$(BIN)/flowvid synth --out $(DEMO) --videos 3 --frames 24 --size 128
 	$(BIN)/flowvid validate $(DEMO)
 	$(BIN)/flowvid train --config configs/debug.yaml --data $(DEMO) --run-dir $(DEMO)/run
-	$(BIN)/flowvid overlay $(DEMO)/videos/vessel_000.mp4 $(DEMO)/flow/vessel_000.npy \
-		--out $(DEMO)/overlay_vessel_000.mp4 --style both --um-per-px 0.8
-	@echo "demo: dataset in $(DEMO)/ (look at preview.png), a tiny trained model in $(DEMO)/run/model.pt, ground-truth overlay in $(DEMO)/overlay_vessel_000.mp4"
+	$(BIN)/flowvid predict $(DEMO)/videos/vessel_002.mp4 --checkpoint $(DEMO)/run/model.pt \
+		--out $(DEMO)/pred_vessel_002.npy --um-per-px 0.8
+	$(BIN)/flowvid overlay $(DEMO)/videos/vessel_002.mp4 $(DEMO)/pred_vessel_002.npy \
+		--gt $(DEMO)/flow/vessel_002.npy --out $(DEMO)/overlay_vessel_002.mp4 --um-per-px 0.8
+	$(BIN)/flowvid eval --data $(DEMO) --split test --checkpoint $(DEMO)/run/model.pt \
+		--baselines --out $(DEMO)/eval
+	@echo "demo: data and preview.png, model ($(DEMO)/run/model.pt), prediction, overlay and eval report in $(DEMO)/"
 
 test: install
 	$(BIN)/python -m pytest -q
