@@ -76,12 +76,17 @@ def _save(fig, path: Path) -> None:  # noqa: ANN001 - matplotlib figure
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
 
 
-def plot_per_clip(report: dict, path: Path) -> None:
+def _pyplot():  # noqa: ANN202 - the pyplot module, headless
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_per_clip(report: dict, path: Path) -> None:
+    plt = _pyplot()
     clips, methods = list(report["per_clip"]), list(report["overall"])
     fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(clips) * len(methods)), 3.5))
     width = 0.8 / len(methods)
@@ -96,11 +101,7 @@ def plot_per_clip(report: dict, path: Path) -> None:
 
 
 def plot_speed_curve(report: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for m, curve in report["speed_curve"].items():
         mids = [

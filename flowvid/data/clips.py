@@ -202,7 +202,7 @@ class RandomClips(ClipDataset):
         return self.samples
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng([torch.initial_seed() % 2**63, index])
+        rng = np.random.default_rng([int(torch.randint(2**62, ())), index])  # seeded per run
         c = int(rng.choice(len(self.infos), p=self.weights))
         info = self.infos[c]
         start = int(rng.integers(0, info.frames - self.span + 1))

@@ -11,34 +11,32 @@ import torch
 from torch import nn
 
 
-class FlowHead(nn.Module):
-    anchor = "previous"
-    out_channels = 2
+class _Head(nn.Module):
+    anchor: str
+    out_channels: int
+    init_std: float  # of the last layer: 0 starts at "no motion" / "nothing changes"
 
     def __init__(self, in_dim: int) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(in_dim, in_dim, 3, padding=1), nn.GELU(), nn.Conv2d(in_dim, 2, 3, padding=1)
+            nn.Conv2d(in_dim, in_dim, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(in_dim, self.out_channels, 3, padding=1),
         )
-        nn.init.normal_(self.net[-1].weight, std=1e-3)  # start near zero flow
+        nn.init.normal_(self.net[-1].weight, std=self.init_std)
         nn.init.zeros_(self.net[-1].bias)
+
+
+class FlowHead(_Head):
+    anchor, out_channels, init_std = "previous", 2, 1e-3
 
     def forward(self, x: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
         """x (N, D, H, W) -> flow (N, 2, H, W) in px/frame."""
         return self.net(x)
 
 
-class FramesHead(nn.Module):
-    anchor = "current"
-    out_channels = 3
-
-    def __init__(self, in_dim: int) -> None:
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv2d(in_dim, in_dim, 3, padding=1), nn.GELU(), nn.Conv2d(in_dim, 3, 3, padding=1)
-        )
-        nn.init.zeros_(self.net[-1].weight)  # start as "nothing changes"
-        nn.init.zeros_(self.net[-1].bias)
+class FramesHead(_Head):
+    anchor, out_channels, init_std = "current", 3, 0.0
 
     def forward(self, x: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
         """x (N, D, H, W), rgb = frame t in [0, 1] -> frame t+1 (N, 3, H, W) in [0, 1]."""
