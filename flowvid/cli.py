@@ -78,6 +78,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     overrides = list(args.set)
     for key, value in (
+        ("train.devices", args.devices),
+        ("train.strategy", args.strategy),
         ("data.root", args.data),
         ("train.run_dir", args.run_dir),
         ("train.init_from", args.init_from),
@@ -115,6 +117,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, help="dataset folder (data.root)")
     p.add_argument("--run-dir", default=None, help="where logs and checkpoints go (train.run_dir)")
     p.add_argument("--init-from", default=None, help="start from a flowvid checkpoint's weights")
+    p.add_argument("--devices", default=None, help="e.g. 4 GPUs (train.devices)")
+    p.add_argument("--strategy", default=None, help="e.g. ddp (train.strategy)")
     p.add_argument(
         "--resume",
         nargs="?",
@@ -146,7 +150,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         max_side=args.max_side,
         provenance=_provenance(args.checkpoint, ckpt),
     )
-    if model.head.out_channels == 3:
+    task = "frames" if model.head.out_channels == 3 else "flow"
+    if args.task and args.task != task:
+        raise InputError(
+            f"--task {args.task} needs a {args.task} checkpoint; this one predicts {task}"
+        )
+    if task == "frames":
         out = predict_frames(model, args.video, args.out, **common)
         print(f"wrote predicted frames {out.shape} to {out.path}")
         return 0
@@ -181,6 +190,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         help="flow.npy (memory-mapped), flow.npz, or a folder for per-pair .flo/.png",
     )
     p.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped model")
+    p.add_argument(
+        "--task", default=None, choices=("flow", "frames"), help="default: the checkpoint's"
+    )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--frames", default=None, metavar="A:B", help="only frames A..B-1")
     p.add_argument("--batch-frames", type=int, default=16, help="frames per encoder batch")

@@ -156,3 +156,22 @@ def test_default_encoder_is_really_imagenet_initialised(image, label):
     # and the flowvid encoder holds exactly those weights
     enc = Encoder("tf_efficientnet_lite0", pretrained="imagenet")
     torch.testing.assert_close(enc.model.conv_stem.weight, model.conv_stem.weight)
+
+
+def test_frames_rollout_feeds_predictions_back():
+    torch.manual_seed(0)
+    model = create_model(encoder="resnet18", head="frames", **SMALL).eval()
+    clip = torch.rand(1, 3, 3, 32, 32)
+    with torch.no_grad():
+        out, state = model.step(clip, model.init_state())
+        ahead, _ = model.rollout(state, out[:, -1], steps=4)
+        assert ahead.shape == (1, 4, 3, 32, 32)
+        # the zero-initialised residual head predicts "nothing changes", all the way out
+        torch.testing.assert_close(ahead[:, -1], clip[:, -1])
+        _open(model)
+        out, state = model.step(clip, model.init_state())
+        ahead, _ = model.rollout(state, out[:, -1], steps=2)
+        step_by_step, _ = model.step(out[:, -1:], state)  # the first rollout step by hand
+        torch.testing.assert_close(ahead[:, 0], step_by_step[:, 0])
+    with pytest.raises(ValueError, match="frames head"):
+        create_model(encoder="resnet18", **SMALL).rollout(state, out[:, -1], 1)

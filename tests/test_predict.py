@@ -232,6 +232,10 @@ def _bad_inputs(tmp_path, data, checkpoint):
             "--out must end",
         ),
         (
+            ["predict", video, "--out", out, "--checkpoint", ck, "--task", "frames"],
+            "needs a frames checkpoint",
+        ),
+        (
             ["overlay", video, str(tmp_path / "short.npy"), "--out", str(tmp_path / "o.mp4")],
             "does not fit the video",
         ),

@@ -1,6 +1,6 @@
 """Peak memory of `flowvid predict` on a short and a 10x longer clip (constant-memory check).
 
-    python tools/predict_memory.py --checkpoint model.pt --frames 300 3000 --size 64
+python tools/predict_memory.py --checkpoint model.pt --frames 300 3000 --size 64
 """
 
 import argparse
@@ -25,10 +25,14 @@ def make_clip(path: Path, frames: int, size: int) -> None:
 
 def peak_rss_mb(cmd: list[str]) -> float:
     """Peak resident memory of one child process, MB (ru_maxrss of a fresh helper)."""
-    probe = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
-             "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
-             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    out = subprocess.run([sys.executable, "-c", probe, *cmd], check=True, capture_output=True, text=True)
+    probe = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
+        "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, *cmd], check=True, capture_output=True, text=True
+    )
     return int(out.stdout.strip()) / 1024
 
 
@@ -42,10 +46,21 @@ def main() -> None:
         for n in args.frames:
             clip = Path(tmp) / f"clip{n}.mp4"
             make_clip(clip, n, args.size)
-            cmd = [sys.executable, "-m", "flowvid.cli", "predict", str(clip), "--out", str(Path(tmp) / f"f{n}.npy")]
+            cmd = [
+                sys.executable,
+                "-m",
+                "flowvid.cli",
+                "predict",
+                str(clip),
+                "--out",
+                str(Path(tmp) / f"f{n}.npy"),
+            ]
             if args.checkpoint:
                 cmd += ["--checkpoint", args.checkpoint]
-            print(f"{n} frames of {args.size}x{args.size}: peak RSS {peak_rss_mb(cmd):.0f} MB", flush=True)
+            print(
+                f"{n} frames of {args.size}x{args.size}: peak RSS {peak_rss_mb(cmd):.0f} MB",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -155,6 +155,23 @@ class FlowVid(nn.Module):
         x = self.decoder(rearrange(states, "b m ... -> (b m) ..."), stack("skip"), rgb)
         return rearrange(self.head(x, rgb), "(b m) ... -> b m ...", b=b)
 
+    def rollout(
+        self, state: StreamState, prediction: torch.Tensor, steps: int
+    ) -> tuple[torch.Tensor, StreamState]:
+        """Frames head: feed predictions back to see further ahead.
+
+        After :meth:`step` has consumed frames up to t and predicted frame t+1
+        (``prediction``, (B, 3, H, W)), return frames t+2 .. t+1+steps, (B, steps, 3, H, W).
+        """
+        if self.head.anchor != "current":
+            raise ValueError("rollout needs a frames head")
+        outs = []
+        for _ in range(steps):
+            out, state = self.step(prediction[:, None], state)
+            prediction = out[:, -1]
+            outs.append(prediction)
+        return torch.stack(outs, 1), state
+
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """A whole clip (B, T, 3, H, W) in [0, 1] -> (B, T-1, C, H, W).
 
