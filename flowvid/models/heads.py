@@ -30,17 +30,18 @@ class _Head(nn.Module):
 class FlowHead(_Head):
     anchor, out_channels, init_std = "previous", 2, 1e-3
 
-    def forward(self, x: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
-        """x (N, D, H, W) -> flow (N, 2, H, W) in px/frame."""
-        return self.net(x)
+    def forward(self, x: torch.Tensor, rgb: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        """x (N, D, H, W), coarse flow upsampled (N, 2, H, W) -> flow (N, 2, H, W), px/frame."""
+        return coarse + self.net(x)
 
 
 class FramesHead(_Head):
     anchor, out_channels, init_std = "current", 3, 0.0
 
-    def forward(self, x: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
-        """x (N, D, H, W), rgb = frame t in [0, 1] -> frame t+1 (N, 3, H, W) in [0, 1]."""
-        return (rgb + self.net(x)).clamp(0.0, 1.0)
+    def forward(self, x: torch.Tensor, rgb: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        """x (N, D, H, W), rgb = frame t in [0, 1], coarse change (N, 3, H, W)
+        -> frame t+1 (N, 3, H, W) in [0, 1]."""
+        return (rgb + coarse + self.net(x)).clamp(0.0, 1.0)
 
 
 HEADS: dict[str, type[nn.Module]] = {"flow": FlowHead, "frames": FramesHead}

@@ -35,6 +35,12 @@ class StreamState:
     size: tuple[int, int] | None = None  # (H, W) of the video
 
 
+def contrast(corr: torch.Tensor) -> torch.Tensor:
+    """Standardise a cost volume over its displacements at each pixel: where the match is,
+    not how similar the textures are overall, is the motion evidence."""
+    return (corr - corr.mean(1, keepdim=True)) / (corr.std(1, keepdim=True) + 1e-3)
+
+
 class FlowVid(nn.Module):
     def __init__(
         self,
@@ -51,12 +57,22 @@ class FlowVid(nn.Module):
         self.encoder = encoder
         self.pyramid = FeaturePyramid(encoder.channels, encoder.reductions, context)
         self.corr_radius, self.coarse_corr_radius = corr_radius, coarse_corr_radius
-        cues = 2 * context + (2 * corr_radius + 1) ** 2 + (2 * coarse_corr_radius + 1) ** 2
-        self.motion = nn.Sequential(nn.Conv2d(cues, context, 3, padding=1), nn.GELU())
+        costs = (2 * corr_radius + 1) ** 2 + (2 * coarse_corr_radius + 1) ** 2
+        self.cost_encoder = nn.Sequential(  # the matching evidence gets its own branch
+            nn.Conv2d(costs, context, 1),
+            nn.GELU(),
+            nn.Conv2d(context, context, 3, padding=1),
+            nn.GELU(),
+        )
+        self.motion = nn.Sequential(nn.Conv2d(3 * context, context, 3, padding=1), nn.GELU())
         self.core = CORES[core](context, hidden)
         skip = encoder.channels[encoder.reductions.index(2)] if 2 in encoder.reductions else None
         self.decoder = UNetDecoder(hidden, skip, decoder_widths)
         self.head = HEADS[head](self.decoder.out_dim)
+        # the output at stride 4, straight from the state; the decoder adds full-resolution detail
+        self.coarse = nn.Conv2d(hidden, self.head.out_channels, 3, padding=1)
+        nn.init.normal_(self.coarse.weight, std=self.head.init_std)
+        nn.init.zeros_(self.coarse.bias)
         self.multiple = max(encoder.reductions)
 
     # ------------------------------------------------------------------ streaming
@@ -83,7 +99,10 @@ class FlowVid(nn.Module):
         corr4 = local_correlation(prev["n4"], cur["n4"], self.corr_radius)
         corr8 = local_correlation(prev["n8"], cur["n8"], self.coarse_corr_radius)
         corr8 = F.interpolate(corr8, size=corr4.shape[-2:], mode="bilinear", align_corners=False)
-        return self.motion(torch.cat([prev["g4"], cur["g4"] - prev["g4"], corr4, corr8], 1))
+        costs = torch.cat([contrast(corr4), contrast(corr8)], 1)
+        return self.motion(
+            torch.cat([prev["g4"], cur["g4"] - prev["g4"], self.cost_encoder(costs)], 1)
+        )
 
     def _advance(
         self, frames: torch.Tensor, state: StreamState
@@ -152,8 +171,12 @@ class FlowVid(nn.Module):
             return rearrange(torch.stack([a[key] for a in anchors], 1), "b m ... -> (b m) ...")
 
         rgb = stack("rgb")
-        x = self.decoder(rearrange(states, "b m ... -> (b m) ..."), stack("skip"), rgb)
-        return rearrange(self.head(x, rgb), "(b m) ... -> b m ...", b=b)
+        flat = rearrange(states, "b m ... -> (b m) ...")
+        coarse = F.interpolate(
+            self.coarse(flat), size=rgb.shape[-2:], mode="bilinear", align_corners=False
+        )
+        out = self.head(self.decoder(flat, stack("skip"), rgb), rgb, coarse)
+        return rearrange(out, "(b m) ... -> b m ...", b=b)
 
     def rollout(
         self, state: StreamState, prediction: torch.Tensor, steps: int
