@@ -3,7 +3,7 @@
 Notebook use::
 
     import flowvid
-    model = flowvid.load_model()                 # the shipped default, or a checkpoint path
+    model = flowvid.load_model("runs/x/model.pt")   # a checkpoint (or the shipped default)
     pred = flowvid.predict_video(model, "clip.mp4")   # pred.array: (T-1, H, W, 2) px/frame
 """
 
