@@ -26,6 +26,10 @@ def _fmt(x: float) -> str:
     return "–" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.3f}"
 
 
+def _header(*titles: str) -> list[str]:
+    return ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
+
+
 def render_markdown(report: dict) -> str:
     lines = [
         f"# flowvid evaluation: {report['data']} ({report['split']}, {report['clips']} clips)",
@@ -35,20 +39,11 @@ def render_markdown(report: dict) -> str:
         "## Overall",
         "",
     ]
-    lines += [
-        "| method | " + " | ".join(title for _, title in COLUMNS) + " |",
-        "|---|" + "---|" * len(COLUMNS),
-    ]
+    lines += _header("method", *(title for _, title in COLUMNS))
     for name, m in report["overall"].items():
         lines.append(f"| {name} | " + " | ".join(_fmt(m.get(k)) for k, _ in COLUMNS) + " |")
     methods = list(report["overall"])
-    lines += [
-        "",
-        "## Vessel EPE per clip",
-        "",
-        "| clip | " + " | ".join(methods) + " |",
-        "|---|" + "---|" * len(methods),
-    ]
+    lines += ["", "## Vessel EPE per clip", "", *_header("clip", *methods)]
     for clip, row in report["per_clip"].items():
         lines.append(
             f"| {clip} | " + " | ".join(_fmt(row[m]["epe_vessel"]) for m in methods) + " |"
@@ -57,8 +52,7 @@ def render_markdown(report: dict) -> str:
         "",
         "## Vessel EPE against true speed (px/frame)",
         "",
-        "| speed | pixels | " + " | ".join(methods) + " |",
-        "|---|---|" + "---|" * len(methods),
+        *_header("speed", "pixels", *methods),
     ]
     curves = report["speed_curve"]
     for k, b in enumerate(curves[methods[0]]):

@@ -36,7 +36,7 @@ def test_every_config_loads_and_builds(path):
     model = create_model(**model_kwargs(cfg))
     out = model(torch.rand(1, 3, 3, 64, 64))
     assert out.shape[:2] == (1, 2)
-    assert load_config(None, []).to_dict().keys() == cfg.to_dict().keys()
+    assert cfg.model.task == ("frames" if "frames" in path.name else "flow")  # the file was applied
 
 
 def test_overrides_are_typed_and_checked():
