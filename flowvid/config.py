@@ -86,6 +86,7 @@ class LossConfig:
 class TrainConfig:
     run_dir: str = "runs/flow_lite0"
     max_steps: int = 20000
+    max_minutes: float | None = None  # also stop after this long (the schedule keeps max_steps)
     lr: float = 4e-4
     encoder_lr_factor: float = 0.5  # encoder learning rate = lr * factor
     weight_decay: float = 1e-4

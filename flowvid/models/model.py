@@ -1,4 +1,9 @@
-"""FlowVid: encoder -> motion cues -> recurrent core at stride 4 -> U-Net decoder -> head.
+"""FlowVid: encoder -> matching and motion cues -> recurrent core at stride 4 -> U-Net decoder
+-> head.
+
+The flow head starts from a soft-argmax match of learned features (frame t-1 against frame t,
+candidate displacements at strides 4 and 8); the recurrent core, which has seen every frame
+so far, corrects it at stride 4, and the decoder adds full-resolution detail.
 
 ``create_model(...)`` is the one front door: it resolves the names of the encoder (timm),
 the core (:data:`~flowvid.models.temporal.CORES`) and the head
@@ -35,6 +40,32 @@ class StreamState:
     size: tuple[int, int] | None = None  # (H, W) of the video
 
 
+def displacement_grid(radius: int, stride: int) -> torch.Tensor:
+    """(2, (2r+1)^2) displacements in px, in :func:`local_correlation`'s channel order."""
+    d = torch.arange(-radius, radius + 1, dtype=torch.float32) * stride
+    dy, dx = torch.meshgrid(d, d, indexing="ij")
+    return torch.stack([dx.flatten(), dy.flatten()])
+
+
+class SoftMatch(nn.Module):
+    """Expected displacement under a softmax over the cost volumes' candidates.
+
+    Costs are cosine similarities; a learned scale sets how sharp the distribution is. The
+    output flow is in px of the input frames (the candidates carry their stride).
+    """
+
+    def __init__(self, radius4: int, radius8: int) -> None:
+        super().__init__()
+        self.log_scale = nn.Parameter(torch.tensor(2.0))
+        grid = torch.cat([displacement_grid(radius4, 4), displacement_grid(radius8, 8)], 1)
+        self.register_buffer("grid", grid, persistent=False)
+
+    def forward(self, costs: torch.Tensor) -> torch.Tensor:
+        """costs (N, K, h, w) -> flow (N, 2, h, w) in px."""
+        p = torch.softmax(costs.float() * self.log_scale.exp(), 1)
+        return torch.einsum("nkhw,dk->ndhw", p, self.grid).to(costs.dtype)
+
+
 def contrast(corr: torch.Tensor) -> torch.Tensor:
     """Standardise a cost volume over its displacements at each pixel: where the match is,
     not how similar the textures are overall, is the motion evidence."""
@@ -58,8 +89,9 @@ class FlowVid(nn.Module):
         self.pyramid = FeaturePyramid(encoder.channels, encoder.reductions, context)
         self.corr_radius, self.coarse_corr_radius = corr_radius, coarse_corr_radius
         costs = (2 * corr_radius + 1) ** 2 + (2 * coarse_corr_radius + 1) ** 2
+        self.match = SoftMatch(corr_radius, coarse_corr_radius)
         self.cost_encoder = nn.Sequential(  # the matching evidence gets its own branch
-            nn.Conv2d(costs, context, 1),
+            nn.Conv2d(costs + 2, context, 1),
             nn.GELU(),
             nn.Conv2d(context, context, 3, padding=1),
             nn.GELU(),
@@ -94,15 +126,21 @@ class FlowVid(nn.Module):
             "n8": F.normalize(g8, dim=1),
         }
 
-    def _cues(self, prev: dict, cur: dict) -> torch.Tensor:
-        """Motion cues from frame t-1 to t at stride 4: features, difference, correlations."""
+    def _cues(self, prev: dict, cur: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Motion cues from frame t-1 to t at stride 4, and the matched flow (px).
+
+        Cues: features, their difference, the standardised cost volumes and the match.
+        """
         corr4 = local_correlation(prev["n4"], cur["n4"], self.corr_radius)
         corr8 = local_correlation(prev["n8"], cur["n8"], self.coarse_corr_radius)
         corr8 = F.interpolate(corr8, size=corr4.shape[-2:], mode="bilinear", align_corners=False)
-        costs = torch.cat([contrast(corr4), contrast(corr8)], 1)
-        return self.motion(
-            torch.cat([prev["g4"], cur["g4"] - prev["g4"], self.cost_encoder(costs)], 1)
+        costs = torch.cat([corr4, corr8], 1)
+        match = self.match(costs)
+        evidence = torch.cat([contrast(corr4), contrast(corr8), match / 4.0], 1)
+        x = self.motion(
+            torch.cat([prev["g4"], cur["g4"] - prev["g4"], self.cost_encoder(evidence)], 1)
         )
+        return x, match
 
     def _advance(
         self, frames: torch.Tensor, state: StreamState
@@ -110,7 +148,8 @@ class FlowVid(nn.Module):
         """Run the encoder on a chunk (B, N, 3, H, W) and step the core through its frames.
 
         Returns every frame's hidden state (B, S, H/4, W/4), which frames have an output,
-        each output's anchor frame features, and the new state.
+        each output's anchor frame features (with the match from t-1 to t under "match"),
+        and the new state.
         """
         b, n, _, h, w = frames.shape
         if state.size is not None and state.size != (h, w):
@@ -128,13 +167,14 @@ class FlowVid(nn.Module):
         for t in range(n):
             cur = {k: None if v is None else v[:, t] for k, v in feats.items()}
             first = not prev
-            x = self._cues(cur if first else prev, cur)
+            x, match = self._cues(cur if first else prev, cur)
             hidden, core = self.core(x, self.core.init_state(x) if core is None else core)
             hiddens.append(hidden)
             emit = not (first and self.head.anchor == "previous")
             emits.append(emit)
             if emit:
-                anchors.append(cur if self.head.anchor == "current" or first else prev)
+                anchor = cur if self.head.anchor == "current" or first else prev
+                anchors.append({**anchor, "match": match})
             prev = cur
         return hiddens, emits, anchors, StreamState(core, dict(prev), (h, w))
 
@@ -172,9 +212,10 @@ class FlowVid(nn.Module):
 
         rgb = stack("rgb")
         flat = rearrange(states, "b m ... -> (b m) ...")
-        coarse = F.interpolate(
-            self.coarse(flat), size=rgb.shape[-2:], mode="bilinear", align_corners=False
-        )
+        coarse = self.coarse(flat)
+        if self.head.anchor == "previous":  # flow: the core corrects the match
+            coarse = coarse + stack("match")
+        coarse = F.interpolate(coarse, size=rgb.shape[-2:], mode="bilinear", align_corners=False)
         out = self.head(self.decoder(flat, stack("skip"), rgb), rgb, coarse)
         return rearrange(out, "(b m) ... -> b m ...", b=b)
 

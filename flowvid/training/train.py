@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from datetime import timedelta
 from pathlib import Path
 
 import lightning as L
@@ -51,6 +52,7 @@ def build_trainer(cfg: Config, run_dir: Path) -> L.Trainer:
         loggers.append(TensorBoardLogger(run_dir, name="tensorboard"))
     return L.Trainer(
         max_steps=t.max_steps,
+        max_time=None if t.max_minutes is None else timedelta(minutes=t.max_minutes),
         accelerator=t.accelerator,
         devices=t.devices,
         strategy=t.strategy,
