@@ -162,20 +162,35 @@ class FlowVid(nn.Module):
             k: None if v is None else rearrange(v, "(b n) ... -> b n ...", b=b)
             for k, v in self._features(flat).items()
         }
-        core, prev = state.core, state.prev
+        # each frame's predecessor: the previous chunk's last frame, or itself at the start
+        start = not state.prev
+        before = {
+            k: None
+            if v is None
+            else torch.cat([v[:, :1] if start else state.prev[k][:, None], v[:, :-1]], 1)
+            for k, v in feats.items()
+        }
+        # the cues depend on frames alone: one batched pass for the chunk, then the core steps
+        x, match = self._cues(
+            {k: rearrange(before[k], "b n ... -> (b n) ...") for k in ("g4", "n4", "n8")},
+            {k: rearrange(feats[k], "b n ... -> (b n) ...") for k in ("g4", "n4", "n8")},
+        )
+        x, match = (rearrange(v, "(b n) ... -> b n ...", b=b) for v in (x, match))
+        core = state.core
         hiddens, emits, anchors = [], [], []
         for t in range(n):
-            cur = {k: None if v is None else v[:, t] for k, v in feats.items()}
-            first = not prev
-            x, match = self._cues(cur if first else prev, cur)
-            hidden, core = self.core(x, self.core.init_state(x) if core is None else core)
+            hidden, core = self.core(
+                x[:, t], self.core.init_state(x[:, t]) if core is None else core
+            )
             hiddens.append(hidden)
+            first = start and t == 0
             emit = not (first and self.head.anchor == "previous")
             emits.append(emit)
             if emit:
-                anchor = cur if self.head.anchor == "current" or first else prev
-                anchors.append({**anchor, "match": match})
-            prev = cur
+                source = feats if self.head.anchor == "current" else before
+                anchor = {k: None if v is None else v[:, t] for k, v in source.items()}
+                anchors.append({**anchor, "match": match[:, t]})
+        prev = {k: None if v is None else v[:, -1] for k, v in feats.items()}
         return hiddens, emits, anchors, StreamState(core, dict(prev), (h, w))
 
     def step(self, frames: torch.Tensor, state: StreamState) -> tuple[torch.Tensor, StreamState]:
