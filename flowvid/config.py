@@ -119,6 +119,8 @@ def _check_type(key: str, value: Any, hint: Any) -> Any:
     """Coerce ``value`` to the field type ``hint`` or raise a clear error."""
     origin = typing.get_origin(hint)
     options = typing.get_args(hint) if origin in (typing.Union, types.UnionType) else (hint,)
+    if isinstance(value, str) and value.lower() in ("none", "null") and type(None) in options:
+        return None  # `--set model.weights=none`; a plain str key keeps the word
     for option in options:
         if option is Any or (option is type(None) and value is None):
             return value
@@ -159,8 +161,6 @@ def parse_override(text: str) -> dict[str, Any]:
     if not sep or not key:
         raise InputError(f"--set takes key=value, not {text!r}")
     value = yaml.safe_load(raw) if raw else None
-    if isinstance(value, str) and value.lower() == "none":
-        value = None
     for part in reversed(key.split(".")):
         value = {part: value}
     return value
