@@ -45,6 +45,14 @@ def test_overrides_are_typed_and_checked():
     )
     assert cfg.train.lr == 1e-3 and cfg.data.batch_size == 3 and cfg.model.freeze == 2
     assert cfg.train.init_from is None
+    # "none" is a value of its own for a plain string key (train from scratch), and "null"
+    # empties an optional one
+    cfg = load_config(
+        None, ["model.pretrained=none", "model.freeze=none", "train.max_minutes=null"]
+    )
+    assert cfg.model.pretrained == "none" and cfg.model.freeze == "none"
+    assert cfg.train.max_minutes is None
+    assert load_config(None, ["train.max_minutes=2.5"]).train.max_minutes == 2.5
     with pytest.raises(InputError, match="unknown config key 'train.lrr'"):
         load_config(None, ["train.lrr=1"])
     with pytest.raises(InputError, match="data.batch_size"):
