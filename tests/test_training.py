@@ -188,6 +188,9 @@ def test_train_checkpoint_resume_and_load(tiny_data, tmp_path):
     last = run / "checkpoints" / "last.ckpt"
     raw = torch.load(last, map_location="cpu", weights_only=True)  # plain types only
     assert raw["global_step"] == 6
+    # last.ckpt is written after the best checkpoint is chosen: the best it names exists
+    best = [v["best_model_path"] for v in raw["callbacks"].values() if "best_model_path" in v]
+    assert best and all(Path(p).is_file() for p in best), best
     model, ckpt = load_model(run / "model.pt")
     assert ckpt["model_kwargs"]["head"] == "flow"
     assert model(torch.rand(1, 3, 3, 64, 64)).shape == (1, 2, 2, 64, 64)

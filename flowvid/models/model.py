@@ -144,11 +144,12 @@ class FlowVid(nn.Module):
 
     def _advance(
         self, frames: torch.Tensor, state: StreamState
-    ) -> tuple[list, list, list, StreamState]:
+    ) -> tuple[torch.Tensor, int, dict[str, torch.Tensor | None], StreamState]:
         """Run the encoder on a chunk (B, N, 3, H, W) and step the core through its frames.
 
-        Returns every frame's hidden state (B, S, H/4, W/4), which frames have an output,
-        each output's anchor frame features (with the match from t-1 to t under "match"),
+        Returns every frame's hidden state (B, N, S, H/4, W/4); ``skip``, how many leading
+        frames have no output (1 for flow at the very start: frame 0 has no predecessor);
+        each output's anchor frame features and its match from t-1 to t, (B, N - skip, ...);
         and the new state.
         """
         b, n, _, h, w = frames.shape
@@ -177,21 +178,20 @@ class FlowVid(nn.Module):
         )
         x, match = (rearrange(v, "(b n) ... -> b n ...", b=b) for v in (x, match))
         core = state.core
-        hiddens, emits, anchors = [], [], []
+        hiddens = []
         for t in range(n):
             hidden, core = self.core(
                 x[:, t], self.core.init_state(x[:, t]) if core is None else core
             )
             hiddens.append(hidden)
-            first = start and t == 0
-            emit = not (first and self.head.anchor == "previous")
-            emits.append(emit)
-            if emit:
-                source = feats if self.head.anchor == "current" else before
-                anchor = {k: None if v is None else v[:, t] for k, v in source.items()}
-                anchors.append({**anchor, "match": match[:, t]})
+        previous = self.head.anchor == "previous"
+        skip = 1 if start and previous else 0
+        anchors = {
+            k: None if v is None else v[:, skip:]
+            for k, v in {**(before if previous else feats), "match": match}.items()
+        }
         prev = {k: None if v is None else v[:, -1] for k, v in feats.items()}
-        return hiddens, emits, anchors, StreamState(core, dict(prev), (h, w))
+        return torch.stack(hiddens, 1), skip, anchors, StreamState(core, prev, (h, w))
 
     def step(self, frames: torch.Tensor, state: StreamState) -> tuple[torch.Tensor, StreamState]:
         """Consume a chunk (B, N, 3, H, W) in [0, 1]; return this chunk's outputs and the state.
@@ -201,11 +201,10 @@ class FlowVid(nn.Module):
         frame t+1 per frame t (N). Output: (B, N_out, C, H, W).
         """
         b, _, _, h, w = frames.shape
-        hiddens, emits, anchors, new_state = self._advance(frames, state)
-        states = [hid for hid, emit in zip(hiddens, emits, strict=True) if emit]
-        if not states:
+        hiddens, skip, anchors, new_state = self._advance(frames, state)
+        if hiddens.shape[1] == skip:
             return frames.new_zeros(b, 0, self.head.out_channels, h, w), new_state
-        out = self._decode(torch.stack(states, 1), anchors)
+        out = self._decode(hiddens[:, skip:], anchors)
         return out[..., :h, :w], new_state
 
     def embed(self, frames: torch.Tensor, state: StreamState) -> tuple[torch.Tensor, StreamState]:
@@ -214,24 +213,23 @@ class FlowVid(nn.Module):
         frames (B, N, 3, H, W) -> (B, N, S, ceil(H/4), ceil(W/4)), streaming like :meth:`step`.
         """
         hiddens, _, _, new_state = self._advance(frames, state)
-        return torch.stack(hiddens, 1), new_state
+        return hiddens, new_state
 
-    def _decode(self, states: torch.Tensor, anchors: list[dict]) -> torch.Tensor:
-        """states (B, M, S, h, w) and each output's anchor frame -> (B, M, C, H, W)."""
+    def _decode(
+        self, states: torch.Tensor, anchors: dict[str, torch.Tensor | None]
+    ) -> torch.Tensor:
+        """states (B, M, S, h, w) and the outputs' anchors (B, M, ...) -> (B, M, C, H, W)."""
         b = states.shape[0]
-
-        def stack(key: str) -> torch.Tensor | None:
-            if anchors[0][key] is None:
-                return None
-            return rearrange(torch.stack([a[key] for a in anchors], 1), "b m ... -> (b m) ...")
-
-        rgb = stack("rgb")
-        flat = rearrange(states, "b m ... -> (b m) ...")
-        coarse = self.coarse(flat)
+        flat = {
+            k: None if v is None else rearrange(v, "b m ... -> (b m) ...")
+            for k, v in {**anchors, "state": states}.items()
+        }
+        coarse = self.coarse(flat["state"])
         if self.head.anchor == "previous":  # flow: the core corrects the match
-            coarse = coarse + stack("match")
+            coarse = coarse + flat["match"]
+        rgb = flat["rgb"]
         coarse = F.interpolate(coarse, size=rgb.shape[-2:], mode="bilinear", align_corners=False)
-        out = self.head(self.decoder(flat, stack("skip"), rgb), rgb, coarse)
+        out = self.head(self.decoder(flat["state"], flat["skip"], rgb), rgb, coarse)
         return rearrange(out, "(b m) ... -> b m ...", b=b)
 
     def rollout(

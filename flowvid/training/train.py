@@ -10,7 +10,7 @@ from pathlib import Path
 import lightning as L
 import torch
 import yaml
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import Checkpoint, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from flowvid.checkpoint import load_weights, read_checkpoint, save_checkpoint
@@ -30,6 +30,22 @@ def resolve_precision(cfg: Config) -> str:
     return "bf16-mixed" if on_gpu else "32-true"
 
 
+class LastCheckpoint(Checkpoint):
+    """last.ckpt, the state to resume from, written after every validation.
+
+    Lightning runs checkpoint callbacks after all others and in their given order, so this
+    one runs after the best checkpoint has been chosen and saved: a resumed run knows which
+    best checkpoint is on disk.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            trainer.save_checkpoint(self.path)
+
+
 def build_trainer(cfg: Config, run_dir: Path) -> L.Trainer:
     t = cfg.train
     best = ModelCheckpoint(
@@ -40,13 +56,7 @@ def build_trainer(cfg: Config, run_dir: Path) -> L.Trainer:
         save_top_k=1,
         auto_insert_metric_name=False,
     )
-    latest = ModelCheckpoint(  # last.ckpt: the state to resume from, every val_every_steps
-        dirpath=run_dir / "checkpoints",
-        save_top_k=0,
-        save_last=True,
-        every_n_train_steps=t.val_every_steps,
-        save_on_train_epoch_end=False,
-    )
+    last = LastCheckpoint(run_dir / "checkpoints" / "last.ckpt")
     loggers = [CSVLogger(run_dir, name="logs")]  # logs/version_N: a resumed run never overwrites
     if importlib.util.find_spec("tensorboard") is not None:
         loggers.append(TensorBoardLogger(run_dir, name="tensorboard"))
@@ -61,7 +71,7 @@ def build_trainer(cfg: Config, run_dir: Path) -> L.Trainer:
         val_check_interval=t.val_every_steps,
         check_val_every_n_epoch=None,
         log_every_n_steps=t.log_every_steps,
-        callbacks=[best, latest, LearningRateMonitor("step")],
+        callbacks=[best, last, LearningRateMonitor("step")],
         logger=loggers,
         default_root_dir=run_dir,
         num_sanity_val_steps=0,
