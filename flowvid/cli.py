@@ -167,6 +167,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         um_per_px=args.um_per_px,
         fps=args.fps,
         pair_format=args.pair_format,
+        mask=args.mask,
         **common,
     )
     print(
@@ -195,6 +196,12 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--frames", default=None, metavar="A:B", help="only frames A..B-1")
+    p.add_argument(
+        "--mask",
+        type=Path,
+        default=None,
+        help="vessel mask, .png or .npy, (H, W) or (T-1, H, W): flow outside it is written as 0",
+    )
     p.add_argument("--batch-frames", type=int, default=16, help="frames per encoder batch")
     p.add_argument("--max-side", type=int, default=None, help="run the model at most this size")
     p.add_argument("--units", default="px/frame", choices=("px/frame", "um/s"))

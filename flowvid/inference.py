@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from flowvid import __version__
+from flowvid.data.dataset import read_mask
 from flowvid.errors import InputError
 from flowvid.io.atomic import atomic_output
 from flowvid.io.flowfile import write_flow
@@ -184,10 +185,15 @@ def predict_flow(
     um_per_px: float | None = None,
     fps: float | None = None,
     pair_format: str = "flo",
+    mask: str | Path | None = None,
     provenance: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> Prediction:
-    """Predict flow for a whole video (or ``frames='A:B'``); write it to ``out`` or return it."""
+    """Predict flow for a whole video (or ``frames='A:B'``); write it to ``out`` or return it.
+
+    ``mask``: a vessel mask (PNG or .npy, ``(H, W)`` or one per pair of the whole video,
+    ``(T-1, H, W)``); the flow outside it is written as 0 and the mean speed is taken inside.
+    """
     video, out = Path(video), None if out is None else Path(out)
     if units not in UNITS:
         raise InputError(f"--units must be one of {UNITS}, not {units!r}")
@@ -196,23 +202,36 @@ def predict_flow(
     with open_video(video) as reader:
         start, stop = parse_range(frames, reader.num_frames)
         height, width, fps = reader.height, reader.width, fps or reader.fps
+        total = reader.num_frames
+    keep = None if mask is None else read_mask(Path(mask), total - 1, height, width)
     if units == "um/s" and not (um_per_px and fps):
         raise InputError("µm/s needs --um-per-px and --fps (or a video that states its frame rate)")
     scale = um_per_px * fps if units == "um/s" else 1.0
     shape = (stop - start - 1, height, width, 2)
-    done, speed_sum = 0, 0.0
+    done, speed_sum, counted = 0, 0.0, 0
     bar = tqdm(total=shape[0], desc="predict", unit="pair", disable=not progress)
     with _flow_sink(out, shape, pair_format) as sink:
         for chunk in stream_outputs(model, video, start, stop, dev, batch_frames, max_side):
+            speed = np.linalg.norm(chunk, axis=-1)
+            if keep is not None:
+                pairs = start + done + np.arange(len(chunk))
+                inside = keep[0 if len(keep) == 1 else pairs]
+                inside = np.broadcast_to(inside, speed.shape)
+                chunk = np.where(inside[..., None], chunk, np.float32(0.0))
+                speed_sum += float(speed[inside].sum())
+                counted += int(inside.sum())
+            else:
+                speed_sum += float(speed.sum())
+                counted += speed.size
             sink[done : done + len(chunk)] = chunk * scale
-            speed_sum += float(np.linalg.norm(chunk, axis=-1).mean()) * len(chunk)
             done += len(chunk)
             bar.update(len(chunk))
         result = None if out is not None else sink
     bar.close()
-    pred = Prediction(out, shape, units, (start, stop), speed_sum / max(done, 1), result)
+    pred = Prediction(out, shape, units, (start, stop), speed_sum / max(counted, 1), result)
     if out is not None:
-        write_sidecar(out, pred, fps, um_per_px, provenance or {})
+        extra = {} if mask is None else {"mask": str(mask), "outside_mask": "flow set to 0"}
+        write_sidecar(out, pred, fps, um_per_px, {**(provenance or {}), **extra})
     return pred
 
 

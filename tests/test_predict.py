@@ -109,6 +109,43 @@ def test_predict_units_range_and_formats(checkpoint, data, tmp_path):
     assert np.load(tmp_path / "e.npy").shape == (9, 16)
 
 
+def test_predict_with_a_mask_zeroes_the_flow_outside_it(checkpoint, data, tmp_path):
+    from PIL import Image
+
+    video = str(data / "videos" / "vessel_001.mp4")
+    args = ["--checkpoint", str(checkpoint)]
+    assert main(["predict", video, "--out", str(tmp_path / "free.npy"), *args]) == 0
+    free = np.load(tmp_path / "free.npy")
+    static = np.zeros((64, 64), bool)
+    static[10:40, 5:50] = True
+    Image.fromarray(static.astype(np.uint8) * 255).save(tmp_path / "mask.png")
+    assert main(["predict", video, "--out", str(tmp_path / "m.npy"), "--mask",
+                 str(tmp_path / "mask.png"), *args]) == 0  # fmt: skip
+    masked = np.load(tmp_path / "m.npy")
+    assert np.abs(free[:, ~static]).max() > 0  # there was flow to remove
+    assert (masked[:, ~static] == 0).all()
+    np.testing.assert_array_equal(masked[:, static], free[:, static])
+    side = json.loads((tmp_path / "m.npy.json").read_text())
+    assert side["mask"].endswith("mask.png")
+    inside = np.linalg.norm(free, axis=-1)[:, static].mean()
+    assert side["mean_speed_px_per_frame"] == pytest.approx(inside, rel=1e-4)
+    # one mask per pair of the whole video, with a frame range: pairs 2..4 use masks 2..4
+    per_pair = np.zeros((8, 64, 64), bool)
+    per_pair[3, :, :32] = True
+    np.save(tmp_path / "pairs.npy", per_pair)
+    assert main(["predict", video, "--out", str(tmp_path / "r.npy"), "--frames", "2:5",
+                 "--mask", str(tmp_path / "pairs.npy"), *args]) == 0  # fmt: skip
+    ranged = np.load(tmp_path / "r.npy")
+    assert (ranged[0] == 0).all() and (ranged[1][:, 32:] == 0).all()
+    assert np.abs(ranged[1][:, :32]).max() > 0
+    # a mask of the wrong size: exit 2, and nothing written
+    np.save(tmp_path / "bad.npy", np.ones((32, 32), bool))
+    out = tmp_path / "never.npy"
+    assert main(["predict", video, "--out", str(out), "--mask", str(tmp_path / "bad.npy"),
+                 *args]) == 2  # fmt: skip
+    assert not out.exists() and not (tmp_path / "never.npy.json").exists()
+
+
 def test_working_resolution_rescales_vectors():
     out = torch.zeros(1, 2, 16, 32)
     out[:, 0], out[:, 1] = 1.0, -0.5
