@@ -23,6 +23,9 @@ from flowvid.errors import InputError
 
 @dataclass
 class DataConfig:
+    source: str = "folder"  # folder (data.root) | motion | vessels (rendered on the fly, no disk)
+    generator: dict[str, Any] = field(default_factory=dict)  # rendered: the generator's own keys
+    rendered_val_clips: int = 32  # rendered: fixed validation clips (seed train.seed + 1)
     root: str = "data/synth"  # dataset folder (DESIGN.md layout)
     synthesize: bool = True  # generate the synthetic corpus at root when it is missing
     synth_videos: int = 50
@@ -134,7 +137,7 @@ def _check_type(key: str, value: Any, hint: Any) -> Any:
                 pass
         if base is int and isinstance(value, int) and not isinstance(value, bool):
             return value
-        if base in (str, bool, list) and isinstance(value, base):
+        if base in (str, bool, list, dict) and isinstance(value, base):
             return value
     raise InputError(f"config key {key!r} must be {hint}, not {value!r}")
 
@@ -201,6 +204,10 @@ def validate(cfg: Config) -> None:
         raise InputError("data.clip_len must be at least 2")
     if cfg.data.frame_stride < 1:
         raise InputError("data.frame_stride must be at least 1")
+    if cfg.data.source not in ("folder", "motion", "vessels"):
+        raise InputError(f"data.source must be folder, motion or vessels, not {cfg.data.source!r}")
+    if cfg.data.source != "folder" and (cfg.data.frame_stride != 1 or cfg.data.crop < 16):
+        raise InputError("rendered sources need data.frame_stride=1 and data.crop >= 16")
     if len(cfg.model.decoder_widths) != 3:
         raise InputError("model.decoder_widths must list 3 widths")
 

@@ -19,7 +19,8 @@ from flowvid.models import create_model
 from flowvid.training.losses import balanced_flow_loss
 from flowvid.training.metrics import FlowMetrics
 
-CONFIGS = sorted(Path(__file__).parents[1].joinpath("configs").glob("*.yaml"))
+CONFIG_ROOT = Path(__file__).parents[1] / "configs"
+CONFIGS = sorted(CONFIG_ROOT.rglob("*.yaml"))
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +31,20 @@ def tiny_data(tmp_path_factory):
     )
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+@pytest.mark.parametrize("path", CONFIGS, ids=[str(p.relative_to(CONFIG_ROOT)) for p in CONFIGS])
 def test_every_config_loads_and_builds(path):
+    from flowvid.data.rendered import generator_config
+
     cfg = load_config(path)
     model = create_model(**model_kwargs(cfg))
     out = model(torch.rand(1, 3, 3, 64, 64))
     assert out.shape[:2] == (1, 2)
     assert cfg.model.task == ("frames" if "frames" in path.name else "flow")  # the file was applied
+    if cfg.data.source != "folder":
+        gen = generator_config(
+            cfg.data.source, cfg.data.crop, cfg.data.clip_len, cfg.data.generator
+        )
+        assert (gen.size, gen.frames) == (cfg.data.crop, cfg.data.clip_len)
 
 
 def test_overrides_are_typed_and_checked():

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Retrain the default model from scratch: synthetic corpus -> training -> held-out eval
-# against zero flow, Farneback and DIS. Runs on a GPU when there is one (bf16), else on CPU.
+# Retrain the default model with the curriculum: ImageNet -> generic motion (rendered on the
+# fly) -> synthetic vessels; then score it on the held-out vessel clips (beside zero flow,
+# Farneback and DIS) and on the motion sanity suite. GPU when there is one (bf16), else CPU.
 #
-#   tools/train_default_model.sh [OUT_DIR] [extra `flowvid train` arguments...]
+#   tools/train_default_model.sh [OUT_DIR] [extra `flowvid train` arguments for both stages...]
 #
-# Environment: PYTHON (default: .venv/bin/python, else python3), SYNTH (corpus folder,
-# default data/synth), WORKERS (processes for the corpus, default: all cores).
-# Then `python tools/ship_default_model.py OUT_DIR/run/model.pt` makes it the default model.
+# Environment: PYTHON (default: .venv/bin/python, else python3), SYNTH (vessel corpus folder,
+# default data/synth), WORKERS (processes for the corpus, default: all cores),
+# MOTION_STEPS / VESSEL_STEPS (default: the stage configs' max_steps).
+# Then `python tools/ship_default_model.py OUT_DIR/2_vessels/model.pt` makes it the default.
 set -euo pipefail
 OUT=${1:-runs/default_model}
 shift || true
@@ -15,12 +17,20 @@ if [[ -z "${PYTHON:-}" ]]; then
 fi
 SYNTH=${SYNTH:-data/synth}
 FLOWVID=("$PYTHON" -m flowvid)
+mkdir -p "$OUT"
+
+"${FLOWVID[@]}" train --config configs/curriculum/1_motion.yaml --run-dir "$OUT/1_motion" \
+    ${MOTION_STEPS:+--set train.max_steps="$MOTION_STEPS"} "$@" 2>&1 | tee "$OUT/1_motion.log"
+"${FLOWVID[@]}" eval --suite motion --checkpoint "$OUT/1_motion/model.pt" --out "$OUT/1_motion/suite"
 
 if [[ ! -f "$SYNTH/dataset.yaml" ]]; then
     "${FLOWVID[@]}" synth --out "$SYNTH" ${WORKERS:+--workers "$WORKERS"}
 fi
 "${FLOWVID[@]}" validate "$SYNTH"
-"${FLOWVID[@]}" train --config configs/flow_lite0.yaml --data "$SYNTH" --run-dir "$OUT/run" "$@"
-"${FLOWVID[@]}" eval --data "$SYNTH" --split test --checkpoint "$OUT/run/model.pt" \
-    --baselines --out "$OUT/eval"
-echo "model: $OUT/run/model.pt; report: $OUT/eval/report.md"
+"${FLOWVID[@]}" train --config configs/curriculum/2_vessels.yaml --data "$SYNTH" \
+    --run-dir "$OUT/2_vessels" --init-from "$OUT/1_motion/model.pt" \
+    ${VESSEL_STEPS:+--set train.max_steps="$VESSEL_STEPS"} "$@" 2>&1 | tee "$OUT/2_vessels.log"
+"${FLOWVID[@]}" eval --suite motion --checkpoint "$OUT/2_vessels/model.pt" --out "$OUT/2_vessels/suite"
+"${FLOWVID[@]}" eval --data "$SYNTH" --split test --checkpoint "$OUT/2_vessels/model.pt" \
+    --baselines --out "$OUT/2_vessels/eval"
+echo "model: $OUT/2_vessels/model.pt; reports: $OUT/*/suite/motion_suite.md, $OUT/2_vessels/eval/report.md"

@@ -20,23 +20,44 @@ from tqdm import tqdm
 
 from flowvid import __version__
 from flowvid.data.dataset import default_split
+from flowvid.data.motion import MotionConfig, MotionRenderer
 from flowvid.data.synthetic import ClipRenderer, SynthConfig
 from flowvid.errors import InputError
 from flowvid.io.atomic import atomic_output
 from flowvid.io.video import VideoWriter
 from flowvid.viz import flow_to_color, robust_max_speed
 
+Renderer = ClipRenderer | MotionRenderer
+GeneratorConfig = SynthConfig | MotionConfig
+KIND_OF = {SynthConfig: "vessels", MotionConfig: "motion"}
+PREFIX = {"vessels": "vessel", "motion": "motion"}
+NOTES = {
+    "vessels": "Procedural bright-field vessel microscopy; see data_cards/synthetic_vessels.md.",
+    "motion": "Generic layered motion (mask = matched pixels); see data_cards/synthetic_motion.md.",
+}
 
-def clip_name(i: int) -> str:
-    return f"vessel_{i:03d}"
+
+def clip_name(i: int, kind: str = "vessels") -> str:
+    return f"{PREFIX[kind]}_{i:03d}"
 
 
-def write_clip(root: Path, name: str, cfg: SynthConfig, seed: np.random.SeedSequence) -> dict:
-    """Render one clip into ``root`` (video, flow, mask); return its metadata."""
-    renderer = ClipRenderer(cfg, np.random.default_rng(seed))
-    shape = (cfg.frames - 1, cfg.size, cfg.size, 2)
-    with atomic_output(root / "flow" / f"{name}.npy") as flow_tmp:
-        flow = np.lib.format.open_memmap(flow_tmp, mode="w+", dtype=np.float32, shape=shape)
+def make_renderer(cfg: GeneratorConfig, rng: np.random.Generator) -> Renderer:
+    """The renderer for a generator config: vessels (SynthConfig) or motion (MotionConfig)."""
+    return MotionRenderer(cfg, rng) if isinstance(cfg, MotionConfig) else ClipRenderer(cfg, rng)
+
+
+def write_clip(root: Path, name: str, cfg: GeneratorConfig, seed: np.random.SeedSequence) -> dict:
+    """Render one clip into ``root`` (video, flow, mask) in one pass; return its metadata."""
+    renderer = make_renderer(cfg, np.random.default_rng(seed))
+    shape = (cfg.frames - 1, cfg.size, cfg.size)
+    static = renderer.static_mask
+    mask_path = root / "masks" / f"{name}.{'png' if static else 'npy'}"
+    with (
+        atomic_output(root / "flow" / f"{name}.npy") as flow_tmp,
+        atomic_output(mask_path) as mask_tmp,
+    ):
+        flow = np.lib.format.open_memmap(flow_tmp, mode="w+", dtype=np.float32, shape=(*shape, 2))
+        masks = None if static else np.lib.format.open_memmap(mask_tmp, "w+", bool, shape)
         with VideoWriter(
             root / "videos" / f"{name}.mp4", cfg.fps, crf=renderer.params.crf
         ) as video:
@@ -44,30 +65,29 @@ def write_clip(root: Path, name: str, cfg: SynthConfig, seed: np.random.SeedSequ
                 video.write(renderer.frame(i))
                 if i < cfg.frames - 1:
                     flow[i] = renderer.flow(i)
-        flow.flush()
-        del flow
-    _write_mask(root, name, renderer)
+                    if masks is not None:
+                        masks[i] = renderer.mask(i)
+        for arr in (flow, masks):
+            if arr is not None:
+                arr.flush()
+        del flow, masks
+        if static:
+            _write_png_mask(mask_tmp, renderer.mask(0))
     return renderer.describe()
 
 
-def _write_mask(root: Path, name: str, renderer: ClipRenderer) -> None:
+def _write_png_mask(path: Path, mask: np.ndarray) -> None:
     from PIL import Image
 
-    if renderer.static_mask:
-        with atomic_output(root / "masks" / f"{name}.png") as tmp:
-            Image.fromarray(renderer.mask(0).astype(np.uint8) * 255).save(tmp, format="PNG")
-        return
-    with atomic_output(root / "masks" / f"{name}.npy") as tmp:
-        masks = np.lib.format.open_memmap(
-            tmp,
-            mode="w+",
-            dtype=bool,
-            shape=(renderer.cfg.frames - 1, renderer.cfg.size, renderer.cfg.size),
-        )
-        for i in range(len(masks)):
-            masks[i] = renderer.mask(i)
-        masks.flush()
-        del masks
+    Image.fromarray(mask.astype(np.uint8) * 255).save(path, format="PNG")
+
+
+def _one_thread() -> None:
+    """Pool workers render one clip each with one torch thread, like DataLoader workers: a
+    forked child must not start OpenMP threads its parent had already started (it hangs)."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def _check_target(out: Path, force: bool) -> None:
@@ -80,13 +100,17 @@ def _check_target(out: Path, force: bool) -> None:
 def write_corpus(
     out: str | Path,
     videos: int = 50,
-    cfg: SynthConfig | None = None,
+    cfg: GeneratorConfig | None = None,
     seed: int = 0,
     workers: int | None = None,
     force: bool = False,
     progress: bool = True,
 ) -> Path:
-    """Write ``videos`` synthetic clips to ``out`` in the dataset layout, with dataset.yaml."""
+    """Write ``videos`` synthetic clips to ``out`` in the dataset layout, with dataset.yaml.
+
+    ``cfg`` picks the generator: :class:`SynthConfig` (vessels, the default) or
+    :class:`~flowvid.data.motion.MotionConfig` (generic motion).
+    """
     out = Path(out)
     cfg = cfg or SynthConfig()
     if videos < 1:
@@ -94,33 +118,40 @@ def write_corpus(
     _check_target(out, force)
     for sub in ("videos", "flow", "masks"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    names = [clip_name(i) for i in range(videos)]
+    names = [clip_name(i, KIND_OF[type(cfg)]) for i in range(videos)]
     seeds = np.random.SeedSequence(seed).spawn(videos)
     workers = max(1, min(workers or os.cpu_count() or 1, videos))
     start = time.perf_counter()
     meta: dict[str, dict] = {}
-    with ProcessPoolExecutor(workers) as pool:
-        jobs = {
-            name: pool.submit(write_clip, out, name, cfg, s)
-            for name, s in zip(names, seeds, strict=True)
-        }
-        for name in tqdm(names, desc="synth", unit="clip", disable=not progress):
-            meta[name] = jobs[name].result()
+    if workers == 1:  # in this process: nothing to fork
+        for name, s in tqdm(
+            list(zip(names, seeds, strict=True)), desc="synth", unit="clip", disable=not progress
+        ):
+            meta[name] = write_clip(out, name, cfg, s)
+    else:
+        with ProcessPoolExecutor(workers, initializer=_one_thread) as pool:
+            jobs = {
+                name: pool.submit(write_clip, out, name, cfg, s)
+                for name, s in zip(names, seeds, strict=True)
+            }
+            for name in tqdm(names, desc="synth", unit="clip", disable=not progress):
+                meta[name] = jobs[name].result()
     _write_metadata(out, cfg, seed, names, meta, time.perf_counter() - start)
     write_preview(out, names[0], cfg)
     return out
 
 
 def _write_metadata(
-    out: Path, cfg: SynthConfig, seed: int, names: list[str], meta: dict, seconds: float
+    out: Path, cfg: GeneratorConfig, seed: int, names: list[str], meta: dict, seconds: float
 ) -> None:
     split = default_split(names)
+    kind = KIND_OF[type(cfg)]
     doc = {
-        "name": "synthetic_vessels",
+        "name": f"synthetic_{kind}",
         "fps": cfg.fps,
-        "um_per_px": cfg.um_per_px,
+        **({"um_per_px": cfg.um_per_px} if kind == "vessels" else {}),
         "flow_units": "px/frame; flow[i] moves frame i to i+1; u right, v down",
-        "notes": "Procedural bright-field vessel microscopy; see data_cards/synthetic_vessels.md.",
+        "notes": NOTES[kind],
         "generator": {
             "flowvid": __version__,
             "seed": seed,
@@ -134,7 +165,7 @@ def _write_metadata(
         tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
-def write_preview(out: Path, name: str, cfg: SynthConfig) -> Path:
+def write_preview(out: Path, name: str, cfg: GeneratorConfig) -> Path:
     """preview.png: frames 0, mid, last of one clip over its flow colours and mask."""
     import cv2
 

@@ -1,12 +1,15 @@
-"""LightningDataModule: validated dataset -> random training clips, fixed validation clips."""
+"""LightningDataModules: a validated dataset folder -> random training clips and fixed
+validation clips; or a generator (motion, vessels) -> clips rendered on the fly."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
 
 from flowvid.data.clips import FixedClips, RandomClips
 from flowvid.data.dataset import Dataset, load_dataset
@@ -70,19 +73,58 @@ class ClipDataModule(L.LightningDataModule):
             val or train[:1], self.clip_len, self.frame_stride, self.val_crop, self.val_windows
         )
 
-    def _loader(self, data, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            data,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.workers,
-            pin_memory=torch.cuda.is_available(),
-            persistent_workers=self.workers > 0,
-            drop_last=shuffle,
-        )
-
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=False)  # samples are random already
+        return make_loader(self.train_set, self.batch_size, self.workers, train=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
+        return make_loader(self.val_set, self.batch_size, self.workers, train=False)
+
+
+def make_loader(data: TorchDataset, batch_size: int, workers: int, train: bool) -> DataLoader:
+    """Samples are random already: no shuffling; training drops a last partial batch."""
+    return DataLoader(
+        data,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=workers > 0,
+        drop_last=train,
+    )
+
+
+class RenderedDataModule(L.LightningDataModule):
+    """Training clips rendered on the fly (a new clip every sample); a fixed validation set
+    rendered once from ``val_seed``."""
+
+    def __init__(
+        self,
+        source: str,
+        generator: dict[str, Any],
+        clip_len: int,
+        crop: int,
+        batch_size: int,
+        workers: int,
+        samples_per_epoch: int,
+        val_clips: int,
+        val_seed: int,
+    ) -> None:
+        super().__init__()
+        from flowvid.data.rendered import generator_config
+
+        self.cfg = generator_config(source, crop, clip_len, generator)
+        self.batch_size, self.workers = batch_size, workers
+        self.samples, self.val_clips, self.val_seed = samples_per_epoch, val_clips, val_seed
+
+    def setup(self, stage: str | None = None) -> None:
+        from flowvid.data.rendered import RenderedClips
+
+        self.train_set = RenderedClips(self.cfg, self.samples)
+        self.val_set = RenderedClips(self.cfg, self.val_clips, seed=self.val_seed)
+
+    def train_dataloader(self) -> DataLoader:
+        return make_loader(self.train_set, self.batch_size, self.workers, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        # in the main process: the fixed clips are rendered once and kept
+        return make_loader(self.val_set, self.batch_size, 0, train=False)

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from flowvid.data.looks import LOOKS, Look, SceneParts, compose, draw_look, finish, photo_tissue
 from flowvid.data.vessels import (
     MAX_BEND,
     Vessel,
@@ -64,8 +65,12 @@ class SynthConfig:
     exposure: tuple[float, float] = (0.0, 0.4)  # fraction of a frame: motion streaks
     wbc_prob: float = 0.5
     cell_density: float = 1.0  # scales the number of cells per vessel
+    looks: tuple[str, ...] = ("brightfield",)  # appearance families, one drawn per clip
 
     def __post_init__(self) -> None:
+        unknown = set(self.looks) - set(LOOKS)
+        if not self.looks or unknown:
+            raise ValueError(f"looks must be a non-empty subset of {LOOKS}, not {self.looks}")
         if self.quality != "mixed" and self.quality not in QUALITY:
             raise ValueError(f"quality must be 'mixed' or one of {sorted(QUALITY)}")
         if self.size < 16 or self.frames < 2 or self.fps <= 0 or self.um_per_px <= 0:
@@ -108,12 +113,17 @@ class ClipRenderer:
 
     def __init__(self, cfg: SynthConfig, rng: np.random.Generator) -> None:
         self.cfg, self.rng = cfg, rng
+        # bright-field only draws nothing here: its clips are the same as before looks existed
+        self.look = Look() if tuple(cfg.looks) == ("brightfield",) else draw_look(rng, cfg.looks)
         self.params = self._draw_quality()
         self._make_camera()
         self.vessels = self._make_vessels()
         self._make_geometry()
         self.cells = self._make_cells()
-        self._static_od = self._make_static_scene()
+        if self.look.name == "brightfield":
+            self._static_od = self._make_static_scene()
+        else:
+            self._parts = self._make_parts()
         self._illumination = self._make_illumination()
         self._gains = 1.0 + self.params.flicker * rng.standard_normal(cfg.frames)
         self.params.vessel_diameters_px = [round(2 * v.radius, 2) for v in self.vessels]
@@ -260,7 +270,7 @@ class ClipRenderer:
 
     def _make_cells(self) -> Cells:
         cfg, rng = self.cfg, self.rng
-        rbc_r = RBC_DIAMETER_UM / 2 / cfg.um_per_px * rng.uniform(0.9, 1.1)
+        rbc_r = RBC_DIAMETER_UM / 2 / cfg.um_per_px * rng.uniform(0.9, 1.1) * self.look.cell_scale
         wbc_r = WBC_DIAMETER_UM / 2 / cfg.um_per_px
         rows: list[dict[str, np.ndarray]] = []
         for i, v in enumerate(self.vessels):
@@ -281,7 +291,7 @@ class ClipRenderer:
         b = min(rbc_r, b_max)
         a = rbc_r**2 / b  # squeezed cells elongate along the capillary
         if b >= 0.75 * v.radius:  # single file
-            mean_gap = rng.uniform(0.5, 3.0) * a / self.cfg.cell_density
+            mean_gap = rng.uniform(0.5, 3.0) * a / (self.cfg.cell_density * self.look.density)
             gaps = 2 * a + rng.exponential(mean_gap, size=int(length / a) + 2)
             s0 = v.s_lo + rng.uniform(0, a) + np.cumsum(gaps)
             s0 = s0[s0 < v.s_hi]
@@ -291,6 +301,7 @@ class ClipRenderer:
             half = max(v.radius - b - free, 0.0)
             count = int(
                 self.cfg.cell_density
+                * self.look.density
                 * rng.uniform(0.4, 1.2)
                 * 2
                 * v.radius
@@ -394,6 +405,24 @@ class ClipRenderer:
         tissue = 0.12 + rng.uniform(0.03, 0.08) * self._tissue()
         od = tissue[..., None] * TISSUE_ABSORPTION
         od = od.reshape(c * c, 3)
+        rings = self._rings()
+        plasma = rng.uniform(0.02, 0.08)
+        for i in self.order:
+            v, co = self.vessels[i], self.coords[i]
+            edge = np.abs(co.n) - v.radius  # < 0 inside the lumen
+            ring = rings[i]
+            od[co.index[ring]] += (self._wall_profile(v, edge)[ring])[:, None] * GREY
+            inside = edge < 0
+            base = od[co.index[inside]]
+            od[co.index[inside]] = (
+                0.6 * base
+                + plasma * HB_ABSORPTION * (1 - (co.n[inside] / v.radius) ** 2)[:, None] ** 0.5
+            )
+        return od.reshape(c, c, 3)
+
+    def _rings(self) -> list[np.ndarray]:
+        """Per vessel, which of its nearby pixels are wall (outside its own lumen and the
+        lumens of its parent and branches)."""
         related = {i: {i} for i in range(len(self.vessels))}
         for i, v in enumerate(self.vessels):
             if v.parent is not None:
@@ -403,23 +432,36 @@ class ClipRenderer:
             set(co.index[np.abs(co.n) < v.radius].tolist())
             for co, v in zip(self.coords, self.vessels, strict=True)
         ]
-        plasma = rng.uniform(0.02, 0.08)
-        for i in self.order:
+        return [
+            (np.abs(co.n) - v.radius >= 0)
+            & ~np.isin(co.index, list(set().union(*(lumen_sets[j] for j in related[i]))))
+            for i, (co, v) in enumerate(zip(self.coords, self.vessels, strict=True))
+        ]
+
+    @staticmethod
+    def _wall_profile(v: Vessel, edge: np.ndarray) -> np.ndarray:
+        """Optical density of a wall (dark ring) and its faint bright halo at distance ``edge``
+        outside the lumen."""
+        wall = 0.25 * np.exp(-(((edge - v.wall / 2) / (0.5 * v.wall + 0.3)) ** 2))
+        halo = -0.06 * np.exp(-(((edge - v.wall - 1.0) / 1.2) ** 2))
+        return wall + halo
+
+    def _make_parts(self) -> SceneParts:
+        """The static scene apart (tissue, walls, lumen depth) for the non-bright-field looks."""
+        c = self.canvas
+        tissue = self._tissue()
+        wall, depth = np.zeros(c * c), np.zeros(c * c)
+        for i, ring in zip(self.order, (self._rings()[i] for i in self.order), strict=True):
             v, co = self.vessels[i], self.coords[i]
-            edge = np.abs(co.n) - v.radius  # < 0 inside the lumen
-            ring = (edge >= 0) & ~np.isin(
-                co.index, list(set().union(*(lumen_sets[j] for j in related[i])))
-            )
-            wall = 0.25 * np.exp(-(((edge - v.wall / 2) / (0.5 * v.wall + 0.3)) ** 2))
-            halo = -0.06 * np.exp(-(((edge - v.wall - 1.0) / 1.2) ** 2))
-            od[co.index[ring]] += ((wall + halo)[ring])[:, None] * GREY
-            inside = edge < 0
-            base = od[co.index[inside]]
-            od[co.index[inside]] = (
-                0.6 * base
-                + plasma * HB_ABSORPTION * (1 - (co.n[inside] / v.radius) ** 2)[:, None] ** 0.5
-            )
-        return od.reshape(c, c, 3)
+            edge = np.abs(co.n) - v.radius
+            wall[co.index[ring]] += self._wall_profile(v, edge)[ring]
+            inside = (
+                edge < 0
+            )  # depth of the lumen along the optical axis: the chord 2 sqrt(r^2 - n^2)
+            chord = 2 * np.sqrt(np.clip(v.radius**2 - co.n[inside] ** 2, 0, None)) / 30.0
+            depth[co.index[inside]] = np.minimum(depth[co.index[inside]] + chord, 1.5)
+        photo = photo_tissue(self.rng, c) if self.look.name == "tracers" else None
+        return SceneParts(tissue, wall.reshape(c, c), depth.reshape(c, c), photo)
 
     def _make_illumination(self) -> np.ndarray:
         """Uneven light and vignetting in camera space, times the lamp colour, (H, W, 3)."""
@@ -449,6 +491,8 @@ class ClipRenderer:
 
     def frame(self, i: int, cells: bool = True) -> np.ndarray:
         """Frame i as (H, W, 3) uint8 RGB; ``cells=False`` renders the empty vessels."""
+        if self.look.name != "brightfield":
+            return self._frame_look(i, cells)
         od = self._static_od.copy()
         if cells:
             od += self._splat(i, white=False)[..., None] * HB_ABSORPTION
@@ -462,6 +506,22 @@ class ClipRenderer:
             sigma = np.sqrt(p.noise**2 + 0.5 * p.noise * np.clip(img, 0, None))
             img = img + sigma * self.rng.standard_normal(img.shape)
         return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+    def _frame_look(self, i: int, cells: bool) -> np.ndarray:
+        """Frame i in a non-bright-field look (:mod:`flowvid.data.looks`)."""
+        c = self.canvas
+        rbc = self._splat(i, white=False) if cells else np.zeros((c, c))
+        wbc = self._splat(i, white=True) if cells else np.zeros((c, c))
+        world = compose(self.look, self._parts, rbc, wbc)
+        img = self._to_camera(world, i, cv2.INTER_CUBIC)
+        img = img * self._illumination.mean(-1) * self._gains[i]
+        p = self.params
+        if p.blur > 0:
+            img = cv2.GaussianBlur(img.astype(np.float32), (0, 0), p.blur)
+        if p.noise > 0:
+            img = img + p.noise * self.rng.standard_normal(img.shape)
+        img = finish(self.look, img, self.rng)
+        return (img * 255.0 + 0.5).astype(np.uint8)
 
     def world_flow(self, i: int) -> np.ndarray:
         """Blood displacement from frame i to i+1 on the world canvas, (canvas, canvas, 2)."""
@@ -494,4 +554,4 @@ class ClipRenderer:
         return self.pad == 0
 
     def describe(self) -> dict[str, object]:
-        return asdict(self.params)
+        return {**asdict(self.params), "look": self.look.describe()}

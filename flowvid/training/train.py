@@ -15,7 +15,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from flowvid.checkpoint import load_weights, read_checkpoint, save_checkpoint
 from flowvid.config import Config, model_kwargs
-from flowvid.data.datamodule import ClipDataModule, ensure_dataset
+from flowvid.data.datamodule import ClipDataModule, RenderedDataModule, ensure_dataset
 from flowvid.errors import InputError
 from flowvid.io.atomic import atomic_output
 from flowvid.training.module import FlowVidModule, TrainingDiverged
@@ -79,8 +79,20 @@ def build_trainer(cfg: Config, run_dir: Path) -> L.Trainer:
     )
 
 
-def build_datamodule(cfg: Config) -> ClipDataModule:
+def build_datamodule(cfg: Config) -> ClipDataModule | RenderedDataModule:
     d = cfg.data
+    if d.source != "folder":
+        return RenderedDataModule(
+            d.source,
+            d.generator,
+            d.clip_len,
+            d.crop,
+            d.batch_size,
+            d.workers,
+            d.samples_per_epoch,
+            d.rendered_val_clips,
+            cfg.train.seed + 1,
+        )
     root = ensure_dataset(
         d.root, d.synthesize, d.synth_videos, d.synth_frames, d.synth_size, d.synth_seed
     )

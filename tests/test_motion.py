@@ -1,0 +1,150 @@
+"""The generic motion corpus: its ground truth moves the rendered texture where it says."""
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from flowvid.data import textures
+from flowvid.data.motion import MotionConfig, MotionRenderer
+from flowvid.data.rendered import RenderedClips, generator_config
+
+EXACT = dict(noise=(0.0, 0.0), blur=(0.0, 0.0))
+
+
+def warp_residual(r: MotionRenderer, i: int, f: np.ndarray | None = None) -> np.ndarray:
+    """|frame i+1 sampled at p + f(p) - frame i at p| per pixel, before optics (float);
+    f is the ground-truth flow unless given."""
+    a, b = r._state(i)[0], r._state(i + 1)[0]
+    f = r.flow(i) if f is None else f
+    n = a.shape[0]
+    y, x = np.mgrid[0:n, 0:n].astype(np.float32)
+    warped = cv2.remap(b, x + f[..., 0], y + f[..., 1], cv2.INTER_CUBIC)
+    return np.abs(warped - a).mean(-1)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_flow_moves_the_texture_where_it_says(seed):
+    cfg = MotionConfig(size=96, frames=4, **EXACT)
+    r = MotionRenderer(cfg, np.random.default_rng(seed))
+    checked = 0
+    for i in range(cfg.frames - 1):
+        flow = r.flow(i)
+        err, matched = warp_residual(r, i), r.mask(i)
+        matched[:3] = matched[-3:] = matched[:, :3] = matched[:, -3:] = False  # remap border
+        assert np.median(err[matched]) < 0.005  # intensities in [0, 1]
+        assert np.mean(err[matched]) < 0.03  # soft object edges blend two surfaces
+        # where things move, the true flow explains the next frame far better than no motion
+        moving = matched & (np.linalg.norm(flow, axis=-1) > 0.3)
+        if moving.sum() > 50:
+            still = warp_residual(r, i, np.zeros_like(flow))
+            assert np.median(err[moving]) < 0.2 * np.median(still[moving])
+            checked += 1
+        if (~r.mask(i)).sum() > 200:  # where the surface changes, the warp does not match
+            assert np.mean(err[~r.mask(i)]) > 3 * np.mean(err[matched])
+    assert checked or all(ly.speed < 0.5 for ly in r.layers)
+
+
+def test_pure_camera_translation_has_uniform_exact_flow():
+    cfg = MotionConfig(
+        size=64, frames=5, objects=(0, 0), static_background_prob=0.0, warp_prob=0.0,
+        spin=0.0, zoom=0.0, static_stretch_prob=0.0, **EXACT,
+    )  # fmt: skip
+    r = MotionRenderer(cfg, np.random.default_rng(7))
+    bg = r.layers[0]
+    for i in range(cfg.frames - 1):
+        expected = bg.centre[i + 1] - bg.centre[i]
+        np.testing.assert_allclose(
+            r.flow(i).reshape(-1, 2), np.broadcast_to(expected, (64 * 64, 2)), atol=1e-4
+        )
+        assert np.linalg.norm(expected) > 0.04  # it really moves
+        # every pixel whose target stays in view is matched, the others are not
+        y, x = np.mgrid[0:64, 0:64]
+        tx, ty = np.rint(x + expected[0]), np.rint(y + expected[1])
+        in_view = (tx >= 0) & (tx < 64) & (ty >= 0) & (ty < 64)
+        np.testing.assert_array_equal(r.mask(i), in_view)
+
+
+def test_pixels_covered_by_a_moving_object_are_unmatched():
+    cfg = MotionConfig(
+        size=64, frames=3, objects=(1, 1), static_background_prob=1.0, speed_px=(6.0, 6.0),
+        warp_prob=0.0, static_stretch_prob=0.0, **EXACT,
+    )  # fmt: skip
+    for seed in range(3):
+        r = MotionRenderer(cfg, np.random.default_rng(seed))
+        _, top0, flow = r._state(0)
+        top1 = r._state(1)[1]
+        background = top0 == 0
+        np.testing.assert_array_equal(flow[background], 0.0)  # a static camera
+        covered = background & (top1 == 1)  # background at t, object at t+1: occluded
+        uncovered = background & (top1 == 0)
+        assert not r.mask(0)[covered].any()
+        assert r.mask(0)[uncovered].all()
+
+
+def test_layer_speeds_cover_the_stated_range_log_uniformly():
+    cfg = MotionConfig(
+        size=32, frames=2, objects=(3, 3), photo_prob=0.0, static_background_prob=0.0
+    )
+    speeds = np.concatenate(
+        [
+            MotionRenderer(cfg, np.random.default_rng(s)).params.layer_speeds_px_per_frame
+            for s in range(60)
+        ]
+    )
+    assert speeds.min() >= 0.05 - 1e-4 and speeds.max() <= 30.0
+    assert speeds.min() < 0.15 and speeds.max() > 15
+    below_1 = np.mean(speeds < 1.0)  # log-uniform: log(1/0.05)/log(30/0.05) = 0.47
+    assert 0.32 < below_1 < 0.62
+
+
+def test_reserved_evaluation_images_never_enter_a_corpus(monkeypatch):
+    from PIL import Image
+
+    opened = []
+    real_open = Image.open
+
+    def spy(path, *a, **k):
+        opened.append(str(path))
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(Image, "open", spy)
+    textures.load_photo.cache_clear()
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        textures.photo_texture(rng, 64)
+    MotionRenderer(MotionConfig(size=48, frames=2, photo_prob=1.0), np.random.default_rng(1))
+    assert len({p for p in opened}) >= 5  # photographs were really read
+    assert not any(name in p for p in opened for name in textures.RESERVED_IMAGES)
+    assert not textures.RESERVED_IMAGES & set(textures.photo_names())
+    for name in textures.RESERVED_IMAGES:
+        with pytest.raises(ValueError, match="reserved"):
+            textures.load_photo(name)
+    textures.load_photo.cache_clear()
+
+
+def test_rendered_clips_shapes_and_fixed_validation_set():
+    cfg = generator_config("motion", 48, 3, {"speed_px": [0.5, 2.0]})
+    assert cfg.speed_px == (0.5, 2.0) and cfg.size == 48 and cfg.frames == 3
+    val = RenderedClips(cfg, 2, seed=5)
+    s = val[0]
+    assert s["frames"].shape == (3, 3, 48, 48) and s["frames"].dtype == torch.uint8
+    assert s["flow"].shape == (2, 2, 48, 48) and s["flow"].dtype == torch.float32
+    assert s["mask"].shape == (2, 48, 48) and s["mask"].dtype == torch.bool
+    assert s["valid"].all()
+    again = RenderedClips(cfg, 2, seed=5)[0]
+    assert torch.equal(again["frames"], s["frames"]) and torch.equal(again["flow"], s["flow"])
+    assert not torch.equal(val[1]["frames"], s["frames"])
+    vessels = RenderedClips(generator_config("vessels", 48, 3, {}), 1, seed=0)[0]
+    assert vessels["flow"].shape == (2, 2, 48, 48)
+
+
+def test_bad_generator_options_are_input_errors():
+    from flowvid.errors import InputError
+
+    with pytest.raises(InputError, match="speed_px"):
+        generator_config("motion", 48, 3, {"speed_px": [2.0, 1.0]})
+    with pytest.raises(InputError, match="choose"):
+        generator_config("fluids", 48, 3, {})
+    with pytest.raises(InputError):
+        generator_config("motion", 48, 3, {"no_such_key": 1})

@@ -1,0 +1,88 @@
+"""The motion sanity suite: exact clips, truth in flowvid's convention, honest scoring; and the
+motion corpus through the command line."""
+
+import json
+
+import numpy as np
+import pytest
+
+from flowvid import sanity
+from flowvid.cli import main
+from flowvid.io.flowfile import read_flow
+
+
+def test_integer_translation_is_an_exact_shift():
+    canvas = sanity.noise_canvas(64, seed=1)
+    frames, truth = sanity.render_case(sanity.Case("t", "translate", 3.0, angle=0.0), canvas, 64, 3)
+    np.testing.assert_allclose(truth[..., 0], 3.0, atol=1e-6)
+    np.testing.assert_allclose(truth[..., 1], 0.0, atol=1e-6)
+    # content at x in frame 0 is at x + 3 in frame 1 (flow[i] moves frame i to i+1)
+    diff = np.abs(frames[1][:, 3:].astype(int) - frames[0][:, :-3].astype(int))
+    assert diff.max() <= 1
+    assert np.abs(frames[1].astype(int) - frames[0].astype(int)).mean() > 3  # it did move
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        sanity.Case("t", "translate", 2.0),
+        sanity.Case("s", "translate", 0.3, angle=-2.0),
+        sanity.Case("r", "rotate", 0.02),
+        sanity.Case("z", "zoom", 0.015),
+        sanity.Case("d", "drift", 1.57, angle=4.0),
+    ],
+)
+def test_truth_agrees_with_opencv_dis(case):
+    """DIS is an independent, well-tested measurement: it must agree with the suite's truth
+    (signs, axes, centre of rotation and zoom)."""
+    canvas = sanity.noise_canvas(96, seed=0)
+    frames, truth = sanity.render_case(case, canvas, 96, 3)
+    pred = sanity.classical_methods()["dis_medium"](frames)
+    margin = int(np.ceil(np.linalg.norm(truth, axis=-1).max())) + 4
+    result = sanity.score(pred, truth, margin)
+    assert result["epe"] < max(0.12, 0.05 * np.linalg.norm(truth, axis=-1).max())
+    flipped = sanity.score(-pred, truth, margin)["epe"]
+    if case.rate >= 0.3:
+        assert flipped > 3 * result["epe"]
+
+
+def test_a_method_that_predicts_nothing_scores_the_speed():
+    rows = sanity.run_suite({"zero": lambda f: np.zeros((len(f) - 1, *f.shape[1:3], 2))}, size=64)
+    names = {r["case"] for r in rows}
+    assert {"static", "translate 2", "translate 20", "drift 1.57", "rotate 0.02 rad"} <= names
+    assert {r["texture"] for r in rows} == {"noise", "retina"}
+    for r in rows:
+        if r["case"].startswith("translate"):
+            assert r["zero"]["epe"] == pytest.approx(r["speed"], rel=1e-5)
+    md = sanity.render_markdown(rows, ["zero"])
+    assert "| translate 2 | noise | 2.00 | 2.000 | <= 0.05 |" in md
+
+
+def test_eval_motion_suite_cli(tmp_path, capsys):
+    out = tmp_path / "suite"
+    assert (
+        main(["eval", "--suite", "motion", "--baselines-only", "--size", "64", "--out", str(out)])
+        == 0
+    )
+    doc = json.loads((out / "motion_suite.json").read_text())
+    assert doc["size"] == 64 and len(doc["rows"]) == 2 * len(sanity.SUITE)
+    assert "farneback EPE" in (out / "motion_suite.md").read_text()
+    assert main(["eval", "--split", "test"]) == 2
+    assert "--data" in capsys.readouterr().err
+    assert main(["eval", "--suite", "motion", "--baselines-only", "--size", "48"]) == 2
+    assert "at least 64" in capsys.readouterr().err
+
+
+def test_synth_motion_cli_writes_a_valid_dataset(tmp_path, capsys):
+    data = tmp_path / "motion"
+    args = ["synth", "--kind", "motion", "--out", str(data), "--videos", "3", "--frames", "5"]
+    assert main([*args, "--size", "48", "--workers", "1", "--speed-px", "0.5", "4"]) == 0
+    assert main(["validate", str(data)]) == 0
+    flow = read_flow(data / "flow" / "motion_000.npy")
+    mask = np.load(data / "masks" / "motion_000.npy")
+    assert flow.shape == (4, 48, 48, 2) and mask.shape == (4, 48, 48) and mask.dtype == bool
+    assert 0.2 < mask.mean() <= 1.0
+    assert "speed_px" in (data / "dataset.yaml").read_text()
+    capsys.readouterr()
+    assert main([*args, "--speed", "1", "2", "--out", str(tmp_path / "x")]) == 2
+    assert "--kind vessels only" in capsys.readouterr().err
