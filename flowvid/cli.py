@@ -51,7 +51,13 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise InputError(str(err)) from None
     out = write_corpus(
-        args.out, args.videos, cfg, seed=args.seed, workers=args.workers, force=args.force
+        args.out,
+        args.videos,
+        cfg,
+        seed=args.seed,
+        workers=args.workers,
+        force=args.force,
+        split=args.split_all,
     )
     print(f"wrote {args.videos} {args.kind} clips to {out} (preview: {out / 'preview.png'})")
     return 0
@@ -374,6 +380,12 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar=("LO", "HI"),
         help="motion: per-layer speed range, px/frame (default 0.05 30, log-uniform)",
+    )
+    p.add_argument(
+        "--split-all",
+        default=None,
+        choices=("train", "val", "test"),
+        help="put every clip in this split (e.g. test: an evaluation set); default 80/10/10",
     )
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--force", action="store_true", help="write into a non-empty folder")

@@ -148,3 +148,30 @@ def test_bad_generator_options_are_input_errors():
         generator_config("fluids", 48, 3, {})
     with pytest.raises(InputError):
         generator_config("motion", 48, 3, {"no_such_key": 1})
+
+
+@pytest.mark.slow
+def test_training_on_the_rendered_motion_source(tmp_path):
+    from flowvid.checkpoint import load_model
+    from flowvid.config import load_config
+    from flowvid.training.train import train
+
+    overrides = [
+        "data.source=motion",
+        "data.generator={speed_px: [0.5, 3.0], objects: [1, 2]}",
+        "data.crop=48",
+        "data.clip_len=3",
+        "data.workers=1",
+        "data.samples_per_epoch=8",
+        "data.rendered_val_clips=2",
+        f"train.run_dir={tmp_path / 'run'}",
+        "train.max_steps=4",
+        "train.val_every_steps=2",
+        "train.warmup_steps=1",
+    ]
+    run = train(load_config("configs/debug.yaml", overrides))
+    model, ckpt = load_model(run / "model.pt")
+    assert ckpt["config"]["data"]["source"] == "motion"
+    assert ckpt["config"]["data"]["generator"]["speed_px"] == [0.5, 3.0]
+    metrics = (run / "logs" / "version_0" / "metrics.csv").read_text()
+    assert "val/epe_vessel" in metrics and "val/zero_epe_vessel" in metrics

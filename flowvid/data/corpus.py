@@ -105,11 +105,13 @@ def write_corpus(
     workers: int | None = None,
     force: bool = False,
     progress: bool = True,
+    split: str | None = None,
 ) -> Path:
     """Write ``videos`` synthetic clips to ``out`` in the dataset layout, with dataset.yaml.
 
     ``cfg`` picks the generator: :class:`SynthConfig` (vessels, the default) or
-    :class:`~flowvid.data.motion.MotionConfig` (generic motion).
+    :class:`~flowvid.data.motion.MotionConfig` (generic motion). ``split`` puts every clip in
+    one split (e.g. "test" for an evaluation-only corpus); default: 80/10/10 by clip.
     """
     out = Path(out)
     cfg = cfg or SynthConfig()
@@ -136,15 +138,21 @@ def write_corpus(
             }
             for name in tqdm(names, desc="synth", unit="clip", disable=not progress):
                 meta[name] = jobs[name].result()
-    _write_metadata(out, cfg, seed, names, meta, time.perf_counter() - start)
+    _write_metadata(out, cfg, seed, names, meta, time.perf_counter() - start, split)
     write_preview(out, names[0], cfg)
     return out
 
 
 def _write_metadata(
-    out: Path, cfg: GeneratorConfig, seed: int, names: list[str], meta: dict, seconds: float
+    out: Path,
+    cfg: GeneratorConfig,
+    seed: int,
+    names: list[str],
+    meta: dict,
+    seconds: float,
+    only: str | None = None,
 ) -> None:
-    split = default_split(names)
+    split = {n: only for n in names} if only else default_split(names)
     kind = KIND_OF[type(cfg)]
     doc = {
         "name": f"synthetic_{kind}",
