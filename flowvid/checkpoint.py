@@ -76,9 +76,21 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     raise InputError("is not a flowvid checkpoint (no model_kwargs/state_dict)", path)
 
 
-def load_weights(model: FlowVid, state: dict[str, torch.Tensor], path: str | Path) -> None:
-    """Load ``state`` into ``model``; a mismatch names what differs instead of a wall of keys."""
+def load_weights(
+    model: FlowVid,
+    state: dict[str, torch.Tensor],
+    path: str | Path,
+    new_modules: tuple[str, ...] = (),
+) -> list[str]:
+    """Load ``state`` into ``model``; a mismatch names what differs instead of a wall of keys.
+
+    ``new_modules``: name prefixes of modules the model may have and the checkpoint may lack
+    (a warm start that adds, say, the refiner); they keep their initialisation. Returns the
+    names of the tensors so kept.
+    """
     own = model.state_dict()
+    fresh = sorted(k for k in set(own) - set(state) if k.startswith(new_modules or ("\0",)))
+    state = {**state, **{k: own[k] for k in fresh}}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     wrong = [k for k in own.keys() & state.keys() if own[k].shape != state[k].shape]
@@ -90,6 +102,7 @@ def load_weights(model: FlowVid, state: dict[str, torch.Tensor], path: str | Pat
             path,
         )
     model.load_state_dict(state)
+    return fresh
 
 
 def load_model(

@@ -57,6 +57,8 @@ class ModelConfig:
     corr_radius: int = 3  # stride-4 correlation: +-12 px
     coarse_corr_radius: int = 4  # stride-8 correlation: +-32 px
     decoder_widths: list[int] = field(default_factory=lambda: [64, 32, 16])
+    refine_iters: int = 0  # flow: lookup-and-update steps at stride 4 after the core (0: none)
+    refine_radius: int = 1  # lookup window, cells of 4 px
 
 
 @dataclass
@@ -228,4 +230,6 @@ def model_kwargs(cfg: Config) -> dict[str, Any]:
         corr_radius=m.corr_radius,
         coarse_corr_radius=m.coarse_corr_radius,
         decoder_widths=list(m.decoder_widths),
+        refine_iters=m.refine_iters,
+        refine_radius=m.refine_radius,
     )

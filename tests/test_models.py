@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from flowvid.errors import InputError
 from flowvid.models import create_model
 from flowvid.models.encoder import Encoder
-from flowvid.models.temporal import CORES, local_correlation
+from flowvid.models.temporal import CORES, local_correlation, warped_correlation
 
 ENCODERS = ["tf_efficientnet_lite0", "resnet18", "resnet34", "efficientnet_b0", "convnext_atto"]
 SMALL = dict(
@@ -175,3 +175,64 @@ def test_frames_rollout_feeds_predictions_back():
         torch.testing.assert_close(ahead[:, 0], step_by_step[:, 0])
     with pytest.raises(ValueError, match="frames head"):
         create_model(encoder="resnet18", **SMALL).rollout(state, out[:, -1], 1)
+
+
+def test_warped_correlation_follows_the_estimate():
+    torch.manual_seed(0)
+    f1, f2 = torch.randn(2, 8, 12, 14), torch.randn(2, 8, 12, 14)
+    at_zero = warped_correlation(f1, f2, torch.zeros(2, 2, 12, 14), 2)
+    torch.testing.assert_close(at_zero, local_correlation(f1, f2, 2))
+    flow = torch.zeros(2, 2, 12, 14)
+    flow[:, 0], flow[:, 1] = 1.0, -2.0  # look up f2 at p + (1, -2)
+    shifted = torch.zeros_like(f2)
+    shifted[:, :, 2:, :-1] = f2[:, :, :-2, 1:]  # shifted(p) = f2(p + (1, -2))
+    expected = local_correlation(f1, shifted, 1)
+    got = warped_correlation(f1, f2, flow, 1)
+    torch.testing.assert_close(got[:, :, 3:-1, 1:-2], expected[:, :, 3:-1, 1:-2])
+    half = warped_correlation(f1, f2, flow * 0.5, 0)  # between samples: bilinear
+    ends = (warped_correlation(f1, f2, flow * 0, 0) + warped_correlation(f1, f2, flow, 0)) / 2
+    assert not torch.allclose(half, ends)  # bilinear in the features, not in the costs
+
+
+def test_refiner_gets_gradients_and_streams():
+    torch.manual_seed(0)
+    model = create_model(encoder="resnet18", refine_iters=2, **SMALL)
+    assert model.refiner is not None and model.refiner.iters == 2
+    assert create_model(encoder="resnet18", head="frames", refine_iters=2, **SMALL).refiner is None
+    _open(model)
+    torch.nn.init.normal_(model.refiner.update[-1].weight, std=0.1)
+    (model(torch.rand(1, 4, 3, 64, 64)) ** 2).mean().backward()
+    missing = [
+        n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0
+    ]
+    assert not missing, missing[:5]
+    model.eval()
+    clip = torch.rand(1, 6, 3, 50, 70)
+    with torch.no_grad():
+        whole = model(clip)
+        state, parts = model.init_state(), []
+        for chunk in (clip[:, :2], clip[:, 2:]):
+            out, state = model.step(chunk, state)
+            parts.append(out)
+    torch.testing.assert_close(torch.cat(parts, 1), whole, atol=1e-5, rtol=1e-4)
+    without = create_model(encoder="resnet18", **SMALL).eval()
+    without.load_state_dict(
+        {k: v for k, v in model.state_dict().items() if not k.startswith("refiner.")}
+    )
+    with torch.no_grad():
+        assert (without(clip) - whole).abs().max() > 1e-4  # the refiner changes the output
+
+
+def test_a_warm_start_may_add_the_refiner_and_nothing_else(tmp_path):
+    from flowvid.checkpoint import load_weights
+
+    plain = create_model(encoder="resnet18", **SMALL).state_dict()
+    refined = create_model(encoder="resnet18", refine_iters=1, **SMALL)
+    with pytest.raises(InputError, match="missing"):
+        load_weights(refined, plain, tmp_path / "c.pt")
+    fresh = load_weights(refined, plain, tmp_path / "c.pt", new_modules=("refiner.",))
+    assert fresh and all(k.startswith("refiner.") for k in fresh)
+    torch.testing.assert_close(refined.state_dict()["coarse.weight"], plain["coarse.weight"])
+    partial = {k: v for k, v in plain.items() if not k.startswith("decoder.")}
+    with pytest.raises(InputError, match="missing"):
+        load_weights(refined, partial, tmp_path / "c.pt", new_modules=("refiner.",))

@@ -28,6 +28,7 @@ from flowvid.errors import InputError
 from flowvid.models.decoder import FeaturePyramid, UNetDecoder
 from flowvid.models.encoder import Encoder
 from flowvid.models.heads import HEADS
+from flowvid.models.refine import FlowRefiner
 from flowvid.models.temporal import CORES, local_correlation
 
 
@@ -83,6 +84,8 @@ class FlowVid(nn.Module):
         corr_radius: int,
         coarse_corr_radius: int,
         decoder_widths: tuple[int, int, int],
+        refine_iters: int = 0,
+        refine_radius: int = 1,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -105,6 +108,10 @@ class FlowVid(nn.Module):
         self.coarse = nn.Conv2d(hidden, self.head.out_channels, 3, padding=1)
         nn.init.normal_(self.coarse.weight, std=self.head.init_std)
         nn.init.zeros_(self.coarse.bias)
+        flow_head = self.head.anchor == "previous"
+        self.refiner = (
+            FlowRefiner(hidden, refine_radius, refine_iters) if refine_iters and flow_head else None
+        )
         self.multiple = max(encoder.reductions)
 
     # ------------------------------------------------------------------ streaming
@@ -190,6 +197,8 @@ class FlowVid(nn.Module):
             k: None if v is None else v[:, skip:]
             for k, v in {**(before if previous else feats), "match": match}.items()
         }
+        if previous:  # the refiner looks frame t up from frame t-1
+            anchors["next_n4"] = feats["n4"][:, skip:]
         prev = {k: None if v is None else v[:, -1] for k, v in feats.items()}
         return torch.stack(hiddens, 1), skip, anchors, StreamState(core, prev, (h, w))
 
@@ -227,6 +236,8 @@ class FlowVid(nn.Module):
         coarse = self.coarse(flat["state"])
         if self.head.anchor == "previous":  # flow: the core corrects the match
             coarse = coarse + flat["match"]
+        if self.refiner is not None:
+            coarse = self.refiner(coarse, flat["state"], flat["n4"], flat["next_n4"])
         rgb = flat["rgb"]
         coarse = F.interpolate(coarse, size=rgb.shape[-2:], mode="bilinear", align_corners=False)
         out = self.head(self.decoder(flat["state"], flat["skip"], rgb), rgb, coarse)
@@ -271,6 +282,8 @@ def create_model(
     corr_radius: int = 3,
     coarse_corr_radius: int = 4,
     decoder_widths: tuple[int, int, int] | list[int] = (64, 32, 16),
+    refine_iters: int = 0,
+    refine_radius: int = 1,
 ) -> FlowVid:
     """Build a FlowVid model by name; unknown names raise an error listing the valid ones."""
     for kind, name, registry in (("core", core, CORES), ("head", head, HEADS)):
@@ -280,5 +293,14 @@ def create_model(
         encoder, pretrained=pretrained, weights=weights, freeze=freeze, freeze_bn=freeze_bn
     )
     return FlowVid(
-        enc, core, head, hidden, context, corr_radius, coarse_corr_radius, tuple(decoder_widths)
+        enc,
+        core,
+        head,
+        hidden,
+        context,
+        corr_radius,
+        coarse_corr_radius,
+        tuple(decoder_widths),
+        refine_iters,
+        refine_radius,
     )

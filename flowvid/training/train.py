@@ -137,7 +137,11 @@ def train(cfg: Config) -> Path | None:
     module = FlowVidModule(cfg.to_dict())
     if cfg.train.init_from:
         ckpt = read_checkpoint(cfg.train.init_from)
-        load_weights(module.model, ckpt["state_dict"], cfg.train.init_from)
+        fresh = load_weights(
+            module.model, ckpt["state_dict"], cfg.train.init_from, new_modules=("refiner.",)
+        )
+        if fresh:
+            log.warning("%d refiner tensors start from their initialisation", len(fresh))
     trainer = build_trainer(cfg, run_dir)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=_resume_path(cfg, run_dir))
