@@ -113,8 +113,14 @@ class ClipRenderer:
 
     def __init__(self, cfg: SynthConfig, rng: np.random.Generator) -> None:
         self.cfg, self.rng = cfg, rng
-        # bright-field only draws nothing here: its clips are the same as before looks existed
-        self.look = Look() if tuple(cfg.looks) == ("brightfield",) else draw_look(rng, cfg.looks)
+        # bright-field alone draws nothing: its clips are the same as before looks existed.
+        # Otherwise the look takes one draw (its own generator): for a seed, every look shows
+        # the same scene and the same ground truth.
+        self.look = (
+            Look()
+            if tuple(cfg.looks) == ("brightfield",)
+            else draw_look(np.random.default_rng(rng.integers(2**63)), cfg.looks)
+        )
         self.params = self._draw_quality()
         self._make_camera()
         self.vessels = self._make_vessels()
