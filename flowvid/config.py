@@ -27,7 +27,7 @@ class DataConfig:
     generator: dict[str, Any] = field(default_factory=dict)  # rendered: the generator's own keys
     rendered_val_clips: int = 32  # rendered: fixed validation clips (seed train.seed + 1)
     root: str = "data/synth"  # dataset folder (DESIGN.md layout)
-    synthesize: bool = True  # generate the synthetic corpus at root when it is missing
+    synthesize: bool = False  # true: write the synthetic corpus at root when it is missing
     synth_videos: int = 50
     synth_frames: int = 120
     synth_size: int = 256

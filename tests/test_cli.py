@@ -144,3 +144,20 @@ def test_console_script_help():
         check=False,
     )
     assert result.returncode == 0 and "example: flowvid synth" in result.stdout
+
+
+def test_train_on_a_missing_dataset_says_how_to_make_one(tmp_path, capsys):
+    missing, run = tmp_path / "typo", tmp_path / "run"
+    args = [
+        "train",
+        "--config",
+        "configs/debug.yaml",
+        "--data",
+        str(missing),
+        "--run-dir",
+        str(run),
+    ]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "no dataset at" in err and f"flowvid synth --out {missing}" in err
+    assert not missing.exists() and not run.exists()  # nothing rendered, no empty run

@@ -13,19 +13,27 @@ from torch.utils.data import Dataset as TorchDataset
 
 from flowvid.data.clips import FixedClips, RandomClips
 from flowvid.data.dataset import Dataset, load_dataset
+from flowvid.errors import InputError
 
 
 def ensure_dataset(
     root: str | Path, synthesize: bool, videos: int, frames: int, size: int, seed: int
 ) -> Path:
-    """The dataset at ``root``; with ``synthesize``, the synthetic corpus is written there first
-    when it is missing."""
+    """The dataset at ``root``. A missing folder is an error that says how to make one, unless
+    ``synthesize`` asks for the synthetic corpus to be written there."""
     root = Path(root)
-    if synthesize and not (root / "videos").is_dir():
-        from flowvid.data.corpus import write_corpus
-        from flowvid.data.synthetic import SynthConfig
+    if (root / "videos").is_dir():
+        return root
+    if not synthesize:
+        raise InputError(
+            f"no dataset at {root} (no videos/ folder). Point --data at your dataset (layout: "
+            f"README, 'Your data'), or make the synthetic one: flowvid synth --out {root} "
+            "(or --set data.synthesize=true to have train write it)"
+        )
+    from flowvid.data.corpus import write_corpus
+    from flowvid.data.synthetic import SynthConfig
 
-        write_corpus(root, videos, SynthConfig(size=size, frames=frames), seed=seed)
+    write_corpus(root, videos, SynthConfig(size=size, frames=frames), seed=seed)
     return root
 
 

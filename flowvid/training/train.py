@@ -128,12 +128,12 @@ def train(cfg: Config) -> Path | None:
 
     Returns the run folder on the main process (None on the other DDP ranks).
     """
+    datamodule = build_datamodule(cfg)  # first: bad data leaves no run folder behind
     run_dir = Path(cfg.train.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_output(run_dir / "config.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
-    datamodule = build_datamodule(cfg)
     module = FlowVidModule(cfg.to_dict())
     if cfg.train.init_from:
         ckpt = read_checkpoint(cfg.train.init_from)
