@@ -26,6 +26,7 @@ class DataConfig:
     source: str = "folder"  # folder (data.root) | motion | vessels (rendered on the fly, no disk)
     generator: dict[str, Any] = field(default_factory=dict)  # rendered: the generator's own keys
     rendered_val_clips: int = 32  # rendered: fixed validation clips (seed train.seed + 1)
+    motion_mix: float = 0.0  # folder: this fraction of training clips are generic motion instead
     root: str = "data/synth"  # dataset folder (DESIGN.md layout)
     synthesize: bool = False  # true: write the synthetic corpus at root when it is missing
     synth_videos: int = 50
@@ -210,6 +211,10 @@ def validate(cfg: Config) -> None:
         raise InputError(f"data.source must be folder, motion or vessels, not {cfg.data.source!r}")
     if cfg.data.source != "folder" and (cfg.data.frame_stride != 1 or cfg.data.crop < 16):
         raise InputError("rendered sources need data.frame_stride=1 and data.crop >= 16")
+    if not 0.0 <= cfg.data.motion_mix <= 1.0:
+        raise InputError(f"data.motion_mix must be in [0, 1], not {cfg.data.motion_mix}")
+    if cfg.data.motion_mix > 0 and cfg.data.crop < 16:
+        raise InputError("data.motion_mix renders clips of data.crop px: set data.crop >= 16")
     if len(cfg.model.decoder_widths) != 3:
         raise InputError("model.decoder_widths must list 3 widths")
 

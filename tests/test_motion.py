@@ -175,3 +175,30 @@ def test_training_on_the_rendered_motion_source(tmp_path):
     assert ckpt["config"]["data"]["generator"]["speed_px"] == [0.5, 3.0]
     metrics = (run / "logs" / "version_0" / "metrics.csv").read_text()
     assert "val/epe_vessel" in metrics and "val/zero_epe_vessel" in metrics
+
+
+def test_motion_mix_replaces_a_fraction_of_the_clips(tmp_path):
+    from flowvid.config import load_config
+    from flowvid.data.corpus import write_corpus
+    from flowvid.data.datamodule import ClipDataModule
+    from flowvid.data.rendered import MixedClips
+    from flowvid.data.synthetic import SynthConfig
+    from flowvid.errors import InputError
+
+    root = write_corpus(
+        tmp_path / "d", 3, SynthConfig(size=48, frames=5), workers=1, progress=False
+    )
+    dm = ClipDataModule(root, clip_len=3, crop=48, samples_per_epoch=6, workers=0, motion_mix=0.5)
+    dm.setup()
+    assert isinstance(dm.train_set, MixedClips) and dm.train_set.mix == 0.5
+    for i in range(6):  # both kinds of sample fit one batch
+        s = dm.train_set[i]
+        assert s["frames"].shape == (3, 3, 48, 48) and s["flow"].shape == (2, 2, 48, 48)
+        assert s["mask"].dtype == torch.bool and s["frames"].dtype == torch.uint8
+    assert all(dm.val_set[i]["flow"].shape[-1] == 48 for i in range(len(dm.val_set)))
+    torch.manual_seed(0)
+    picks = [MixedClips(["vessel"] * 400, ["motion"] * 400, 0.25)[i] for i in range(400)]
+    assert 0.18 < picks.count("motion") / 400 < 0.32
+    assert set(MixedClips(["vessel"] * 9, ["motion"] * 9, 0.0)[i] for i in range(9)) == {"vessel"}
+    with pytest.raises(InputError, match="motion_mix"):
+        load_config(None, ["data.motion_mix=1.5"])

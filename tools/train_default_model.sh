@@ -5,8 +5,8 @@
 #
 #   tools/train_default_model.sh [OUT_DIR] [extra `flowvid train` arguments for both stages...]
 #
-# Environment: PYTHON (default: .venv/bin/python, else python3), SYNTH (vessel corpus folder,
-# default data/synth), WORKERS (processes for the corpus, default: all cores),
+# Environment: PYTHON (default: .venv/bin/python, else python3), SYNTH (vessel corpus, every look,
+# default data/synth_looks), WORKERS (processes for the corpus, default: all cores),
 # MOTION_STEPS / VESSEL_STEPS (default: the stage configs' max_steps).
 # Then `python tools/ship_default_model.py OUT_DIR/2_vessels/model.pt` makes it the default.
 set -euo pipefail
@@ -15,7 +15,7 @@ shift || true
 if [[ -z "${PYTHON:-}" ]]; then
     if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
 fi
-SYNTH=${SYNTH:-data/synth}
+SYNTH=${SYNTH:-data/synth_looks}
 FLOWVID=("$PYTHON" -m flowvid)
 mkdir -p "$OUT"
 
@@ -24,7 +24,7 @@ mkdir -p "$OUT"
 "${FLOWVID[@]}" eval --suite motion --checkpoint "$OUT/1_motion/model.pt" --out "$OUT/1_motion/suite"
 
 if [[ ! -f "$SYNTH/dataset.yaml" ]]; then
-    "${FLOWVID[@]}" synth --out "$SYNTH" ${WORKERS:+--workers "$WORKERS"}
+    "${FLOWVID[@]}" synth --out "$SYNTH" --looks all ${WORKERS:+--workers "$WORKERS"}
 fi
 "${FLOWVID[@]}" validate "$SYNTH"
 "${FLOWVID[@]}" train --config configs/curriculum/2_vessels.yaml --data "$SYNTH" \

@@ -50,9 +50,11 @@ class ClipDataModule(L.LightningDataModule):
         val_windows: int = 4,
         val_crop: int = 0,
         decoded_cache: bool = False,
+        motion_mix: float = 0.0,
     ) -> None:
         super().__init__()
         self.root = Path(root)
+        self.motion_mix = motion_mix
         self.clip_len, self.frame_stride, self.crop = clip_len, frame_stride, crop
         self.batch_size, self.workers = batch_size, workers
         self.samples, self.val_windows, self.val_crop = samples_per_epoch, val_windows, val_crop
@@ -77,6 +79,13 @@ class ClipDataModule(L.LightningDataModule):
             self.samples,
             use_cache=self.decoded_cache,
         )
+        if self.motion_mix > 0:  # validation stays on the dataset itself
+            from flowvid.data.rendered import MixedClips, RenderedClips, generator_config
+
+            motion = generator_config("motion", self.crop, self.clip_len, {})
+            self.train_set = MixedClips(
+                self.train_set, RenderedClips(motion, self.samples), self.motion_mix
+            )
         self.val_set = FixedClips(
             val or train[:1], self.clip_len, self.frame_stride, self.val_crop, self.val_windows
         )

@@ -71,3 +71,22 @@ class RenderedClips(Dataset):
         if index not in self._kept:
             self._kept[index] = render_sample(self.cfg, [self.seed, index])
         return self._kept[index]
+
+
+class MixedClips(Dataset):
+    """Training clips from ``main``, a fraction ``mix`` of them replaced by rendered clips
+    (e.g. generic motion kept in the vessel stage, so what was learned is refined, not lost).
+
+    The choice is drawn per sample from the run's seeded torch generator, like the clips."""
+
+    def __init__(self, main: Dataset, rendered: RenderedClips, mix: float) -> None:
+        if not 0.0 <= mix <= 1.0:
+            raise InputError(f"data.motion_mix must be in [0, 1], not {mix}")
+        self.main, self.rendered, self.mix = main, rendered, mix
+
+    def __len__(self) -> int:
+        return len(self.main)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([int(torch.randint(2**62, ())), index])
+        return self.rendered[index] if rng.random() < self.mix else self.main[index]

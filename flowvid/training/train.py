@@ -107,6 +107,7 @@ def build_datamodule(cfg: Config) -> ClipDataModule | RenderedDataModule:
         d.val_windows,
         d.val_crop,
         d.decoded_cache,
+        d.motion_mix,
     )
 
 
