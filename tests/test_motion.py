@@ -23,26 +23,27 @@ def warp_residual(r: MotionRenderer, i: int, f: np.ndarray | None = None) -> np.
     return np.abs(warped - a).mean(-1)
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_flow_moves_the_texture_where_it_says(seed):
-    cfg = MotionConfig(size=96, frames=4, **EXACT)
-    r = MotionRenderer(cfg, np.random.default_rng(seed))
+def test_flow_moves_the_texture_where_it_says():
     checked = 0
-    for i in range(cfg.frames - 1):
-        flow = r.flow(i)
-        err, matched = warp_residual(r, i), r.mask(i)
-        matched[:3] = matched[-3:] = matched[:, :3] = matched[:, -3:] = False  # remap border
-        assert np.median(err[matched]) < 0.005  # intensities in [0, 1]
-        assert np.mean(err[matched]) < 0.03  # soft object edges blend two surfaces
-        # where things move, the true flow explains the next frame far better than no motion
-        moving = matched & (np.linalg.norm(flow, axis=-1) > 0.3)
-        if moving.sum() > 50:
+    for seed in range(6):
+        cfg = MotionConfig(size=96, frames=4, **EXACT)
+        r = MotionRenderer(cfg, np.random.default_rng(seed))
+        for i in range(cfg.frames - 1):
+            flow = r.flow(i)
+            err, matched = warp_residual(r, i), r.mask(i)
+            matched[:3] = matched[-3:] = matched[:, :3] = matched[:, -3:] = False  # remap border
+            assert np.median(err[matched]) < 0.005  # intensities in [0, 1]
+            assert np.mean(err[matched]) < 0.03  # soft object edges blend two surfaces
+            # where things visibly move, the true flow explains the next frame far better than
+            # no motion (low-contrast pixels are left out: both residuals sit at the remap floor)
             still = warp_residual(r, i, np.zeros_like(flow))
-            assert np.median(err[moving]) < 0.2 * np.median(still[moving])
-            checked += 1
-        if (~r.mask(i)).sum() > 200:  # where the surface changes, the warp does not match
-            assert np.mean(err[~r.mask(i)]) > 3 * np.mean(err[matched])
-    assert checked or all(ly.speed < 0.5 for ly in r.layers)
+            moving = matched & (np.linalg.norm(flow, axis=-1) > 0.3) & (still > 0.02)
+            if moving.sum() > 50:
+                assert np.median(err[moving]) < 0.2 * np.median(still[moving]), (seed, i)
+                checked += 1
+            if (~r.mask(i)).sum() > 200:  # where the surface changes, the warp does not match
+                assert np.mean(err[~r.mask(i)]) > 3 * np.mean(err[matched])
+    assert checked >= 9  # of 18 pairs
 
 
 def test_pure_camera_translation_has_uniform_exact_flow():
@@ -202,3 +203,19 @@ def test_motion_mix_replaces_a_fraction_of_the_clips(tmp_path):
     assert set(MixedClips(["vessel"] * 9, ["motion"] * 9, 0.0)[i] for i in range(9)) == {"vessel"}
     with pytest.raises(InputError, match="motion_mix"):
         load_config(None, ["data.motion_mix=1.5"])
+
+
+def test_layer_windows_never_clip_a_layer(monkeypatch):
+    """Objects are rendered only inside their on-screen extent; the whole view gives the same."""
+    cfg = MotionConfig(size=80, frames=3, **EXACT)
+    fast = [MotionRenderer(cfg, np.random.default_rng(s)) for s in range(4)]
+    fast_states = [[r._state(t) for t in range(3)] for r in fast]
+    n = cfg.size
+    monkeypatch.setattr(
+        MotionRenderer, "_extent", lambda self, layer, t: (slice(0, n), slice(0, n))
+    )
+    for s, states in enumerate(fast_states):
+        full = MotionRenderer(cfg, np.random.default_rng(s))
+        for t in range(3):
+            for a, b in zip(states[t], full._state(t), strict=True):
+                np.testing.assert_allclose(a, b, atol=1e-6)
