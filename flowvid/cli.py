@@ -279,15 +279,19 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from flowvid.checkpoint import load_model
     from flowvid.evaluate import evaluate, motion_suite
 
+    model = None if args.baselines_only else load_model(args.checkpoint)[0]
+    if model is not None and model.head.out_channels != 2:
+        raise InputError(
+            "eval scores flow, and this checkpoint predicts future frames; "
+            "pass a flow checkpoint (or --baselines-only)"
+        )
     if args.suite == "motion":
-        model = None if args.baselines_only else load_model(args.checkpoint)[0]
         md = motion_suite(model, args.out, device=args.device, size=args.size)
         print(md)
         print(f"report: {args.out / 'motion_suite.md'}")
         return 0
     if args.data is None:
         raise InputError("eval needs --data DIR (a dataset), or --suite motion")
-    model = None if args.baselines_only else load_model(args.checkpoint)[0]
     report = evaluate(
         args.data,
         args.split,

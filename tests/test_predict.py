@@ -216,6 +216,10 @@ def test_frames_checkpoint_predicts_future_frames(data, tmp_path):
     assert nxt.shape == (9, 64, 64, 3) and nxt.dtype == np.uint8
     with open_video(video) as v:  # zero-initialised residual: the prediction of t+1 is frame t
         assert np.abs(nxt[3].astype(int) - v.read([3])[0]).max() <= 1
+    for extra in (["--data", str(data)], ["--suite", "motion"]):
+        out = tmp_path / f"eval_{extra[0][2:]}"
+        assert main(["eval", *extra, "--checkpoint", str(ckpt), "--out", str(out)]) == 2
+        assert not out.exists()
 
 
 def _bad_inputs(tmp_path, data, checkpoint):
