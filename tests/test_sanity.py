@@ -117,3 +117,15 @@ def test_the_shipped_model_measures_motion_on_an_unseen_texture(case, tolerance)
     pred = sanity.model_method(model, torch.device("cpu"))(frames)
     margin = int(np.ceil(np.linalg.norm(truth, axis=-1).max())) + 4
     assert sanity.score(pred, truth, margin)["epe"] < tolerance
+
+
+@pytest.mark.parametrize("kind", ["vessels", "motion"])
+def test_synth_two_frame_clips(tmp_path, kind):
+    """The shortest clip, 2 frames and 1 flow map, is written and previewed."""
+    out = tmp_path / kind
+    args = ["synth", "--kind", kind, "--out", str(out), "--videos", "1", "--frames", "2"]
+    assert main([*args, "--size", "32", "--workers", "1"]) == 0
+    assert read_flow(
+        out / "flow" / f"{kind[:-1] if kind == 'vessels' else kind}_000.npy"
+    ).shape == (1, 32, 32, 2)
+    assert (out / "preview.png").stat().st_size > 100

@@ -182,7 +182,8 @@ def write_preview(out: Path, name: str, cfg: GeneratorConfig) -> Path:
     from flowvid.io.video import open_video
 
     with open_video(out / "videos" / f"{name}.mp4") as video:
-        picks = sorted({0, video.num_frames // 2, video.num_frames - 2})
+        pairs = video.num_frames - 1  # frames that have a flow map: 0 .. T-2
+        picks = sorted({0, pairs // 2, pairs - 1})
         frames = video.read(picks)
     flow = open_flow(out / "flow" / f"{name}.npy")
     mask_path = next((out / "masks").glob(f"{name}.*"))
