@@ -215,6 +215,8 @@ def validate(cfg: Config) -> None:
         raise InputError(f"data.motion_mix must be in [0, 1], not {cfg.data.motion_mix}")
     if cfg.data.motion_mix > 0 and cfg.data.crop < 16:
         raise InputError("data.motion_mix renders clips of data.crop px: set data.crop >= 16")
+    if cfg.model.refine_iters < 0 or cfg.model.refine_radius < 0:
+        raise InputError("model.refine_iters and model.refine_radius must be 0 or more")
     if len(cfg.model.decoder_widths) != 3:
         raise InputError("model.decoder_widths must list 3 widths")
 

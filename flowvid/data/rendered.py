@@ -10,7 +10,7 @@ clips in memory, so every validation sees the same clips.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,12 @@ def generator_config(
     if source not in GENERATORS:
         raise InputError(f"unknown data source {source!r}; choose folder or {sorted(GENERATORS)}")
     cls = GENERATORS[source]
+    known = {f.name for f in fields(cls)} - {"size", "frames"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise InputError(
+            f"data.generator for {source!r}: unknown keys {unknown}; valid: {sorted(known)}"
+        )
     try:
         cfg = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
         return replace(cfg, size=size, frames=frames)
