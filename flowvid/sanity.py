@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 import cv2
 import numpy as np
@@ -249,3 +250,37 @@ def render_markdown(rows: list[dict], methods: list[str], header: str = "") -> s
             f"{'' if goal is None else f'<= {goal:.2f}'} | {means} vs {truth} |"
         )
     return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- during training
+
+WATCH = (
+    Case("static", "static", 0.0),
+    Case("translate 0.3", "translate", 0.3),
+    Case("translate 2", "translate", 2.0),
+    Case("translate 8", "translate", 8.0, 2.2),
+)
+
+
+@cache
+def watch_clips(size: int = 96, frames: int = 4) -> tuple[tuple[np.ndarray, np.ndarray, int], ...]:
+    """The small fixed suite a training run is scored on at each validation: (frames uint8
+    (T, H, W, 3), truth (T-1, H, W, 2), border margin) per case and texture."""
+    canvases = [noise_canvas(size, 0)]
+    retina = retina_canvas(size)
+    if retina is not None:
+        canvases.append(retina)
+    out = []
+    for case in WATCH:
+        for canvas in canvases:
+            clip, truth = render_case(case, canvas, size, frames)
+            out.append((clip, truth, int(np.ceil(np.linalg.norm(truth, axis=-1).max())) + 4))
+    return tuple(out)
+
+
+@torch.no_grad()
+def watch_epe(model: torch.nn.Module, device: torch.device) -> float:
+    """Mean EPE of the model on :func:`watch_clips` (px/frame): does it measure motion on
+    textures it never trained on?"""
+    run = model_method(model, device)
+    return float(np.mean([score(run(c), t, m)["epe"] for c, t, m in watch_clips()]))

@@ -180,6 +180,7 @@ def test_training_on_the_rendered_motion_source(tmp_path):
     assert ckpt["config"]["data"]["generator"]["speed_px"] == [0.5, 3.0]
     metrics = (run / "logs" / "version_0" / "metrics.csv").read_text()
     assert "val/epe_vessel" in metrics and "val/zero_epe_vessel" in metrics
+    assert "val/suite_epe" in metrics
 
 
 def test_motion_mix_replaces_a_fraction_of_the_clips(tmp_path):

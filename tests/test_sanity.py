@@ -129,3 +129,16 @@ def test_synth_two_frame_clips(tmp_path, kind):
         out / "flow" / f"{kind[:-1] if kind == 'vessels' else kind}_000.npy"
     ).shape == (1, 32, 32, 2)
     assert (out / "preview.png").stat().st_size > 100
+
+
+def test_watch_epe_scores_zero_flow_at_the_mean_speed():
+    import torch
+
+    class Still(torch.nn.Module):
+        def forward(self, x):
+            return torch.zeros(x.shape[0], x.shape[1] - 1, 2, *x.shape[-2:])
+
+    clips = sanity.watch_clips()
+    assert len(clips) == 2 * len(sanity.WATCH)
+    expected = np.mean([np.linalg.norm(t, axis=-1).mean() for _, t, _ in clips])
+    assert sanity.watch_epe(Still(), torch.device("cpu")) == pytest.approx(expected, rel=1e-5)

@@ -12,6 +12,7 @@ from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMe
 from flowvid.config import config_from_dict, model_kwargs
 from flowvid.data.augment import FlowAugment
 from flowvid.models import create_model
+from flowvid.sanity import watch_epe
 from flowvid.training.losses import balanced_flow_loss, frames_loss
 from flowvid.training.metrics import FlowMetrics
 
@@ -87,6 +88,8 @@ class FlowVidModule(L.LightningModule):
                 {f"val/{k}": v for k, v in values.items()}, sync_dist=True
             )  # same on all ranks
             self.log("val/score", values["epe_vessel"], sync_dist=True)
+            # motion on textures no corpus holds (flowvid.sanity): measured, not a prior?
+            self.log("val/suite_epe", watch_epe(self.model, self.device), sync_dist=True)
         else:
             psnr, ssim = self.val_psnr.compute(), self.val_ssim.compute()
             self.val_psnr.reset()
