@@ -7,10 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
-from flowvid.config import Config, model_kwargs
-from flowvid.data.augment import FlowAugment
-from flowvid.models import create_model
-from flowvid.training.losses import balanced_flow_loss
+from flowvid.config import Config
+from flowvid.training.module import module_from_config
 
 
 @dataclass
@@ -27,7 +25,7 @@ class Throughput:
 
 def _batch(batch: int, clip_len: int, size: int, device: torch.device) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
-    frames = torch.rand(batch, clip_len, 3, size, size, generator=g)
+    frames = torch.randint(0, 256, (batch, clip_len, 3, size, size), generator=g, dtype=torch.uint8)
     flow = torch.randn(batch, clip_len - 1, 2, size, size, generator=g)
     mask = torch.rand(batch, clip_len - 1, size, size, generator=g) > 0.8
     return {
@@ -45,17 +43,16 @@ def train_throughput(
     device: str = "cpu",
     bf16: bool = False,
 ) -> Throughput:
-    """Clips per second of full training steps (augment, forward, backward, AdamW)."""
+    """Clips per second of full training steps: the training module's own loss (augment,
+    forward, objective), backward and its optimiser, without the Trainer around them."""
     dev = torch.device(device)
-    model = create_model(**model_kwargs(cfg)).to(dev).train()
-    augment = FlowAugment(**vars(cfg.augment))
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    module = module_from_config(cfg).to(dev).train()
+    opt = module.configure_optimizers()["optimizer"]
     data = _batch(batch, clip_len, size, dev)
 
     def step() -> None:
-        b = augment(data)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = balanced_flow_loss(model(b["frames"]).float(), b["flow"], b["mask"], b["valid"])
+            loss, _ = module.loss_on(data)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -67,7 +64,7 @@ def train_throughput(
         step()
     _sync(dev)
     rate = steps * batch / (time.perf_counter() - start)
-    params = sum(p.numel() for p in model.parameters())
+    params = sum(p.numel() for p in module.model.parameters())
     return Throughput(
         "train", size, clip_len, batch, str(dev), "bf16-mixed" if bf16 else "32-true", rate, params
     )

@@ -58,22 +58,31 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"is not a readable checkpoint ({type(err).__name__}: {err})"[:400], path
         ) from None
     if isinstance(raw, dict) and raw.get("format") == FORMAT:
-        return raw
+        return dict(raw, model_kwargs=_current_names(raw.get("model_kwargs", {})))
     if isinstance(raw, dict) and "state_dict" in raw and "hyper_parameters" in raw:
-        from flowvid.config import config_from_dict, model_kwargs
-
-        config = raw["hyper_parameters"]["config"]
-        state = {
-            k.removeprefix("model."): v
-            for k, v in raw["state_dict"].items()
-            if k.startswith("model.")
-        }
-        return {
-            "model_kwargs": model_kwargs(config_from_dict(config)),
-            "config": config,
-            "state_dict": state,
-        }
+        return _from_lightning(raw)
     raise InputError("is not a flowvid checkpoint (no model_kwargs/state_dict)", path)
+
+
+def _current_names(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Model arguments under today's names (checkpoints before ``task`` said ``head``)."""
+    kwargs = dict(kwargs)
+    if "head" in kwargs:
+        kwargs["task"] = kwargs.pop("head")
+    return kwargs
+
+
+def _from_lightning(raw: dict[str, Any]) -> dict[str, Any]:
+    """A Lightning training checkpoint (``*.ckpt``) as {model_kwargs, config, state_dict}."""
+    from flowvid.config import config_from_dict, model_kwargs
+
+    hp = raw["hyper_parameters"]
+    config = hp.get("config") or {}
+    kwargs = hp.get("model_kwargs") or model_kwargs(config_from_dict(config))
+    state = {
+        k.removeprefix("model."): v for k, v in raw["state_dict"].items() if k.startswith("model.")
+    }
+    return {"model_kwargs": _current_names(kwargs), "config": config, "state_dict": state}
 
 
 def load_weights(

@@ -44,7 +44,8 @@ def _synth_config(args: argparse.Namespace):  # noqa: ANN202 - SynthConfig | Mot
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from flowvid.data.corpus import write_corpus
+    from flowvid.data.corpus import clip_name, write_corpus
+    from flowvid.viz import write_preview
 
     try:
         cfg = _synth_config(args)
@@ -59,7 +60,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         force=args.force,
         split=args.split_all,
     )
-    print(f"wrote {args.videos} {args.kind} clips to {out} (preview: {out / 'preview.png'})")
+    preview = write_preview(out, clip_name(0, args.kind))
+    print(f"wrote {args.videos} {args.kind} clips to {out} (preview: {preview})")
     return 0
 
 
@@ -161,7 +163,7 @@ def _provenance(checkpoint: Path | None, ckpt: dict) -> dict:
 
     path = checkpoint or DEFAULT_CHECKPOINT
     kwargs = ckpt.get("model_kwargs", {})
-    model = {k: kwargs.get(k) for k in ("encoder", "core", "head", "hidden")}
+    model = {k: kwargs.get(k) for k in ("encoder", "core", "task", "hidden")}
     return {"checkpoint": str(path), "checkpoint_sha256": file_hash(path), "model": model}
 
 
@@ -177,12 +179,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         max_side=args.max_side,
         provenance=_provenance(args.checkpoint, ckpt),
     )
-    task = "frames" if model.head.out_channels == 3 else "flow"
-    if args.task and args.task != task:
+    if args.task and args.task != model.task:
         raise InputError(
-            f"--task {args.task} needs a {args.task} checkpoint; this one predicts {task}"
+            f"--task {args.task} needs a {args.task} checkpoint; this one predicts {model.task}"
         )
-    if task == "frames":
+    if model.task == "frames":
         out = predict_frames(model, args.video, args.out, **common)
         print(f"wrote predicted frames {out.shape} to {out.path}")
         return 0
@@ -280,7 +281,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from flowvid.evaluate import evaluate, motion_suite
 
     model = None if args.baselines_only else load_model(args.checkpoint)[0]
-    if model is not None and model.head.out_channels != 2:
+    if model is not None and model.task != "flow":
         raise InputError(
             "eval scores flow, and this checkpoint predicts future frames; "
             "pass a flow checkpoint (or --baselines-only)"

@@ -105,6 +105,7 @@ class TrainConfig:
     val_every_steps: int = 500
     log_every_steps: int = 20
     seed: int = 0
+    watch_motion: bool = True  # flow: log val/suite_epe, the EPE on textures no corpus holds
     init_from: str | None = None  # flowvid checkpoint to start from (two-stage recipe)
     resume: str | None = None  # Lightning checkpoint to resume (or "last")
 
@@ -223,20 +224,4 @@ def validate(cfg: Config) -> None:
 
 def model_kwargs(cfg: Config) -> dict[str, Any]:
     """Keyword arguments of :func:`flowvid.models.create_model` (stored in checkpoints)."""
-    m = cfg.model
-    return dict(
-        encoder=m.encoder,
-        pretrained=m.pretrained,
-        weights=m.weights,
-        freeze=m.freeze,
-        freeze_bn=m.freeze_bn,
-        core=m.core,
-        head=m.task,
-        hidden=m.hidden,
-        context=m.context,
-        corr_radius=m.corr_radius,
-        coarse_corr_radius=m.coarse_corr_radius,
-        decoder_widths=list(m.decoder_widths),
-        refine_iters=m.refine_iters,
-        refine_radius=m.refine_radius,
-    )
+    return dataclasses.asdict(cfg.model)

@@ -19,11 +19,12 @@ import torch
 from tqdm import tqdm
 
 from flowvid.data.clips import describe
-from flowvid.data.dataset import Clip, load_dataset, read_mask
+from flowvid.data.dataset import Clip, load_dataset
 from flowvid.errors import InputError
 from flowvid.inference import resolve_device, stream_outputs
 from flowvid.io.atomic import atomic_output
 from flowvid.io.flowfile import open_flow
+from flowvid.io.masks import read_mask
 from flowvid.io.video import open_video
 from flowvid.metrics import ErrorStats
 from flowvid.models import FlowVid

@@ -9,10 +9,6 @@ size and its vectors rescaled. A JSON sidecar records shape, axes, units and pro
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,15 +19,53 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from flowvid import __version__
-from flowvid.data.dataset import read_mask
 from flowvid.errors import InputError
-from flowvid.io.atomic import atomic_output
-from flowvid.io.flowfile import write_flow
+from flowvid.io.masks import read_mask
+from flowvid.io.outputs import FLOW_AXES, flow_sink, npy_stream, write_sidecar
 from flowvid.io.video import open_video
 from flowvid.models import FlowVid
 
 UNITS = ("px/frame", "um/s")
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A video opened for prediction: the model on its device and what the video is."""
+
+    model: FlowVid
+    device: torch.device
+    video: Path
+    start: int  # first frame of the range
+    stop: int  # one past its last frame
+    total: int  # frames in the whole video
+    height: int
+    width: int
+    fps: float | None
+
+    def outputs(self, batch_frames: int, max_side: int | None = None, embed: bool = False):
+        """:func:`stream_outputs` over this stream's range."""
+        return stream_outputs(
+            self.model,
+            self.video,
+            self.start,
+            self.stop,
+            self.device,
+            batch_frames,
+            max_side,
+            embed=embed,
+        )
+
+
+def open_stream(
+    model: FlowVid, video: str | Path, frames: str | None = None, device: str = "auto"
+) -> Stream:
+    """The one set-up of every prediction: device, model in eval mode, the video's range,
+    size and frame rate (a bad range or device is an :class:`InputError`)."""
+    video, dev = Path(video), resolve_device(device)
+    with open_video(video) as reader:
+        start, stop = parse_range(frames, reader.num_frames)
+        size, fps, total = (reader.height, reader.width), reader.fps, reader.num_frames
+    return Stream(model.to(dev).eval(), dev, video, start, stop, total, *size, fps)
 
 
 @dataclass
@@ -125,7 +159,7 @@ def stream_outputs(
                     yield out[0].to(torch.float16).cpu().numpy()
                     continue
                 out, state = model.step(x[None], state)
-            yield _to_clip_size(out[0].float(), height, width, model.head.out_channels == 2)
+            yield _to_clip_size(out[0].float(), height, width, model.task == "flow")
 
 
 def _to_clip_size(out: torch.Tensor, height: int, width: int, is_flow: bool) -> np.ndarray:
@@ -138,38 +172,6 @@ def _to_clip_size(out: torch.Tensor, height: int, width: int, is_flow: bool) -> 
         if is_flow:
             out = out * out.new_tensor([width / w, height / h]).view(1, 2, 1, 1)
     return out.permute(0, 2, 3, 1).cpu().numpy().astype(np.float32)
-
-
-@contextlib.contextmanager
-def _flow_sink(out: Path | None, shape: tuple[int, ...], pair_format: str):
-    """Something to write (m, H, W, 2) slices into, then finalised atomically."""
-    if out is None:
-        holder = np.empty(shape, np.float32)
-        yield holder
-        return
-    suffix = out.suffix.lower()
-    if suffix == ".npy":
-        with atomic_output(out) as tmp:
-            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
-            yield arr
-            arr.flush()
-            del arr
-        return
-    if suffix in ("", ".npz"):  # compressed or per-pair: fill a memmap first, then convert
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".npy", dir=out.parent)
-        os.close(fd)
-        tmp = Path(name)
-        try:
-            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
-            yield arr
-            arr.flush()
-            write_flow(out, arr, pair_format=pair_format)  # itself atomic
-            del arr
-        finally:
-            tmp.unlink(missing_ok=True)
-        return
-    raise InputError(f"--out must end in .npy or .npz, or name a folder, not {suffix!r}", out)
 
 
 def predict_flow(
@@ -194,29 +196,24 @@ def predict_flow(
     ``mask``: a vessel mask (PNG or .npy, ``(H, W)`` or one per pair of the whole video,
     ``(T-1, H, W)``); the flow outside it is written as 0 and the mean speed is taken inside.
     """
-    video, out = Path(video), None if out is None else Path(out)
+    out = None if out is None else Path(out)
     if units not in UNITS:
         raise InputError(f"--units must be one of {UNITS}, not {units!r}")
-    dev = resolve_device(device)
-    model = model.to(dev).eval()
-    with open_video(video) as reader:
-        start, stop = parse_range(frames, reader.num_frames)
-        height, width, fps = reader.height, reader.width, fps or reader.fps
-        total = reader.num_frames
-    keep = None if mask is None else read_mask(Path(mask), total - 1, height, width)
+    s = open_stream(model, video, frames, device)
+    fps = fps or s.fps
+    keep = None if mask is None else read_mask(Path(mask), s.total - 1, s.height, s.width)
     if units == "um/s" and not (um_per_px and fps):
         raise InputError("µm/s needs --um-per-px and --fps (or a video that states its frame rate)")
     scale = um_per_px * fps if units == "um/s" else 1.0
-    shape = (stop - start - 1, height, width, 2)
+    shape = (s.stop - s.start - 1, s.height, s.width, 2)
     done, speed_sum, counted = 0, 0.0, 0
     bar = tqdm(total=shape[0], desc="predict", unit="pair", disable=not progress)
-    with _flow_sink(out, shape, pair_format) as sink:
-        for chunk in stream_outputs(model, video, start, stop, dev, batch_frames, max_side):
+    with flow_sink(out, shape, pair_format) as sink:
+        for chunk in s.outputs(batch_frames, max_side):
             speed = np.linalg.norm(chunk, axis=-1)
             if keep is not None:
-                pairs = start + done + np.arange(len(chunk))
-                inside = keep[0 if len(keep) == 1 else pairs]
-                inside = np.broadcast_to(inside, speed.shape)
+                pairs = s.start + done + np.arange(len(chunk))
+                inside = np.broadcast_to(keep[0 if len(keep) == 1 else pairs], speed.shape)
                 chunk = np.where(inside[..., None], chunk, np.float32(0.0))
                 speed_sum += float(speed[inside].sum())
                 counted += int(inside.sum())
@@ -228,55 +225,31 @@ def predict_flow(
             bar.update(len(chunk))
         result = None if out is not None else sink
     bar.close()
-    pred = Prediction(out, shape, units, (start, stop), speed_sum / max(counted, 1), result)
+    pred = Prediction(out, shape, units, (s.start, s.stop), speed_sum / max(counted, 1), result)
     if out is not None:
         extra = {} if mask is None else {"mask": str(mask), "outside_mask": "flow set to 0"}
-        write_sidecar(out, pred, fps, um_per_px, {**(provenance or {}), **extra})
+        write_sidecar(
+            out,
+            {
+                **_describe(pred, FLOW_AXES, fps),
+                "um_per_px": um_per_px,
+                "um_per_s_per_px_per_frame": um_per_px * fps if um_per_px and fps else None,
+                "mean_speed_px_per_frame": pred.mean_speed,
+                **(provenance or {}),
+                **extra,
+            },
+        )
     return pred
 
 
-def sidecar_path(out: Path) -> Path:
-    return out.with_name(out.name + ".json")
-
-
-def write_sidecar(
-    out: Path,
-    pred: Prediction,
-    fps: float | None,
-    um_per_px: float | None,
-    provenance: dict[str, Any],
-) -> Path:
-    doc = {
-        "flowvid_version": __version__,
-        "file": out.name,
+def _describe(pred: Prediction, axes: str, fps: float | None) -> dict[str, Any]:
+    return {
         "shape": list(pred.shape),
-        "axes": "(T-1, H, W, 2): pair i moves frame i to i+1 (frames counted from 'frames'[0]); "
-        "channel 0 = u (x, right), channel 1 = v (y, down)",
+        "axes": axes,
         "units": pred.units,
         "frames": list(pred.frames),
         "fps": fps,
-        "um_per_px": um_per_px,
-        "um_per_s_per_px_per_frame": um_per_px * fps if um_per_px and fps else None,
-        "mean_speed_px_per_frame": pred.mean_speed,
-        **provenance,
     }
-    with atomic_output(sidecar_path(out)) as tmp:
-        tmp.write_text(json.dumps(doc, indent=2))
-    return sidecar_path(out)
-
-
-def _npy_stream(
-    out: Path, shape: tuple[int, ...], dtype: np.dtype, chunks: Iterator[np.ndarray]
-) -> None:
-    """Write chunks along axis 0 into a memory-mapped .npy, atomically."""
-    with atomic_output(out) as tmp:
-        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
-        done = 0
-        for chunk in chunks:
-            arr[done : done + len(chunk)] = chunk
-            done += len(chunk)
-        arr.flush()
-        del arr
 
 
 def predict_frames(
@@ -294,34 +267,27 @@ def predict_frames(
     """Frame t+1 predicted from frames <= t, for every t in the range: .npy (uint8) or a video."""
     from flowvid.io.video import VideoWriter
 
-    video, out = Path(video), Path(out)
-    dev = resolve_device(device)
-    model = model.to(dev).eval()
-    with open_video(video) as reader:
-        start, stop = parse_range(frames, reader.num_frames)
-        shape, fps = (stop - start, reader.height, reader.width, 3), reader.fps
+    out = Path(out)
+    s = open_stream(model, video, frames, device)
+    shape = (s.stop - s.start, s.height, s.width, 3)
     chunks = (
         (np.clip(c, 0, 1) * 255 + 0.5).astype(np.uint8)
         for c in tqdm(
-            stream_outputs(model, video, start, stop, dev, batch_frames, max_side),
-            desc="predict",
-            unit="chunk",
-            disable=not progress,
+            s.outputs(batch_frames, max_side), desc="predict", unit="chunk", disable=not progress
         )
     )
     if out.suffix.lower() == ".npy":
-        _npy_stream(out, shape, np.uint8, chunks)
+        npy_stream(out, shape, np.uint8, chunks)
     elif out.suffix.lower() in (".mp4", ".mov", ".mkv", ".avi"):
-        with VideoWriter(out, fps or 25.0) as writer:
+        with VideoWriter(out, s.fps or 25.0) as writer:
             for chunk in chunks:
                 for frame in chunk:
                     writer.write(frame)
     else:
         raise InputError("predicted frames go to .npy or a video file (.mp4)", out)
-    pred = Prediction(
-        out, shape, "uint8 RGB; frame i predicts video frame start+1+i", (start, stop), None
-    )
-    write_sidecar(out, pred, fps, None, provenance or {})
+    pred = Prediction(out, shape, "uint8 RGB in [0, 255]", (s.start, s.stop), None)
+    axes = "(T, H, W, 3): frame i predicts video frame 'frames'[0] + 1 + i from the frames up to it"
+    write_sidecar(out, {**_describe(pred, axes, s.fps), **(provenance or {})})
     return pred
 
 
@@ -337,19 +303,13 @@ def embed_video(
     progress: bool = True,
 ) -> Prediction:
     """The core's hidden state after each frame: (T, S) pooled, or (T, S, H/8, W/8), float16."""
-    video, out = Path(video), Path(out)
+    out = Path(out)
     if out.suffix.lower() != ".npy":
         raise InputError("embeddings are written as .npy", out)
-    dev = resolve_device(device)
-    model = model.to(dev).eval()
-    with open_video(video) as reader:
-        total, height, width, fps = reader.num_frames, reader.height, reader.width, reader.fps
-    hidden = model.core.hidden_dim
-    h4, w4 = (
-        -(-height // model.multiple) * model.multiple // 4,
-        -(-width // model.multiple) * model.multiple // 4,
-    )
-    shape = (total, hidden) if pooled else (total, hidden, h4 // 2, w4 // 2)
+    s = open_stream(model, video, None, device)
+    hidden, m = s.model.core.hidden_dim, s.model.multiple
+    h4, w4 = -(-s.height // m) * m // 4, -(-s.width // m) * m // 4
+    shape = (s.total, hidden) if pooled else (s.total, hidden, h4 // 2, w4 // 2)
 
     def reduce(chunk: np.ndarray) -> np.ndarray:
         t = torch.from_numpy(chunk).float()
@@ -359,13 +319,15 @@ def embed_video(
     chunks = (
         reduce(c)
         for c in tqdm(
-            stream_outputs(model, video, 0, total, dev, batch_frames, embed=True),
-            desc="embed",
-            unit="chunk",
-            disable=not progress,
+            s.outputs(batch_frames, embed=True), desc="embed", unit="chunk", disable=not progress
         )
     )
-    _npy_stream(out, shape, np.float16, chunks)
-    pred = Prediction(out, shape, "hidden state of the temporal core (no unit)", (0, total), None)
-    write_sidecar(out, pred, fps, None, provenance or {})
+    npy_stream(out, shape, np.float16, chunks)
+    pred = Prediction(out, shape, "none (learned features)", (0, s.total), None)
+    axes = (
+        "(T, S): frame i's hidden state averaged over the frame"
+        if pooled
+        else "(T, S, H', W'): frame i's hidden state of the temporal core at stride 8"
+    )
+    write_sidecar(out, {**_describe(pred, axes, s.fps), **(provenance or {})})
     return pred

@@ -8,6 +8,8 @@ passed in, so one clip uses ONE normalisation and colours compare across frames.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
@@ -102,3 +104,34 @@ def put_text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float
     cv2.putText(
         image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA
     )
+
+
+def write_preview(root: Path, clip: str) -> Path:
+    """``root``/preview.png: frames 0, mid and last of a dataset clip beside their flow
+    colours (one scale for the clip) and mask."""
+    from flowvid.io.atomic import atomic_output
+    from flowvid.io.flowfile import open_flow
+    from flowvid.io.masks import read_mask
+    from flowvid.io.video import open_video
+
+    with open_video(root / "videos" / f"{clip}.mp4") as video:
+        pairs = video.num_frames - 1  # frames that have a flow map: 0 .. T-2
+        picks = sorted({0, pairs // 2, pairs - 1})
+        frames, size = video.read(picks), (video.height, video.width)
+    flow = open_flow(root / "flow" / f"{clip}.npy")
+    mask = read_mask(next((root / "masks").glob(f"{clip}.*")), len(flow), *size)
+    scale = robust_max_speed(flow[0 : len(flow)], mask)
+    rows = [
+        np.concatenate(
+            [
+                frame,
+                flow_to_color(flow[i], scale),
+                np.repeat(mask[min(i, len(mask) - 1), ..., None] * 255, 3, 2).astype(np.uint8),
+            ],
+            1,
+        )
+        for frame, i in zip(frames, picks, strict=True)
+    ]
+    with atomic_output(root / "preview.png") as tmp:
+        cv2.imwrite(str(tmp), np.concatenate(rows, 0)[..., ::-1])
+    return root / "preview.png"

@@ -27,7 +27,18 @@ def test_synth_writes_the_layout(corpus):
             assert (v.num_frames, v.height, v.width) == (12, 96, 96)
         assert read_flow(clip.flow).shape == (11, 96, 96, 2)
         assert clip.mask is not None and clip.meta["quality"] in ("good", "fair", "poor")
-    assert (corpus / "preview.png").is_file()
+
+
+
+def test_preview_shows_three_frames_beside_flow_and_mask(corpus):
+    import cv2
+
+    from flowvid.viz import write_preview
+
+    image = cv2.imread(str(write_preview(corpus, "vessel_000")))
+    assert image.shape == (3 * 96, 3 * 96, 3)  # frames 0, mid, last x (frame, flow, mask)
+    mask_panel = image[:96, 2 * 96 :]
+    assert set(np.unique(mask_panel)) <= {0, 255} and mask_panel.max() == 255
 
 
 def test_corpus_is_the_same_whatever_the_workers(corpus, tmp_path):

@@ -44,12 +44,12 @@ def test_encoder_contract(name):
 
 
 @pytest.mark.parametrize("core", sorted(CORES))
-@pytest.mark.parametrize("head", ["flow", "frames"])
-def test_every_parameter_gets_a_gradient(core, head):
-    model = create_model(encoder="resnet18", core=core, head=head, **SMALL)
+@pytest.mark.parametrize("task", ["flow", "frames"])
+def test_every_parameter_gets_a_gradient(core, task):
+    model = create_model(encoder="resnet18", core=core, task=task, **SMALL)
     _open(model)
     out = model(torch.rand(1, 4, 3, 64, 64))
-    assert out.shape == (1, 3, 3 if head == "frames" else 2, 64, 64)
+    assert out.shape == (1, 3, 3 if task == "frames" else 2, 64, 64)
     (out**2).mean().backward()
     missing = [
         n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0
@@ -58,10 +58,10 @@ def test_every_parameter_gets_a_gradient(core, head):
 
 
 @pytest.mark.parametrize("core", sorted(CORES))
-@pytest.mark.parametrize("head", ["flow", "frames"])
-def test_streaming_equals_whole_clip(core, head):
+@pytest.mark.parametrize("task", ["flow", "frames"])
+def test_streaming_equals_whole_clip(core, task):
     torch.manual_seed(0)
-    model = create_model(encoder="resnet18", core=core, head=head, **SMALL).eval()
+    model = create_model(encoder="resnet18", core=core, task=task, **SMALL).eval()
     for p in model.head.parameters():  # non-trivial outputs: the zero-ish init would hide errors
         torch.nn.init.normal_(p, std=0.3)
     clip = torch.rand(2, 7, 3, 50, 70)  # odd size: padded inside, cropped back
@@ -72,9 +72,9 @@ def test_streaming_equals_whole_clip(core, head):
             out, state = model.step(chunk, state)
             parts.append(out)
     streamed = torch.cat(parts, 1)
-    if head == "frames":
+    if task == "frames":
         streamed = streamed[:, :-1]  # the last prediction is of a frame the clip does not have
-    assert whole.shape == (2, 6, 3 if head == "frames" else 2, 50, 70)
+    assert whole.shape == (2, 6, 3 if task == "frames" else 2, 50, 70)
     assert whole.abs().mean() > 1e-2
     torch.testing.assert_close(streamed, whole, atol=1e-5, rtol=1e-4)
 
@@ -118,7 +118,7 @@ def test_unknown_names_list_the_choices():
     with pytest.raises(InputError, match="choose one of \\['gru', 'lstm'\\]"):
         create_model(core="rnn", pretrained="none")
     with pytest.raises(InputError, match="choose one of"):
-        create_model(head="depth", pretrained="none")
+        create_model(task="depth", pretrained="none")
 
 
 def test_missing_imagenet_weights_say_how_to_fix(tmp_path, monkeypatch):
@@ -160,7 +160,7 @@ def test_default_encoder_is_really_imagenet_initialised(image, label):
 
 def test_frames_rollout_feeds_predictions_back():
     torch.manual_seed(0)
-    model = create_model(encoder="resnet18", head="frames", **SMALL).eval()
+    model = create_model(encoder="resnet18", task="frames", **SMALL).eval()
     clip = torch.rand(1, 3, 3, 32, 32)
     with torch.no_grad():
         out, state = model.step(clip, model.init_state())
@@ -173,7 +173,7 @@ def test_frames_rollout_feeds_predictions_back():
         ahead, _ = model.rollout(state, out[:, -1], steps=2)
         step_by_step, _ = model.step(out[:, -1:], state)  # the first rollout step by hand
         torch.testing.assert_close(ahead[:, 0], step_by_step[:, 0])
-    with pytest.raises(ValueError, match="frames head"):
+    with pytest.raises(ValueError, match="needs a frames model"):
         create_model(encoder="resnet18", **SMALL).rollout(state, out[:, -1], 1)
 
 
@@ -198,7 +198,7 @@ def test_refiner_gets_gradients_and_streams():
     torch.manual_seed(0)
     model = create_model(encoder="resnet18", refine_iters=2, **SMALL)
     assert model.refiner is not None and model.refiner.iters == 2
-    assert create_model(encoder="resnet18", head="frames", refine_iters=2, **SMALL).refiner is None
+    assert create_model(encoder="resnet18", task="frames", refine_iters=2, **SMALL).refiner is None
     _open(model)
     torch.nn.init.normal_(model.refiner.update[-1].weight, std=0.1)
     (model(torch.rand(1, 4, 3, 64, 64)) ** 2).mean().backward()

@@ -15,9 +15,9 @@ from flowvid.data.synthetic import SynthConfig
 from flowvid.errors import InputError
 from flowvid.flowops import compose
 from flowvid.io.flowfile import read_flow
+from flowvid.metrics import ErrorStats, FlowMetrics
 from flowvid.models import create_model
 from flowvid.training.losses import balanced_flow_loss
-from flowvid.training.metrics import FlowMetrics
 
 CONFIG_ROOT = Path(__file__).parents[1] / "configs"
 CONFIGS = sorted(CONFIG_ROOT.rglob("*.yaml"))
@@ -37,9 +37,10 @@ def test_every_config_loads_and_builds(path):
 
     cfg = load_config(path)
     model = create_model(**model_kwargs(cfg))
+    task = "frames" if "frames" in path.name else "flow"
+    assert cfg.model.task == task and model.task == task  # the file was applied
     out = model(torch.rand(1, 3, 3, 64, 64))
-    assert out.shape[:2] == (1, 2)
-    assert cfg.model.task == ("frames" if "frames" in path.name else "flow")  # the file was applied
+    assert out.shape == (1, 2, 3 if task == "frames" else 2, 64, 64)
     if cfg.data.source != "folder":
         gen = generator_config(
             cfg.data.source, cfg.data.crop, cfg.data.clip_len, cfg.data.generator
@@ -74,12 +75,11 @@ def test_balanced_loss_weighs_vessel_and_background_separately():
     mask[..., :2, :2] = True  # a tiny vessel
     target[..., 0, :2, :2] = 3.0  # moving at 3 px/frame; the model says zero
     valid = torch.ones_like(mask)
-    loss = balanced_flow_loss(pred, target, mask, valid, 1.0, 1.0, eps=1e-6, power=0.5)
+    weights = dict(inside_weight=1.0, outside_weight=1.0, eps=1e-6, power=0.5)
+    loss = balanced_flow_loss(pred, target, mask, valid, **weights)
     assert loss == pytest.approx(3.0, abs=1e-4)  # a plain mean would give 3 * 4/100 = 0.12
     valid[..., :1, :] = False
-    assert balanced_flow_loss(pred, target, mask, valid, 1.0, 1.0, 1e-6, 0.5) == pytest.approx(
-        3.0, abs=1e-4
-    )
+    assert balanced_flow_loss(pred, target, mask, valid, **weights) == pytest.approx(3.0, abs=1e-4)
 
 
 def test_metrics_known_values():
@@ -95,7 +95,27 @@ def test_metrics_known_values():
     assert out["epe_vessel"] == pytest.approx(0.75)
     assert out["epe_outside"] == pytest.approx(0.0)
     assert out["zero_epe_vessel"] == pytest.approx(2.0)
-    assert out["acc1_vessel"] == pytest.approx(0.5) and out["acc3_vessel"] == pytest.approx(1.0)
+    assert out["acc_1px_vessel"] == pytest.approx(0.5)
+    assert out["acc_3px_vessel"] == pytest.approx(1.0)
+
+
+def test_training_and_evaluation_metrics_agree():
+    """One definition: the torch metric and the numpy statistics give the same numbers."""
+    g = torch.Generator().manual_seed(3)
+    target = torch.randn(2, 3, 2, 16, 16, generator=g) * 2
+    pred = target + torch.randn(2, 3, 2, 16, 16, generator=g)
+    mask = torch.rand(2, 3, 16, 16, generator=g) > 0.6
+    valid = torch.rand(2, 3, 16, 16, generator=g) > 0.1
+    m = FlowMetrics()
+    m.update(pred, target, mask, valid)
+    torch_out = m.compute()
+    stats = ErrorStats()
+    as_np = [x.movedim(2, -1).numpy() for x in (pred, target)]
+    stats.update(*as_np, mask.numpy(), valid.numpy())
+    np_out = stats.summary()
+    assert torch_out.keys() <= np_out.keys()
+    for key, value in torch_out.items():
+        assert float(value) == pytest.approx(np_out[key], rel=1e-5), key
 
 
 def test_clips_align_flow_i_with_frames_i_and_i_plus_1(tiny_data):
@@ -165,7 +185,9 @@ def test_overfit_one_batch():
 
     start = vessel_epe()
     for _ in range(120):
-        loss = balanced_flow_loss(model(frames), flow, mask, valid)
+        loss = balanced_flow_loss(
+            model(frames), flow, mask, valid, inside_weight=1, outside_weight=1, eps=0.01, power=0.5
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -200,7 +222,7 @@ def test_train_checkpoint_resume_and_load(tiny_data, tmp_path):
     best = [v["best_model_path"] for v in raw["callbacks"].values() if "best_model_path" in v]
     assert best and all(Path(p).is_file() for p in best), best
     model, ckpt = load_model(run / "model.pt")
-    assert ckpt["model_kwargs"]["head"] == "flow"
+    assert ckpt["model_kwargs"]["task"] == "flow"
     assert model(torch.rand(1, 3, 3, 64, 64)).shape == (1, 2, 2, 64, 64)
     assert (run / "config.yaml").is_file()
     assert (run / "logs" / "version_0" / "metrics.csv").is_file()
@@ -214,11 +236,11 @@ def test_train_checkpoint_resume_and_load(tiny_data, tmp_path):
 
 
 def test_nan_loss_stops_with_a_clear_message(tiny_data, tmp_path, monkeypatch):
-    from flowvid.training import module
+    from flowvid.training import module, objectives
     from flowvid.training.train import train
 
     monkeypatch.setattr(
-        module.FlowVidModule, "_loss", lambda self, batch, pred: pred.sum() * float("nan")
+        objectives.FlowObjective, "loss", lambda self, pred, batch: pred.sum() * float("nan")
     )
     with pytest.raises(module.TrainingDiverged, match="loss became nan at step 0.*no checkpoint"):
         train(_debug_cfg(tiny_data, tmp_path / "nan"))

@@ -17,10 +17,11 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from flowvid.data.dataset import Clip, read_mask
+from flowvid.data.dataset import Clip
 from flowvid.flowops import compose
 from flowvid.io.atomic import atomic_output
 from flowvid.io.flowfile import FlowSequence, open_flow
+from flowvid.io.masks import read_mask
 from flowvid.io.video import VideoReader, cache_dir, open_video, video_index
 
 

@@ -24,8 +24,8 @@ from flowvid.data.motion import MotionConfig, MotionRenderer
 from flowvid.data.synthetic import ClipRenderer, SynthConfig
 from flowvid.errors import InputError
 from flowvid.io.atomic import atomic_output
+from flowvid.io.masks import write_png_mask
 from flowvid.io.video import VideoWriter
-from flowvid.viz import flow_to_color, robust_max_speed
 
 Renderer = ClipRenderer | MotionRenderer
 GeneratorConfig = SynthConfig | MotionConfig
@@ -72,14 +72,8 @@ def write_clip(root: Path, name: str, cfg: GeneratorConfig, seed: np.random.Seed
                 arr.flush()
         del flow, masks
         if static:
-            _write_png_mask(mask_tmp, renderer.mask(0))
+            write_png_mask(mask_tmp, renderer.mask(0))
     return renderer.describe()
-
-
-def _write_png_mask(path: Path, mask: np.ndarray) -> None:
-    from PIL import Image
-
-    Image.fromarray(mask.astype(np.uint8) * 255).save(path, format="PNG")
 
 
 def _one_thread() -> None:
@@ -139,7 +133,6 @@ def write_corpus(
             for name in tqdm(names, desc="synth", unit="clip", disable=not progress):
                 meta[name] = jobs[name].result()
     _write_metadata(out, cfg, seed, names, meta, time.perf_counter() - start, split)
-    write_preview(out, names[0], cfg)
     return out
 
 
@@ -171,37 +164,3 @@ def _write_metadata(
     }
     with atomic_output(out / "dataset.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
-
-
-def write_preview(out: Path, name: str, cfg: GeneratorConfig) -> Path:
-    """preview.png: frames 0, mid, last of one clip over its flow colours and mask."""
-    import cv2
-
-    from flowvid.data.dataset import read_mask
-    from flowvid.io.flowfile import open_flow
-    from flowvid.io.video import open_video
-
-    with open_video(out / "videos" / f"{name}.mp4") as video:
-        pairs = video.num_frames - 1  # frames that have a flow map: 0 .. T-2
-        picks = sorted({0, pairs // 2, pairs - 1})
-        frames = video.read(picks)
-    flow = open_flow(out / "flow" / f"{name}.npy")
-    mask_path = next((out / "masks").glob(f"{name}.*"))
-    mask = read_mask(mask_path, len(flow), cfg.size, cfg.size)
-    scale = robust_max_speed(flow[0 : len(flow)], mask)
-    rows = []
-    for frame, i in zip(frames, picks, strict=True):
-        m = mask[min(i, len(mask) - 1)]
-        rows.append(
-            np.concatenate(
-                [
-                    frame,
-                    flow_to_color(flow[i], scale),
-                    np.repeat(m[..., None] * 255, 3, 2).astype(np.uint8),
-                ],
-                1,
-            )
-        )
-    with atomic_output(out / "preview.png") as tmp:
-        cv2.imwrite(str(tmp), np.concatenate(rows, 0)[..., ::-1])
-    return out / "preview.png"

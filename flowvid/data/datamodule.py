@@ -11,13 +11,16 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
+from flowvid.config import DataConfig
 from flowvid.data.clips import FixedClips, RandomClips
 from flowvid.data.dataset import Dataset, load_dataset
 from flowvid.errors import InputError
 
+DEFAULTS = DataConfig()  # the one home of every default below
+
 
 def ensure_dataset(
-    root: str | Path, synthesize: bool, videos: int, frames: int, size: int, seed: int
+    root: str | Path, *, synthesize: bool, videos: int, frames: int, size: int, seed: int
 ) -> Path:
     """The dataset at ``root``. A missing folder is an error that says how to make one, unless
     ``synthesize`` asks for the synthetic corpus to be written there."""
@@ -41,16 +44,17 @@ class ClipDataModule(L.LightningDataModule):
     def __init__(
         self,
         root: str | Path,
-        clip_len: int = 8,
-        frame_stride: int = 1,
-        crop: int = 192,
-        batch_size: int = 8,
-        workers: int = 4,
-        samples_per_epoch: int = 2000,
-        val_windows: int = 4,
-        val_crop: int = 0,
-        decoded_cache: bool = False,
-        motion_mix: float = 0.0,
+        *,
+        clip_len: int = DEFAULTS.clip_len,
+        frame_stride: int = DEFAULTS.frame_stride,
+        crop: int = DEFAULTS.crop,
+        batch_size: int = DEFAULTS.batch_size,
+        workers: int = DEFAULTS.workers,
+        samples_per_epoch: int = DEFAULTS.samples_per_epoch,
+        val_windows: int = DEFAULTS.val_windows,
+        val_crop: int = DEFAULTS.val_crop,
+        decoded_cache: bool = DEFAULTS.decoded_cache,
+        motion_mix: float = DEFAULTS.motion_mix,
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -117,6 +121,7 @@ class RenderedDataModule(L.LightningDataModule):
     def __init__(
         self,
         source: str,
+        *,
         generator: dict[str, Any],
         clip_len: int,
         crop: int,

@@ -22,6 +22,7 @@ import yaml
 
 from flowvid.errors import DatasetError, FlowFormatError, InputError, VideoError
 from flowvid.io.flowfile import FlowSequence, open_flow
+from flowvid.io.masks import read_mask
 from flowvid.io.video import TIFF_SUFFIXES, VIDEO_SUFFIXES, open_video
 
 SPLITS = ("train", "val", "test")
@@ -211,32 +212,6 @@ def scan_dataset(root: str | Path) -> tuple[Dataset, list[Problem]]:
 
 
 # ----------------------------------------------------------------------------- contents
-
-
-def read_mask(path: Path, pairs: int, height: int, width: int) -> np.ndarray:
-    """A mask file as bool ``(1, H, W)`` (static) or ``(pairs, H, W)``."""
-    if path.suffix.lower() == ".png":
-        from PIL import Image
-
-        try:
-            with Image.open(path) as img:
-                mask = np.asarray(img.convert("L")) > 0
-        except OSError as err:
-            raise DatasetError(f"mask cannot be read ({err})", path) from None
-    else:
-        try:
-            mask = np.load(path, mmap_mode="r", allow_pickle=False)
-        except Exception as err:
-            raise DatasetError(f"mask cannot be read ({err})", path) from None
-    shape = mask.shape
-    if mask.ndim == 2:
-        mask = np.asarray(mask)[None]
-    if mask.ndim != 3 or mask.shape[1:] != (height, width) or mask.shape[0] not in (1, pairs):
-        raise DatasetError(
-            f"mask has shape {shape}; expected ({height}, {width}) or ({pairs}, {height}, {width})",
-            path,
-        )
-    return np.asarray(mask, bool) if mask.shape[0] == 1 else mask
 
 
 def _nonfinite_pairs(flow: FlowSequence) -> list[int]:

@@ -22,8 +22,9 @@ class Encoder(nn.Module):
 
     def __init__(
         self,
-        name: str = "tf_efficientnet_lite0",
-        pretrained: str = "imagenet",
+        name: str,
+        *,
+        pretrained: str,
         weights: str | None = None,
         freeze: str | int = "none",
         freeze_bn: bool = False,

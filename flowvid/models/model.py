@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from flowvid.config import ModelConfig
 from flowvid.errors import InputError
 from flowvid.models.decoder import FeaturePyramid, UNetDecoder
 from flowvid.models.encoder import Encoder
@@ -39,6 +40,9 @@ class StreamState:
     core: tuple[torch.Tensor, ...] | None = None  # recurrent state at stride 4
     prev: dict[str, torch.Tensor | None] = field(default_factory=dict)  # last frame's features
     size: tuple[int, int] | None = None  # (H, W) of the video
+
+
+DEFAULTS = ModelConfig()
 
 
 def displacement_grid(radius: int, stride: int) -> torch.Tensor:
@@ -77,15 +81,16 @@ class FlowVid(nn.Module):
     def __init__(
         self,
         encoder: Encoder,
+        *,
         core: str,
-        head: str,
+        task: str,
         hidden: int,
         context: int,
         corr_radius: int,
         coarse_corr_radius: int,
         decoder_widths: tuple[int, int, int],
-        refine_iters: int = 0,
-        refine_radius: int = 1,
+        refine_iters: int,
+        refine_radius: int,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -103,16 +108,23 @@ class FlowVid(nn.Module):
         self.core = CORES[core](context, hidden)
         skip = encoder.channels[encoder.reductions.index(2)] if 2 in encoder.reductions else None
         self.decoder = UNetDecoder(hidden, skip, decoder_widths)
-        self.head = HEADS[head](self.decoder.out_dim)
+        self.head = HEADS[task](self.decoder.out_dim)
         # the output at stride 4, straight from the state; the decoder adds full-resolution detail
         self.coarse = nn.Conv2d(hidden, self.head.out_channels, 3, padding=1)
         nn.init.normal_(self.coarse.weight, std=self.head.init_std)
         nn.init.zeros_(self.coarse.bias)
-        flow_head = self.head.anchor == "previous"
+        # a refiner looks frame t up from frame t-1: it needs outputs on t-1's grid
         self.refiner = (
-            FlowRefiner(hidden, refine_radius, refine_iters) if refine_iters and flow_head else None
+            FlowRefiner(hidden, refine_radius, refine_iters)
+            if refine_iters and self.head.on_previous
+            else None
         )
         self.multiple = max(encoder.reductions)
+
+    @property
+    def task(self) -> str:
+        """What the model predicts: ``flow`` or ``frames`` (its head's task)."""
+        return self.head.task
 
     # ------------------------------------------------------------------ streaming
 
@@ -191,13 +203,13 @@ class FlowVid(nn.Module):
                 x[:, t], self.core.init_state(x[:, t]) if core is None else core
             )
             hiddens.append(hidden)
-        previous = self.head.anchor == "previous"
-        skip = 1 if start and previous else 0
+        on_previous = self.head.on_previous
+        skip = 1 if start and on_previous else 0
         anchors = {
             k: None if v is None else v[:, skip:]
-            for k, v in {**(before if previous else feats), "match": match}.items()
+            for k, v in {**(before if on_previous else feats), "match": match}.items()
         }
-        if previous:  # the refiner looks frame t up from frame t-1
+        if self.refiner is not None:
             anchors["next_n4"] = feats["n4"][:, skip:]
         prev = {k: None if v is None else v[:, -1] for k, v in feats.items()}
         return torch.stack(hiddens, 1), skip, anchors, StreamState(core, prev, (h, w))
@@ -233,9 +245,7 @@ class FlowVid(nn.Module):
             k: None if v is None else rearrange(v, "b m ... -> (b m) ...")
             for k, v in {**anchors, "state": states}.items()
         }
-        coarse = self.coarse(flat["state"])
-        if self.head.anchor == "previous":  # flow: the core corrects the match
-            coarse = coarse + flat["match"]
+        coarse = self.head.combine(self.coarse(flat["state"]), flat["match"])
         if self.refiner is not None:
             coarse = self.refiner(coarse, flat["state"], flat["n4"], flat["next_n4"])
         rgb = flat["rgb"]
@@ -251,8 +261,8 @@ class FlowVid(nn.Module):
         After :meth:`step` has consumed frames up to t and predicted frame t+1
         (``prediction``, (B, 3, H, W)), return frames t+2 .. t+1+steps, (B, steps, 3, H, W).
         """
-        if self.head.anchor != "current":
-            raise ValueError("rollout needs a frames head")
+        if self.task != "frames":
+            raise ValueError(f"rollout needs a frames model, not a {self.task} model")
         outs = []
         for _ in range(steps):
             out, state = self.step(prediction[:, None], state)
@@ -266,27 +276,32 @@ class FlowVid(nn.Module):
         Flow: flow[:, i] moves frame i to i+1. Frames: out[:, i] predicts frame i+1.
         """
         out, _ = self.step(frames, self.init_state())
-        return out if self.head.anchor == "previous" else out[:, :-1]
+        return self.head.clip_outputs(out)
 
 
 def create_model(
-    encoder: str = "tf_efficientnet_lite0",
-    pretrained: str = "imagenet",
-    weights: str | None = None,
-    freeze: str | int = "none",
-    freeze_bn: bool = False,
-    core: str = "gru",
-    head: str = "flow",
-    hidden: int = 64,
-    context: int = 64,
-    corr_radius: int = 3,
-    coarse_corr_radius: int = 4,
-    decoder_widths: tuple[int, int, int] | list[int] = (64, 32, 16),
-    refine_iters: int = 0,
-    refine_radius: int = 1,
+    *,
+    encoder: str = DEFAULTS.encoder,
+    pretrained: str = DEFAULTS.pretrained,
+    weights: str | None = DEFAULTS.weights,
+    freeze: str | int = DEFAULTS.freeze,
+    freeze_bn: bool = DEFAULTS.freeze_bn,
+    core: str = DEFAULTS.core,
+    task: str = DEFAULTS.task,
+    hidden: int = DEFAULTS.hidden,
+    context: int = DEFAULTS.context,
+    corr_radius: int = DEFAULTS.corr_radius,
+    coarse_corr_radius: int = DEFAULTS.coarse_corr_radius,
+    decoder_widths: tuple[int, int, int] | list[int] = tuple(DEFAULTS.decoder_widths),
+    refine_iters: int = DEFAULTS.refine_iters,
+    refine_radius: int = DEFAULTS.refine_radius,
 ) -> FlowVid:
-    """Build a FlowVid model by name; unknown names raise an error listing the valid ones."""
-    for kind, name, registry in (("core", core, CORES), ("head", head, HEADS)):
+    """Build a FlowVid model by name; unknown names raise an error listing the valid ones.
+
+    The defaults are :class:`~flowvid.config.ModelConfig`'s (their one home), and the keyword
+    arguments are exactly the fields of ``model:`` in a config and what a checkpoint stores.
+    """
+    for kind, name, registry in (("core", core, CORES), ("task", task, HEADS)):
         if name not in registry:
             raise InputError(f"unknown {kind} {name!r}; choose one of {sorted(registry)}")
     enc = Encoder(
@@ -294,13 +309,13 @@ def create_model(
     )
     return FlowVid(
         enc,
-        core,
-        head,
-        hidden,
-        context,
-        corr_radius,
-        coarse_corr_radius,
-        tuple(decoder_widths),
-        refine_iters,
-        refine_radius,
+        core=core,
+        task=task,
+        hidden=hidden,
+        context=context,
+        corr_radius=corr_radius,
+        coarse_corr_radius=coarse_corr_radius,
+        decoder_widths=tuple(decoder_widths),
+        refine_iters=refine_iters,
+        refine_radius=refine_radius,
     )

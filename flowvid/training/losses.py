@@ -29,10 +29,11 @@ def balanced_flow_loss(
     target: torch.Tensor,
     mask: torch.Tensor,
     valid: torch.Tensor,
-    inside_weight: float = 1.0,
-    outside_weight: float = 1.0,
-    eps: float = 0.01,
-    power: float = 0.5,
+    *,
+    inside_weight: float,
+    outside_weight: float,
+    eps: float,
+    power: float,
 ) -> torch.Tensor:
     """inside_weight * mean robust EPE in the vessel + outside_weight * mean outside it.
 
@@ -44,7 +45,7 @@ def balanced_flow_loss(
     )
 
 
-def frames_loss(pred: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.2) -> torch.Tensor:
+def frames_loss(pred: torch.Tensor, target: torch.Tensor, *, ssim_weight: float) -> torch.Tensor:
     """L1 + ssim_weight * (1 - SSIM) for (B, T, 3, H, W) in [0, 1] (kornia gives (1 - SSIM) / 2)."""
     flat_p, flat_t = pred.flatten(0, 1), target.flatten(0, 1)
     return F.l1_loss(flat_p, flat_t) + ssim_weight * 2 * ssim_loss(flat_p, flat_t, window_size=7)

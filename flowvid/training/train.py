@@ -18,7 +18,7 @@ from flowvid.config import Config, model_kwargs
 from flowvid.data.datamodule import ClipDataModule, RenderedDataModule, ensure_dataset
 from flowvid.errors import InputError
 from flowvid.io.atomic import atomic_output
-from flowvid.training.module import FlowVidModule, TrainingDiverged
+from flowvid.training.module import FlowVidModule, TrainingDiverged, module_from_config
 
 log = logging.getLogger(__name__)
 
@@ -84,30 +84,35 @@ def build_datamodule(cfg: Config) -> ClipDataModule | RenderedDataModule:
     if d.source != "folder":
         return RenderedDataModule(
             d.source,
-            d.generator,
-            d.clip_len,
-            d.crop,
-            d.batch_size,
-            d.workers,
-            d.samples_per_epoch,
-            d.rendered_val_clips,
-            cfg.train.seed + 1,
+            generator=d.generator,
+            clip_len=d.clip_len,
+            crop=d.crop,
+            batch_size=d.batch_size,
+            workers=d.workers,
+            samples_per_epoch=d.samples_per_epoch,
+            val_clips=d.rendered_val_clips,
+            val_seed=cfg.train.seed + 1,
         )
     root = ensure_dataset(
-        d.root, d.synthesize, d.synth_videos, d.synth_frames, d.synth_size, d.synth_seed
+        d.root,
+        synthesize=d.synthesize,
+        videos=d.synth_videos,
+        frames=d.synth_frames,
+        size=d.synth_size,
+        seed=d.synth_seed,
     )
     return ClipDataModule(
         root,
-        d.clip_len,
-        d.frame_stride,
-        d.crop,
-        d.batch_size,
-        d.workers,
-        d.samples_per_epoch,
-        d.val_windows,
-        d.val_crop,
-        d.decoded_cache,
-        d.motion_mix,
+        clip_len=d.clip_len,
+        frame_stride=d.frame_stride,
+        crop=d.crop,
+        batch_size=d.batch_size,
+        workers=d.workers,
+        samples_per_epoch=d.samples_per_epoch,
+        val_windows=d.val_windows,
+        val_crop=d.val_crop,
+        decoded_cache=d.decoded_cache,
+        motion_mix=d.motion_mix,
     )
 
 
@@ -135,7 +140,7 @@ def train(cfg: Config) -> Path | None:
     with atomic_output(run_dir / "config.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
-    module = FlowVidModule(cfg.to_dict())
+    module = module_from_config(cfg)
     if cfg.train.init_from:
         ckpt = read_checkpoint(cfg.train.init_from)
         fresh = load_weights(

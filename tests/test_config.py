@@ -1,0 +1,80 @@
+"""Every default lives once: the config schema and the constructors it feeds agree."""
+
+import dataclasses
+import inspect
+
+import pytest
+
+from flowvid.config import AugmentConfig, Config, DataConfig, LossConfig, ModelConfig
+from flowvid.data.augment import FlowAugment
+from flowvid.data.datamodule import ClipDataModule, RenderedDataModule
+from flowvid.models import create_model
+from flowvid.models.encoder import Encoder
+from flowvid.training.module import FlowVidModule, module_from_config, objective_kwargs
+from flowvid.training.objectives import OBJECTIVES
+
+
+def _defaults(fn) -> dict:
+    return {
+        name: p.default
+        for name, p in inspect.signature(fn).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+
+
+def _same(a, b) -> bool:
+    return list(a) == list(b) if isinstance(a, tuple | list) else a == b
+
+
+@pytest.mark.parametrize(
+    ("fn", "section", "renamed", "exact"),
+    [
+        (create_model, ModelConfig(), {}, True),
+        (Encoder.__init__, ModelConfig(), {"name": "encoder"}, False),
+        (FlowAugment.__init__, AugmentConfig(), {}, True),
+        (ClipDataModule.__init__, DataConfig(), {}, False),
+    ],
+    ids=["create_model", "Encoder", "FlowAugment", "ClipDataModule"],
+)
+def test_constructor_defaults_are_the_configs(fn, section, renamed, exact):
+    """A default written in a constructor is the config's; ``exact``: the config section is
+    exactly the constructor's keyword arguments."""
+    params = inspect.signature(fn).parameters
+    fields = {f.name: getattr(section, f.name) for f in dataclasses.fields(section)}
+    for name, default in _defaults(fn).items():
+        key = renamed.get(name, name)
+        assert key in fields, f"{fn.__qualname__}({name}=...) has no config key"
+        assert _same(default, fields[key]), (name, default, fields[key])
+    keyword_only = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    assert keyword_only, f"{fn.__qualname__} should take keyword-only arguments"
+    if exact:
+        assert set(params) - {"self"} == set(fields)
+
+
+def test_internal_constructors_carry_no_defaults_of_their_own():
+    """Where a config is always what calls it, the constructor has no defaults to drift."""
+    for fn in (RenderedDataModule.__init__, *(o.__init__ for o in OBJECTIVES.values())):
+        own = set(_defaults(fn)) - {"watch_motion"}  # a switch, not a tunable
+        assert not own, (fn.__qualname__, own)
+    assert not set(_defaults(FlowVidModule.__init__)) - {"config"}
+
+
+@pytest.mark.parametrize("task", ["flow", "frames"])
+def test_every_loss_setting_reaches_the_objective(task):
+    cfg = Config()
+    cfg.model.task = task
+    kwargs = objective_kwargs(cfg)
+    OBJECTIVES[task](**kwargs)  # the objective takes exactly these
+    used = {"flow": 4, "frames": 1}[task]
+    assert len(set(kwargs) - {"watch_motion"}) == used
+    assert len(dataclasses.fields(LossConfig)) == 5  # 4 flow + 1 frames: none left unused
+
+
+def test_module_from_config_builds_the_config_model():
+    cfg = Config()
+    cfg.model.pretrained, cfg.model.encoder, cfg.model.hidden = "none", "resnet18", 16
+    module = module_from_config(cfg)
+    assert module.model.core.hidden_dim == 16 and module.model.task == "flow"
+    assert module.hparams["model_kwargs"] == dataclasses.asdict(cfg.model)
+    # the saved hyper-parameters are plain types: Lightning checkpoints load weights_only
+    assert all(type(v) in (dict, str, int, float, bool) for v in module.hparams.values())
