@@ -29,7 +29,6 @@ def test_synth_writes_the_layout(corpus):
         assert clip.mask is not None and clip.meta["quality"] in ("good", "fair", "poor")
 
 
-
 def test_preview_shows_three_frames_beside_flow_and_mask(corpus):
     import cv2
 

@@ -33,7 +33,7 @@ def test_cells_move_with_the_ground_truth_in_every_look(look):
         assert r.look.name == look
         a, b = (cv2.GaussianBlur(r.frame(i).astype(np.float32), (0, 0), 1.5) for i in (0, 1))
         flow = r.flow(0)
-        on_cell = r._splat(0, white=False) > 0.1  # no drift: the canvas is the frame
+        on_cell = r.cells_od(0, white=False) > 0.1  # no drift: the canvas is the frame
         moving = r.mask(0) & on_cell & (np.linalg.norm(flow, axis=-1) > 1.0)
         sums += [residual(a, b, f)[moving].sum() for f in (flow, 0 * flow, -flow)]
     true, still, reverse = sums

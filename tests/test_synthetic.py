@@ -122,7 +122,7 @@ def test_profile_is_parabolic_across_a_straight_lumen():
     )
     r = ClipRenderer(cfg, np.random.default_rng(3))
     v = r.vessels[0]
-    index, s, n, _ = r._lumen[0]
+    index, s, n, _ = r.layout.lumen[0]
     speed = np.linalg.norm(r.world_flow(0).reshape(-1, 2)[index], axis=1)
     centre = abs(v.travel(1) - v.travel(0))
     expected = centre * (1 - (n / v.radius) ** 2)

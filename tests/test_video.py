@@ -4,7 +4,8 @@ import tifffile
 from PIL import Image
 
 from flowvid.errors import VideoError
-from flowvid.io import video as video_mod
+from flowvid.io import decoders as decoders_mod
+from flowvid.io import index as index_mod
 from flowvid.io.video import VideoWriter, open_video, video_index, write_video
 
 
@@ -37,7 +38,7 @@ def test_odd_size_keeps_its_exact_size(tmp_path, ramp_frames):
 def test_index_is_built_once_and_cached(tmp_path, ramp_frames, monkeypatch):
     path = write_video(tmp_path / "a.mp4", ramp_frames[:6], fps=10)
     video_index(path)
-    monkeypatch.setattr(video_mod, "_scan", lambda p: pytest.fail("index was rebuilt"))
+    monkeypatch.setattr(index_mod, "_scan", lambda p: pytest.fail("index was rebuilt"))
     assert video_index(path).num_frames == 6
 
 
@@ -45,11 +46,11 @@ def test_decord_agrees_or_is_not_used(tmp_path, ramp_frames, monkeypatch):
     path = write_video(tmp_path / "a.mp4", ramp_frames, fps=25)
     reader = open_video(path, backend="auto")
     ref = open_video(path)
-    if video_mod.decord_available():
+    if decoders_mod.decord_available():
         assert type(reader).__name__ == "DecordReader"
     np.testing.assert_allclose(reader.read([0, 10, 19]), ref.read([0, 10, 19]), atol=3)
     path2 = write_video(tmp_path / "b.mp4", ramp_frames, fps=25)
-    monkeypatch.setattr(video_mod, "_decord_agrees", lambda *a: False)
+    monkeypatch.setattr(decoders_mod, "decord_agrees", lambda *a: False)
     assert type(open_video(path2, backend="auto")).__name__ == "PyAVReader"
 
 
@@ -80,16 +81,41 @@ def test_not_a_video(tmp_path):
         open_video(tmp_path / "missing.mp4")
 
 
-def test_truncated_video_is_an_error_or_shorter(tmp_path, ramp_frames):
+def test_truncated_video_without_its_index_is_an_error(tmp_path, ramp_frames):
+    """flowvid's writer puts the mp4 index (moov) at the end: a cut file cannot be read."""
     path = write_video(tmp_path / "a.mp4", ramp_frames, fps=25)
     data = path.read_bytes()
+    assert data.find(b"moov") > data.find(b"mdat")
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(data[: len(data) // 3])
-    try:
-        with open_video(cut) as v:
-            assert v.num_frames < 20
-    except VideoError as err:
-        assert "cut.mp4" in str(err)
+    with pytest.raises(VideoError, match="cut.mp4: not a readable video"):
+        open_video(cut)
+
+
+def test_truncated_streamable_video_reads_the_frames_it_has(tmp_path):
+    """An mp4 with its index first (faststart) and its data cut in half: the frames that
+    survive are counted exactly and read back as written."""
+    import av
+
+    frames = np.random.default_rng(0).integers(0, 255, (20, 64, 64, 3), dtype=np.uint8)
+    frames = np.repeat(np.repeat(frames[:, ::8, ::8], 8, 1), 8, 2)  # blocks survive coding
+    path = tmp_path / "fast.mp4"
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as c:
+        stream = c.add_stream("libx264", rate=25, options={"crf": "10"})
+        stream.width = stream.height = 64
+        stream.pix_fmt = "yuv444p"
+        for f in frames:
+            c.mux(stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        c.mux(stream.encode())
+    data = path.read_bytes()
+    assert data.find(b"moov") < data.find(b"mdat")
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    with open_video(cut) as v:
+        assert 0 < v.num_frames < 20
+        got = np.stack(list(v.iter_frames()))
+    assert len(got) == v.num_frames
+    assert np.abs(got.astype(int) - frames[: len(got)]).mean() < 6
 
 
 def test_writer_leaves_nothing_on_failure(tmp_path, ramp_frames):

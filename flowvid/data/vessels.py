@@ -12,9 +12,13 @@ cell drawn at (s, n) is drawn at exactly that point one frame later.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.spatial import cKDTree
+
+if TYPE_CHECKING:
+    from flowvid.data.synthetic import SynthConfig
 
 STEP = 0.25  # px of arc length between centreline samples
 MAX_BEND = 0.7  # curvature * (radius + wall + margin) stays below this: (s, n) never folds
@@ -144,3 +148,131 @@ def lumen_coords(vessel: Vessel, height: int, width: int, margin: float) -> Lume
     inside = (s_px >= vessel.s_lo) & (s_px <= vessel.s_hi)
     flat = pts[inside, 1].astype(np.int64) * width + pts[inside, 0].astype(np.int64)
     return LumenCoords(flat, s_px[inside], n_px[inside])
+
+
+# ----------------------------------------------------------------------------- a clip's vessels
+
+
+def _vessel_speed(
+    rng: np.random.Generator, cfg: SynthConfig, radius: float
+) -> tuple[float, float, float, float]:
+    """Signed mean centreline speed (px/frame), pulsatility, period (frames) and phase."""
+    lo, hi = np.log(cfg.speed_um_s[0]), np.log(cfg.speed_um_s[1])
+    um_s = float(np.exp(rng.uniform(lo, hi)))
+    amp = float(rng.uniform(0.05, 0.15 + 0.25 * min(radius / 20.0, 1.0)))
+    speed = min(um_s / (cfg.um_per_px * cfg.fps), cfg.max_px_per_frame / (1 + amp))
+    period = cfg.fps / rng.uniform(1.0, 8.0)  # heart rate 1-8 Hz (human to mouse)
+    return speed * rng.choice([-1.0, 1.0]), amp, period, float(rng.uniform(0, 2 * np.pi))
+
+
+def _new_vessel(
+    rng: np.random.Generator,
+    cfg: SynthConfig,
+    points: np.ndarray,
+    radius: float,
+    parent: int | None,
+) -> Vessel | None:
+    """A vessel along ``points``, or None where it would bend too sharply for its width."""
+    extend = 2 * cfg.max_px_per_frame + 8
+    centre, normal, s = sample_centreline(points, extend)
+    wall = float(rng.uniform(1.0, 1.5 + 0.1 * radius))
+    if max_curvature(normal) * (radius + wall + 3) > MAX_BEND:
+        return None
+    speed, amp, period, phase = _vessel_speed(rng, cfg, radius)
+    s_hi = float(s[-1] - extend)
+    return Vessel(centre, normal, s, 0.0, s_hi, radius, wall, speed, amp, period, phase, parent)
+
+
+def _crosses_view(vessel: Vessel, size: int, pad: int) -> bool:
+    lo, hi = pad + 0.1 * size, pad + 0.9 * size
+    return bool(np.any(np.all((vessel.centre > lo) & (vessel.centre < hi), axis=1)))
+
+
+def _main_path(
+    rng: np.random.Generator, cfg: SynthConfig, canvas: int, radius: float
+) -> np.ndarray:
+    """A path right across the canvas, through a point near its middle."""
+    angle = rng.uniform(0, np.pi)
+    direction = np.array([np.cos(angle), np.sin(angle)])
+    perp = np.array([-direction[1], direction[0]])
+    mid = np.full(2, canvas / 2) + rng.uniform(-0.35, 0.35) * cfg.size * perp
+    half = 0.75 * canvas + radius + 2 * cfg.max_px_per_frame + 30
+    reach = radius + 6 if cfg.meander else 1e9
+    return wiggly_path(rng, mid - half * direction, mid + half * direction, reach, False)
+
+
+def _branch_path(
+    rng: np.random.Generator, cfg: SynthConfig, canvas: int, parent: Vessel, radius: float
+) -> np.ndarray | None:
+    """A path leaving ``parent`` at an angle from a point well inside the canvas."""
+    c = canvas
+    inside = np.all((parent.centre > 0.2 * c) & (parent.centre < 0.8 * c), axis=1)
+    inside &= (parent.s > parent.s_lo) & (parent.s < parent.s_hi)
+    if not inside.any():
+        return None
+    k = rng.choice(np.flatnonzero(inside))
+    angle = parent.tangent_angle(parent.s[k]) + rng.choice([-1, 1]) * rng.uniform(0.5, 1.3)
+    direction = np.array([np.cos(angle), np.sin(angle)])
+    start = parent.centre[k]
+    reach = radius + 6 if cfg.meander else 1e9
+    return wiggly_path(rng, start, start + 1.5 * c * direction, reach, True)
+
+
+def make_vessels(rng: np.random.Generator, cfg: SynthConfig, canvas: int, pad: int) -> list[Vessel]:
+    """Main vessels that cross the view, then branches (each slower than its parent)."""
+    vessels: list[Vessel] = []
+    for _ in range(int(rng.integers(cfg.vessels[0], cfg.vessels[1] + 1))):
+        radius = float(np.exp(rng.uniform(*np.log(cfg.diameter_px)))) / 2
+        for _try in range(20):
+            vessel = _new_vessel(rng, cfg, _main_path(rng, cfg, canvas, radius), radius, None)
+            if vessel is not None and _crosses_view(vessel, cfg.size, pad):
+                vessels.append(vessel)
+                break
+    for j, parent in enumerate(list(vessels)):
+        if parent.radius < 4 or rng.random() >= cfg.branch_prob:
+            continue
+        radius = max(cfg.diameter_px[0] / 2, parent.radius * rng.uniform(0.5, 0.85))
+        path = _branch_path(rng, cfg, canvas, parent, radius)
+        child = None if path is None else _new_vessel(rng, cfg, path, radius, j)
+        if child is not None:
+            child.speed = np.sign(rng.standard_normal()) * abs(parent.speed) * rng.uniform(0.5, 1)
+            vessels.append(child)
+    return vessels
+
+
+@dataclass
+class Layout:
+    """Where each vessel is drawn on the canvas: ``owner`` of each pixel (-1: none; a
+    branch lies beneath its parent), each vessel's (s, n) coordinates, and its lumen."""
+
+    order: list[int]  # bottom to top
+    coords: list[LumenCoords]
+    owner: np.ndarray  # (canvas * canvas,) int32
+    lumen: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]  # index, s, n, X(s, n)
+
+
+def _draw_order(rng: np.random.Generator, vessels: list[Vessel]) -> list[int]:
+    """Bottom to top: every branch just beneath its parent, main vessels in random order."""
+    mains = [i for i, v in enumerate(vessels) if v.parent is None]
+    rng.shuffle(mains)
+    order: list[int] = []
+    for m in mains:
+        order += [i for i, v in enumerate(vessels) if v.parent == m] + [m]
+    return order
+
+
+def make_layout(rng: np.random.Generator, vessels: list[Vessel], canvas: int) -> Layout:
+    c = canvas
+    order = _draw_order(rng, vessels)
+    coords = [lumen_coords(v, c, c, margin=3.0) for v in vessels]
+    owner = np.full(c * c, -1, np.int32)
+    for i in order:  # later (higher) vessels overwrite: they are on top
+        co, v = coords[i], vessels[i]
+        owner[co.index[np.abs(co.n) < v.radius]] = i
+    lumen = []  # per vessel: flat indices it owns, their (s, n) and X(s, n)
+    for i, v in enumerate(vessels):
+        co = coords[i]
+        own = owner[co.index] == i
+        s, n = co.s[own], co.n[own]
+        lumen.append((co.index[own], s, n, v.position(s, n)))
+    return Layout(order, coords, owner, lumen)

@@ -1,0 +1,121 @@
+"""The index of a video container: frame count, rate, size and timestamps, from decoding the
+whole video once with PyAV (cached on disk), never from container metadata, which is often
+wrong for microscope recordings."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from flowvid.errors import VideoError
+from flowvid.io.atomic import atomic_output
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VideoIndex:
+    """What decoding the whole video once tells: count, rate, size and timestamps."""
+
+    num_frames: int
+    fps: float | None
+    height: int
+    width: int
+    pts: list[int] | None  # presentation timestamp of every frame, in decode order
+    decord_ok: bool | None = None  # set once decord has been checked against PyAV
+
+
+def cache_dir() -> Path:
+    """Where flowvid keeps derived files: $FLOWVID_CACHE, else $XDG_CACHE_HOME/flowvid."""
+    if "FLOWVID_CACHE" in os.environ:
+        return Path(os.environ["FLOWVID_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "flowvid"
+
+
+def _index_path(path: Path) -> Path:
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    return cache_dir() / "index" / (hashlib.sha1(key.encode()).hexdigest() + ".json")
+
+
+def open_container(path: Path) -> av.container.InputContainer:
+    if not path.is_file():
+        raise VideoError("no such video file", path)
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, UnicodeDecodeError) as err:
+        raise VideoError(f"not a readable video ({err})", path) from None
+    if not container.streams.video:
+        container.close()
+        raise VideoError("the file holds no video stream", path)
+    return container
+
+
+def _scan(path: Path) -> VideoIndex:
+    """Decode every frame once with PyAV (no colour conversion) to count and time them."""
+    container = open_container(path)
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    time_base, average_rate = stream.time_base, stream.average_rate
+    pts: list[int | None] = []
+    size = None
+    try:
+        for frame in container.decode(stream):
+            pts.append(frame.pts)
+            size = size or (frame.height, frame.width)
+    except av.error.FFmpegError as err:
+        if not pts:
+            raise VideoError(f"video cannot be decoded ({err})", path) from None
+        log.warning("%s: decoding stopped after %d frames (%s)", path, len(pts), err)
+    finally:
+        container.close()
+    if not pts or size is None:
+        raise VideoError("the video has no decodable frames", path)
+    known = None if any(p is None for p in pts) else [int(p) for p in pts]
+    fps = _fps_from_pts(known, time_base) or _float_rate(average_rate)
+    return VideoIndex(len(pts), fps, size[0], size[1], known)
+
+
+def _fps_from_pts(pts: list[int] | None, time_base: Fraction | None) -> float | None:
+    if not pts or len(pts) < 2 or time_base is None:
+        return None
+    steps = np.diff(np.asarray(pts, np.float64))
+    step = float(np.median(steps))
+    return 1.0 / (step * float(time_base)) if step > 0 else None
+
+
+def _float_rate(rate: Fraction | None) -> float | None:
+    return float(rate) if rate else None
+
+
+def video_index(path: str | Path, refresh: bool = False) -> VideoIndex:
+    """The cached index of a video file, built on first use."""
+    path = Path(path)
+    if not path.is_file():
+        raise VideoError("no such video file", path)
+    cached = _index_path(path)
+    if cached.is_file() and not refresh:
+        try:
+            return VideoIndex(**json.loads(cached.read_text()))
+        except (ValueError, TypeError):
+            pass  # damaged cache entry: rebuild
+    index = _scan(path)
+    save_index(path, index)
+    return index
+
+
+def save_index(path: Path, index: VideoIndex) -> None:
+    try:
+        with atomic_output(_index_path(path)) as tmp:
+            tmp.write_text(json.dumps(asdict(index)))
+    except OSError as err:  # a read-only cache only costs speed
+        log.debug("cannot cache the index of %s: %s", path, err)

@@ -1,0 +1,88 @@
+"""Seeded golden outputs and save -> load round trips: a change that moves any number of the
+renderer or the shipped model shows here, whatever else still passes.
+
+The golden numbers were recorded from this code; they say nothing about being right (the
+shipped model's motion errors are measured in test_sanity.py), only that nothing drifted.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from flowvid.checkpoint import load_model, read_checkpoint, save_checkpoint
+from flowvid.data.synthetic import ClipRenderer, SynthConfig
+from flowvid.models import create_model
+
+
+def _texture(n: int = 64) -> np.ndarray:
+    """A smooth RGB pattern in [0, 1] from a formula: no random generator involved."""
+    y, x = np.mgrid[0:n, 0:n] / n
+    g = 0.5 + 0.2 * np.sin(2 * np.pi * (3 * x + y)) * np.cos(2 * np.pi * 5 * y)
+    g += 0.15 * np.sin(2 * np.pi * (7 * x - 4 * y) + 1)
+    return np.stack([g, 0.8 * g + 0.1, 1 - g], -1)
+
+
+def _clip() -> torch.Tensor:
+    """3 frames of the texture moving (+2, -1) px/frame, (1, 3, 3, 64, 64)."""
+    frames = np.stack([np.roll(_texture(), (-t, 2 * t), (0, 1)) for t in range(3)])
+    return torch.from_numpy(frames).permute(0, 3, 1, 2)[None].float()
+
+
+def test_renderer_golden_output():
+    r = ClipRenderer(SynthConfig(size=64, frames=3), np.random.default_rng(0))
+    frames = np.stack([r.frame(i) for i in range(3)])
+    assert r.describe()["quality"] == "fair"
+    assert frames.mean() == pytest.approx(154.736, abs=0.05)
+    np.testing.assert_allclose(
+        frames[:, 10, 20], [[210, 207, 131], [197, 143, 124], [161, 191, 130]], atol=2
+    )
+    np.testing.assert_allclose(r.flow(1).sum((0, 1)), [-1050.568, -3264.895], rtol=1e-4)
+    assert r.mask(1).sum() == 2540
+
+
+def test_shipped_model_golden_output():
+    model, _ = load_model()
+    with torch.no_grad():
+        out = model(_clip())[0]
+    assert out.shape == (2, 2, 64, 64)
+    np.testing.assert_allclose(out.mean((0, 2, 3)).numpy(), [-0.127205, 0.005814], atol=2e-4)
+    np.testing.assert_allclose(out[1, :, 32, 32].numpy(), [-0.281524, -0.153242], atol=2e-4)
+
+
+def test_shipped_model_survives_a_float16_save_and_load(tmp_path):
+    """The shipped file stores float16 weights: saving them as float16 again and loading
+    gives exactly the same model, so the same outputs, bit for bit."""
+    model, ckpt = load_model()
+    assert all(
+        v.dtype == torch.float16 for v in ckpt["state_dict"].values() if v.is_floating_point()
+    )
+    path = save_checkpoint(
+        tmp_path / "again.pt", model, ckpt["model_kwargs"], ckpt["config"], half=True
+    )
+    again, _ = load_model(path)
+    with torch.no_grad():
+        torch.testing.assert_close(again(_clip()), model(_clip()), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("task", ["flow", "frames"])
+def test_save_load_gives_identical_outputs(tmp_path, task):
+    torch.manual_seed(0)
+    kwargs = dict(encoder="resnet18", pretrained="none", task=task, hidden=16, context=16)
+    model = create_model(**kwargs).eval()
+    for p in model.head.parameters():  # non-trivial outputs: the zero-ish init would hide errors
+        torch.nn.init.normal_(p, std=0.3)
+    path = save_checkpoint(tmp_path / "m.pt", model, kwargs, {})
+    loaded, ckpt = load_model(path)
+    assert ckpt["model_kwargs"] == kwargs and loaded.task == task
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(_clip()), model(_clip()), rtol=0, atol=0)
+    # float16 storage costs precision, not correctness: close, and exactly what the rounded
+    # weights give
+    half = load_model(save_checkpoint(tmp_path / "h.pt", model, kwargs, {}, half=True))[0]
+    rounded = {
+        k: v.half().float() if v.is_floating_point() else v for k, v in model.state_dict().items()
+    }
+    model.load_state_dict(rounded)
+    with torch.no_grad():
+        torch.testing.assert_close(half(_clip()), model(_clip()), rtol=0, atol=0)
+    assert read_checkpoint(path)["format"] == "flowvid-checkpoint-1"
