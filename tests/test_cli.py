@@ -146,6 +146,26 @@ def test_console_script_help():
     assert result.returncode == 0 and "example: flowvid synth" in result.stdout
 
 
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        ("synth", "(default: 50)"),
+        ("validate", "dataset folder"),
+        ("train", "write a run folder"),
+        ("predict", "(default: 16)"),
+        ("overlay", "(default: color)"),
+        ("eval", "(default: test)"),
+        ("embed", "(default: auto)"),
+    ],
+)
+def test_every_subcommand_has_help_with_an_example_and_its_defaults(command, shown, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and f"example: flowvid {command}" in out
+    assert shown in " ".join(out.split())  # argparse wraps lines
+
+
 def test_train_on_a_missing_dataset_says_how_to_make_one(tmp_path, capsys):
     missing, run = tmp_path / "typo", tmp_path / "run"
     args = [

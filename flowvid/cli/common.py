@@ -1,0 +1,18 @@
+"""What every subcommand shares: the exit code for bad input and the help layout."""
+
+from __future__ import annotations
+
+import argparse
+
+EXIT_BAD_INPUT = 2
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Help that shows each option's default (where it has one worth showing) and keeps the
+    examples' line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+            return text
+        return super()._get_help_string(action) or ""

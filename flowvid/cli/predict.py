@@ -1,0 +1,173 @@
+"""``flowvid predict``, ``flowvid embed`` and ``flowvid overlay``: using a model on videos."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from flowvid.cli.common import HelpFormatter
+from flowvid.errors import InputError
+
+
+def _provenance(checkpoint: Path | None, ckpt: dict) -> dict:
+    from flowvid.checkpoint import DEFAULT_CHECKPOINT, file_hash
+
+    path = checkpoint or DEFAULT_CHECKPOINT
+    kwargs = ckpt.get("model_kwargs", {})
+    model = {k: kwargs.get(k) for k in ("encoder", "core", "task", "hidden")}
+    return {"checkpoint": str(path), "checkpoint_sha256": file_hash(path), "model": model}
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from flowvid.checkpoint import load_model
+    from flowvid.inference import predict_flow, predict_frames
+
+    model, ckpt = load_model(args.checkpoint)
+    common = dict(
+        frames=args.frames,
+        device=args.device,
+        batch_frames=args.batch_frames,
+        max_side=args.max_side,
+        provenance=_provenance(args.checkpoint, ckpt),
+    )
+    if args.task and args.task != model.task:
+        raise InputError(
+            f"--task {args.task} needs a {args.task} checkpoint; this one predicts {model.task}"
+        )
+    if model.task == "frames":
+        out = predict_frames(model, args.video, args.out, **common)
+        print(f"wrote predicted frames {out.shape} to {out.path}")
+        return 0
+    pred = predict_flow(
+        model,
+        args.video,
+        args.out,
+        units=args.units,
+        um_per_px=args.um_per_px,
+        fps=args.fps,
+        pair_format=args.pair_format,
+        mask=args.mask,
+        **common,
+    )
+    print(
+        f"wrote flow {pred.shape} ({pred.units}) to {pred.path}; "
+        f"mean speed {pred.mean_speed:.3f} px/frame"
+    )
+    return 0
+
+
+def add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        formatter_class=HelpFormatter,
+        help="predict flow (or future frames) for a video",
+        epilog="example: flowvid predict clip.mp4 --out flow.npy --um-per-px 0.8 --fps 100",
+    )
+    p.add_argument("video", type=Path, help=".mp4/.avi/.mov, a .tif stack or a folder of frames")
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="flow.npy (memory-mapped), flow.npz, or a folder for per-pair .flo/.png",
+    )
+    p.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped model")
+    p.add_argument(
+        "--task", default=None, choices=("flow", "frames"), help="default: the checkpoint's"
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--frames", default=None, metavar="A:B", help="only frames A..B-1")
+    p.add_argument(
+        "--mask",
+        type=Path,
+        default=None,
+        help="vessel mask, .png or .npy, (H, W) or (T-1, H, W): flow outside it is written as 0",
+    )
+    p.add_argument("--batch-frames", type=int, default=16, help="frames per encoder batch")
+    p.add_argument("--max-side", type=int, default=None, help="run the model at most this size")
+    p.add_argument(
+        "--units", default="px/frame", choices=("px/frame", "um/s"), help="unit of the output"
+    )
+    p.add_argument("--um-per-px", type=float, default=None, help="pixel size, for um/s")
+    p.add_argument("--fps", type=float, default=None, help="default: the video's own rate")
+    p.add_argument(
+        "--pair-format", default="flo", choices=("flo", "png"), help="for a folder --out"
+    )
+    p.set_defaults(func=_cmd_predict)
+
+
+def _cmd_embed(args: argparse.Namespace) -> int:
+    from flowvid.checkpoint import load_model
+    from flowvid.inference import embed_video
+
+    model, ckpt = load_model(args.checkpoint)
+    out = embed_video(
+        model,
+        args.video,
+        args.out,
+        pooled=args.pooled,
+        device=args.device,
+        batch_frames=args.batch_frames,
+        provenance=_provenance(args.checkpoint, ckpt),
+    )
+    print(f"wrote embeddings {out.shape} to {out.path}")
+    return 0
+
+
+def add_embed(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "embed",
+        formatter_class=HelpFormatter,
+        help="write the learned per-frame representation",
+        epilog="example: flowvid embed clip.mp4 --out feats.npy --pooled",
+    )
+    p.add_argument("video", type=Path, help="video file, .tif stack or folder of frames")
+    p.add_argument("--out", required=True, type=Path, help=".npy, float16")
+    p.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped model")
+    p.add_argument(
+        "--pooled", action="store_true", help="one vector per frame (else a stride-8 map)"
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--batch-frames", type=int, default=16, help="frames per encoder batch")
+    p.set_defaults(func=_cmd_embed)
+
+
+def _cmd_overlay(args: argparse.Namespace) -> int:
+    from flowvid.overlay import write_overlay
+
+    out = write_overlay(
+        args.video,
+        args.flow,
+        args.out,
+        style=args.style,
+        um_per_px=args.um_per_px,
+        fps=args.fps,
+        max_speed=args.max_speed,
+        gt_path=args.gt,
+    )
+    print(f"wrote {out}")
+    return 0
+
+
+def add_overlay(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "overlay",
+        formatter_class=HelpFormatter,
+        help="draw flow over a video",
+        epilog="example: flowvid overlay clip.mp4 flow.npy --out overlay.mp4 --style both",
+    )
+    p.add_argument("video", type=Path, help="video file, .tif stack or folder of frames")
+    p.add_argument("flow", type=Path, help="(T-1,H,W,2) flow: .npy, .npz, or a folder of .flo/.png")
+    p.add_argument("--out", required=True, type=Path, help=".mp4, .gif, or a folder for PNGs")
+    p.add_argument(
+        "--style", default="color", choices=("color", "arrows", "both"), help="how flow is drawn"
+    )
+    p.add_argument(
+        "--gt",
+        type=Path,
+        default=None,
+        help="ground-truth flow: adds panels video | predicted | truth | error, with EPE",
+    )
+    p.add_argument("--max-speed", type=float, default=None, help="px/frame at full colour")
+    p.add_argument("--um-per-px", type=float, default=None, help="label the scale in um/s")
+    p.add_argument("--fps", type=float, default=None, help="default: the video's own rate")
+    p.set_defaults(func=_cmd_overlay)

@@ -1,0 +1,140 @@
+"""``flowvid train`` and ``flowvid eval``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from flowvid.cli.common import HelpFormatter
+from flowvid.errors import InputError
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from flowvid.config import load_config
+    from flowvid.training.module import TrainingDiverged
+    from flowvid.training.train import train
+
+    overrides = list(args.set)
+    for key, value in (
+        ("train.devices", args.devices),
+        ("train.strategy", args.strategy),
+        ("data.root", args.data),
+        ("train.run_dir", args.run_dir),
+        ("train.init_from", args.init_from),
+        ("train.resume", args.resume),
+    ):
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    cfg = load_config(args.config, overrides)
+    try:
+        run_dir = train(cfg)
+    except TrainingDiverged as err:
+        print(f"flowvid train: {err}", file=sys.stderr)
+        return 1
+    if run_dir is not None:  # the main process
+        print(f"trained: {run_dir} (model: {run_dir / 'model.pt'}, logs: {run_dir / 'logs'})")
+    return 0
+
+
+def add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        formatter_class=HelpFormatter,
+        help="train a model (Lightning; GPU when there is one)",
+        description="Train a model on a dataset folder (or clips rendered on the fly) and "
+        "write a run folder: config.yaml, checkpoints/ (best by validation score, and last, "
+        "to resume from), logs/ (CSV; TensorBoard when installed) and model.pt, the best "
+        "weights in flowvid's own format for predict/eval. Settings come from --config, then "
+        "each --set key=value (every key and its default: flowvid/config.py).",
+        epilog="example: flowvid train --config configs/flow_lite0.yaml --set train.max_steps=5000",
+    )
+    p.add_argument(
+        "--config", type=Path, default=None, help="YAML config (default: built-in defaults)"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key, e.g. --set data.batch_size=4 (repeatable)",
+    )
+    p.add_argument("--data", default=None, help="dataset folder (data.root)")
+    p.add_argument("--run-dir", default=None, help="where logs and checkpoints go (train.run_dir)")
+    p.add_argument("--init-from", default=None, help="start from a flowvid checkpoint's weights")
+    p.add_argument("--devices", default=None, help="e.g. 4 GPUs (train.devices)")
+    p.add_argument("--strategy", default=None, help="e.g. ddp (train.strategy)")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="last",
+        default=None,
+        help="resume an interrupted run (default: its last.ckpt)",
+    )
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from flowvid.checkpoint import load_model
+    from flowvid.evaluate import evaluate, motion_suite
+
+    model = None if args.baselines_only else load_model(args.checkpoint)[0]
+    if model is not None and model.task != "flow":
+        raise InputError(
+            "eval scores flow, and this checkpoint predicts future frames; "
+            "pass a flow checkpoint (or --baselines-only)"
+        )
+    if args.suite == "motion":
+        md = motion_suite(model, args.out, device=args.device, size=args.size)
+        print(md)
+        print(f"report: {args.out / 'motion_suite.md'}")
+        return 0
+    if args.data is None:
+        raise InputError("eval needs --data DIR (a dataset), or --suite motion")
+    report = evaluate(
+        args.data,
+        args.split,
+        model,
+        baselines=args.baselines or args.baselines_only,
+        out_dir=args.out,
+        device=args.device,
+        batch_frames=args.batch_frames,
+        max_side=args.max_side,
+    )
+    for name, m in report["overall"].items():
+        print(
+            f"{name:>12}: vessel EPE {m['epe_vessel']:.3f} px/frame, "
+            f"outside {m['epe_outside']:.3f}, {m['ms_per_frame']:.1f} ms/frame"
+        )
+    print(f"report: {args.out / 'report.md'}")
+    return 0
+
+
+def add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        formatter_class=HelpFormatter,
+        help="score a model (and classical baselines) against ground truth",
+        epilog="example: flowvid eval --data my_dataset --split test --baselines\n"
+        "example: flowvid eval --suite motion --out suite   (known motion, no dataset needed)",
+    )
+    p.add_argument("--data", type=Path, default=None, help="dataset folder")
+    p.add_argument(
+        "--suite",
+        default=None,
+        choices=("motion",),
+        help="instead of a dataset: the motion sanity suite (translation 0.1-20 px/frame, "
+        "drift, rotation, zoom, static) on unseen textures, beside Farneback and DIS",
+    )
+    p.add_argument("--size", type=int, default=128, help="--suite: frame side, px")
+    p.add_argument(
+        "--split", default="test", choices=("train", "val", "test"), help="clips to score"
+    )
+    p.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped model")
+    p.add_argument("--baselines", action="store_true", help="also zero flow, Farneback, DIS")
+    p.add_argument("--baselines-only", action="store_true", help="no model, only the baselines")
+    p.add_argument("--out", type=Path, default=Path("eval_report"), help="report folder")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--batch-frames", type=int, default=16, help="frames per encoder batch")
+    p.add_argument("--max-side", type=int, default=None, help="run the model at most this size")
+    p.set_defaults(func=_cmd_eval)
