@@ -21,13 +21,13 @@ from tqdm import tqdm
 from flowvid.data.clips import describe
 from flowvid.data.dataset import Clip, load_dataset
 from flowvid.errors import InputError
-from flowvid.inference import resolve_device, stream_outputs
 from flowvid.io.atomic import atomic_output
 from flowvid.io.flowfile import open_flow
 from flowvid.io.masks import read_mask
 from flowvid.io.video import open_video
 from flowvid.metrics import ErrorStats
 from flowvid.models import FlowVid
+from flowvid.stream import resolve_device, stream_outputs
 
 FlowMethod = Callable[[Clip, int], Iterator[np.ndarray]]  # yields (m, H, W, 2) chunks in order
 

@@ -6,7 +6,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flowvid.errors import FlowFormatError
-from flowvid.io.flowfile import FLO_TAG, open_flow, read_flow, write_flow
+from flowvid.io.flowfile import open_flow, read_flow, write_flow
+from flowvid.io.pairs import FLO_TAG
 
 SETTINGS = settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

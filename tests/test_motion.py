@@ -215,10 +215,9 @@ def test_layer_windows_never_clip_a_layer(monkeypatch):
     cfg = MotionConfig(size=80, frames=3, **EXACT)
     fast = [MotionRenderer(cfg, np.random.default_rng(s)) for s in range(4)]
     fast_states = [[r._state(t) for t in range(3)] for r in fast]
-    n = cfg.size
-    monkeypatch.setattr(
-        MotionRenderer, "_extent", lambda self, layer, t: (slice(0, n), slice(0, n))
-    )
+    from flowvid.data import motion
+
+    monkeypatch.setattr(motion, "extent", lambda layer, t, n: (slice(0, n), slice(0, n)))
     for s, states in enumerate(fast_states):
         full = MotionRenderer(cfg, np.random.default_rng(s))
         for t in range(3):

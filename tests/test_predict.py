@@ -10,10 +10,11 @@ from flowvid.checkpoint import load_model, save_checkpoint
 from flowvid.cli import main
 from flowvid.data.corpus import write_corpus
 from flowvid.data.synthetic import ClipRenderer, SynthConfig
-from flowvid.inference import _to_clip_size, predict_flow
+from flowvid.inference import predict_flow
 from flowvid.io.flowfile import read_flow
 from flowvid.io.video import open_video, write_video
 from flowvid.models import create_model
+from flowvid.stream import to_clip_size
 
 TINY = dict(
     encoder="resnet18",
@@ -149,7 +150,7 @@ def test_predict_with_a_mask_zeroes_the_flow_outside_it(checkpoint, data, tmp_pa
 def test_working_resolution_rescales_vectors():
     out = torch.zeros(1, 2, 16, 32)
     out[:, 0], out[:, 1] = 1.0, -0.5
-    back = _to_clip_size(out, 32, 64, is_flow=True)
+    back = to_clip_size(out, 32, 64, is_flow=True)
     assert back.shape == (1, 32, 64, 2)
     np.testing.assert_allclose(back[0, 10, 10], [2.0, -1.0])
 

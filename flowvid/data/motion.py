@@ -28,12 +28,9 @@ from dataclasses import asdict, dataclass, field
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from flowvid.data.layers import WARP_SLOPE, Layer, extent, forward, inverse, sample
 from flowvid.data.textures import random_texture
-
-WARP_SLOPE = 0.1  # bound on |dE/dq|: with a <= 2 px, q -> r - a E(q) contracts by <= 0.2
-WARP_ITERATIONS = 6  # fixed-point steps to invert q + a E(q): error <= 0.2^6 |a E| < 1e-4 px
 
 
 @dataclass(frozen=True)
@@ -61,21 +58,6 @@ class MotionConfig:
         lo, hi = self.speed_px
         if not 0 < lo <= hi:
             raise ValueError(f"speed_px must be 0 < lo <= hi, not {self.speed_px}")
-
-
-@dataclass
-class Layer:
-    """One moving surface: texture with alpha, and its pose at every frame."""
-
-    texture: torch.Tensor  # (1, 4, S, S) RGB + alpha; background alpha is 1 everywhere
-    periodic: bool  # background: the texture tiles the plane
-    centre: np.ndarray  # (T, 2) screen position of the texture centre, px
-    angle: np.ndarray  # (T,) radians, counter-clockwise on screen
-    scale: np.ndarray  # (T,)
-    warp_amp: np.ndarray  # (T,) amplitude of the non-rigid warp, px
-    warp: np.ndarray  # (K, 5) waves of E: kx, ky (rad/px), phase_u, phase_v, coefficient
-    radius: float  # texture corner distance from its centre, px (for the on-screen extent)
-    speed: float  # base speed of the trajectory, px/frame
 
 
 @dataclass
@@ -251,74 +233,6 @@ class MotionRenderer:
             texture.permute(2, 0, 1)[None], False, centre, angle, scale, amp, warp, radius, speed
         )
 
-    # ------------------------------------------------------------------ geometry
-
-    @staticmethod
-    def _sample(image: torch.Tensor, q: torch.Tensor, periodic: bool) -> torch.Tensor:
-        """image (1, C, S, S) at texture coordinates q (H, W, 2) px about its centre -> (C, H, W).
-
-        Bicubic; a periodic image tiles the plane, another is zero outside."""
-        size = image.shape[-1]
-        pix = q + size / 2 - 0.5  # texture pixel coordinates (centres at integers)
-        if periodic:
-            pix = torch.remainder(pix, size)
-            image = F.pad(image, (3, 3, 3, 3), mode="circular")
-            pix, size = pix + 3, size + 6
-        grid = ((2 * pix + 1) / size - 1).float()[None]
-        return F.grid_sample(image, grid, "bicubic", "zeros", align_corners=False)[0]
-
-    @staticmethod
-    def _field(layer: Layer, q: torch.Tensor) -> torch.Tensor:
-        """E(q): the layer's smooth displacement field at texture coordinates q, (..., 2).
-
-        In float32 (E is a few px at most); positions stay float64."""
-        qx, qy = q[..., 0].float(), q[..., 1].float()
-        e = torch.zeros(2, *q.shape[:-1])
-        for kx, ky, phase_u, phase_v, c in layer.warp:
-            arg = float(kx) * qx + float(ky) * qy
-            e[0] += float(c) * torch.sin(arg + float(phase_u))
-            e[1] += float(c) * torch.sin(arg + float(phase_v))
-        return e.permute(*range(1, e.dim()), 0).double()
-
-    def _inverse(self, layer: Layer, t: int, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Texture coordinates q with P_t(q) = p, and E(q)."""
-        c, a, s = layer.centre[t], layer.angle[t], layer.scale[t]
-        d = p - torch.from_numpy(c)
-        cos, sin = np.cos(a), np.sin(a)  # screen y is down: counter-clockwise is (cos, -sin)
-        r = torch.stack([cos * d[..., 0] - sin * d[..., 1], sin * d[..., 0] + cos * d[..., 1]], -1)
-        r = r / s
-        q = r
-        e = torch.zeros_like(r)
-        if layer.warp_amp[t] != 0.0:
-            for _ in range(WARP_ITERATIONS):
-                e = self._field(layer, q)
-                q = r - layer.warp_amp[t] * e
-            e = self._field(layer, q)
-        return q, e
-
-    @staticmethod
-    def _forward(layer: Layer, t: int, q: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        """P_t(q) with E(q) = e already known, (H, W, 2)."""
-        c, a, s = layer.centre[t], layer.angle[t], layer.scale[t]
-        w = q + layer.warp_amp[t] * e
-        cos, sin = np.cos(a), np.sin(a)
-        x = cos * w[..., 0] + sin * w[..., 1]
-        y = -sin * w[..., 0] + cos * w[..., 1]
-        return torch.stack([x, y], -1) * s + torch.from_numpy(c)
-
-    def _extent(self, layer: Layer, t: int) -> tuple[slice, slice] | None:
-        """The rows and columns of the view where the layer can be non-transparent at frame t
-        (its texture's corners, the bicubic support and the warp); None when off-screen."""
-        n = self.cfg.size
-        if not np.isfinite(layer.radius):
-            return slice(0, n), slice(0, n)
-        reach = layer.radius + 3 + abs(layer.warp_amp[t]) * layer.warp[:, 4].sum()
-        reach = layer.scale[t] * reach + 2
-        (x0, y0), (x1, y1) = layer.centre[t] - reach, layer.centre[t] + reach
-        rows = slice(int(max(np.floor(y0), 0)), int(min(np.ceil(y1) + 1, n)))
-        cols = slice(int(max(np.floor(x0), 0)), int(min(np.ceil(x1) + 1, n)))
-        return None if rows.start >= rows.stop or cols.start >= cols.stop else (rows, cols)
-
     def _state(self, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Frame t before optics: image (H, W, 3) float, top layer id (H, W), flow (H, W, 2)."""
         if t in self._cache:
@@ -329,19 +243,19 @@ class MotionRenderer:
         flow = torch.zeros(n, n, 2, dtype=torch.float64)
         last = t + 1 < self.cfg.frames
         for k, layer in enumerate(self.layers):
-            box = self._extent(layer, t)
+            box = extent(layer, t, n)
             if box is None:
                 continue
             p = self._grid[box]  # the layer's window of the view: (h, w, 2)
-            q, e = self._inverse(layer, t, p)
-            rgba = self._sample(layer.texture, q, layer.periodic)
+            q, e = inverse(layer, t, p)
+            rgba = sample(layer.texture, q, layer.periodic)
             alpha = rgba[3].clamp(0, 1)
             view = image[:, box[0], box[1]]
             image[:, box[0], box[1]] = view * (1 - alpha) + rgba[:3] * alpha
             here = alpha > 0.5
             top[box][here] = k
             if last:
-                flow[box][here] = (self._forward(layer, t + 1, q, e) - p)[here]
+                flow[box][here] = (forward(layer, t + 1, q, e) - p)[here]
         state = (image.permute(1, 2, 0).numpy(), top.numpy(), flow.float().numpy())
         self._cache = {k: v for k, v in self._cache.items() if k >= t - 1}
         self._cache[t] = state

@@ -14,22 +14,22 @@ allocation.
 from __future__ import annotations
 
 import re
-import struct
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from flowvid.errors import FlowFormatError
 from flowvid.io.atomic import atomic_output
+from flowvid.io.pairs import (
+    flo_header,
+    read_flo,
+    read_kitti,
+    write_flo,
+    write_kitti,
+)
 
-FLO_TAG = 202021.25
-FLO_UNKNOWN = 1e9  # Middlebury: components above this mark unknown flow
-KITTI_SCALE = 64.0
-KITTI_OFFSET = 2**15
-MAX_SIDE = 1 << 15  # no microscope frame is wider or taller than 32768 px
 FLOW_SUFFIXES = (".npy", ".npz", ".flo", ".png")
 PAIR_SUFFIXES = (".flo", ".png", ".npy")  # formats allowed inside a per-pair folder
 
@@ -85,14 +85,6 @@ def _check_array(path: Path, arr: np.ndarray) -> np.ndarray:
             f"flow must have shape (T-1, H, W, 2) with u, v last; found {arr.shape}", path
         )
     return arr
-
-
-def _check_side(path: Path, height: int, width: int) -> None:
-    if not (0 < height <= MAX_SIDE and 0 < width <= MAX_SIDE):
-        raise FlowFormatError(f"implausible flow size {width}x{height} in the header", path)
-
-
-# ----------------------------------------------------------------------------- .npy / .npz
 
 
 def _open_npy(path: Path) -> FlowSequence:
@@ -160,97 +152,9 @@ def _open_npz(path: Path) -> FlowSequence:
     return FlowSequence(path, flow.shape, get)
 
 
-# ----------------------------------------------------------------------------- .flo
-
-
-def _flo_header(path: Path) -> tuple[int, int]:
-    """Check a Middlebury .flo header against the file size; return (height, width)."""
-    try:
-        with open(path, "rb") as fh:
-            header = fh.read(12)
-    except OSError as err:
-        raise FlowFormatError(f"cannot read ({err.strerror})", path) from None
-    if len(header) < 12:
-        raise FlowFormatError("too short for a .flo header (12 bytes)", path)
-    tag, width, height = struct.unpack("<fii", header)
-    if tag != np.float32(FLO_TAG):
-        raise FlowFormatError(f"bad .flo tag {tag!r} (expected {FLO_TAG})", path)
-    _check_side(path, height, width)
-    expected = 12 + 8 * width * height
-    size = path.stat().st_size
-    if size != expected:
-        raise FlowFormatError(
-            f"file has {size} bytes but its {width}x{height} header needs {expected}"
-            + (" (truncated)" if size < expected else ""),
-            path,
-        )
-    return height, width
-
-
-def _read_flo(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    height, width = _flo_header(path)
-    flow = np.fromfile(path, "<f4", offset=12).reshape(height, width, 2).astype(np.float32)
-    valid = np.isfinite(flow).all(-1) & (np.abs(flow) < FLO_UNKNOWN).all(-1)
-    return flow, valid
-
-
-def _write_flo(path: Path, flow: np.ndarray) -> None:
-    height, width = flow.shape[:2]
-    with open(path, "wb") as fh:
-        fh.write(struct.pack("<fii", FLO_TAG, width, height))
-        fh.write(np.ascontiguousarray(flow, "<f4").tobytes())
-
-
-# ----------------------------------------------------------------------------- KITTI PNG
-
-
-def _png_size(path: Path) -> tuple[int, int]:
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(24)
-    except OSError as err:
-        raise FlowFormatError(f"cannot read ({err.strerror})", path) from None
-    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
-        raise FlowFormatError("not a PNG file", path)
-    width, height = struct.unpack(">II", head[16:24])
-    _check_side(path, height, width)
-    return height, width
-
-
-def _read_kitti(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    _png_size(path)
-    try:
-        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    except cv2.error as err:
-        raise FlowFormatError(f"PNG cannot be decoded ({err})", path) from None
-    if img is None:
-        raise FlowFormatError("PNG cannot be decoded (damaged or truncated)", path)
-    if img.dtype != np.uint16 or img.ndim != 3 or img.shape[2] != 3:
-        raise FlowFormatError(
-            f"a KITTI flow PNG is 16-bit RGB; found {img.dtype} with shape {img.shape}", path
-        )
-    bgr = img.astype(np.float32)
-    flow = (bgr[..., [2, 1]] - KITTI_OFFSET) / KITTI_SCALE  # R = u, G = v
-    valid = img[..., 0] > 0  # B = valid
-    flow[~valid] = 0.0
-    return flow, valid
-
-
-def _write_kitti(path: Path, flow: np.ndarray, valid: np.ndarray | None) -> None:
-    if valid is None:
-        valid = np.isfinite(flow).all(-1)
-    flow = np.where(valid[..., None], flow, 0.0)
-    encoded = np.round(flow * KITTI_SCALE + KITTI_OFFSET)
-    if encoded.min() < 0 or encoded.max() > 65535:
-        raise FlowFormatError("KITTI PNG holds only |flow| < 512 px; use .npy or .flo", path)
-    bgr = np.stack([valid, encoded[..., 1], encoded[..., 0]], -1).astype(np.uint16)
-    if not cv2.imwrite(str(path), bgr):
-        raise FlowFormatError("could not write PNG", path)
-
-
 # ----------------------------------------------------------------------------- folders
 
-_PAIR_READERS = {".flo": _read_flo, ".png": _read_kitti}
+_PAIR_READERS = {".flo": read_flo, ".png": read_kitti}
 
 
 def natural_key(path: Path) -> list[object]:
@@ -276,7 +180,7 @@ def _open_folder(path: Path) -> FlowSequence:
     suffix = suffixes.pop()
     read = _PAIR_READERS.get(suffix, _read_pair_npy)
     if suffix == ".flo":
-        sizes = {_flo_header(p) for p in files}  # 12 bytes each: check every file up front
+        sizes = {flo_header(p) for p in files}  # 12 bytes each: check every file up front
     else:
         sizes = {read(files[0])[0].shape[:2]}
     if len(sizes) != 1:
@@ -348,9 +252,9 @@ def write_flow(
             extra = {} if valid is None else {"valid": valid}
             np.savez_compressed(tmp, flow=flow.astype(dtype, copy=False), **extra)
         elif suffix == ".flo":
-            _write_flo(tmp, flow[0])
+            write_flo(tmp, flow[0])
         elif suffix == ".png":
-            _write_kitti(tmp, flow[0], None if valid is None else valid[0])
+            write_kitti(tmp, flow[0], None if valid is None else valid[0])
         else:
             raise FlowFormatError(f"unknown flow format {suffix!r}; use {FLOW_SUFFIXES}", path)
     return path
@@ -364,7 +268,7 @@ def _write_folder(path: Path, flow: np.ndarray, valid: np.ndarray | None, fmt: s
         for i, pair in enumerate(flow):
             target = tmp / f"{i:0{digits}d}.{fmt}"
             if fmt == "flo":
-                _write_flo(target, pair)
+                write_flo(target, pair)
             else:
-                _write_kitti(target, pair, None if valid is None else valid[min(i, len(valid) - 1)])
+                write_kitti(target, pair, None if valid is None else valid[min(i, len(valid) - 1)])
     return path
