@@ -35,6 +35,13 @@ class Prediction:
     frames: tuple[int, int]
     mean_speed: float | None  # inside the mask when one was given, px/frame
     array: np.ndarray | None = None  # when no output path was given
+    um_s_per_px_frame: float | None = None  # the calibration, when pixel size and fps are known
+
+    @property
+    def mean_speed_um_s(self) -> float | None:
+        if self.mean_speed is None or self.um_s_per_px_frame is None:
+            return None
+        return self.mean_speed * self.um_s_per_px_frame
 
 
 def predict_flow(
@@ -73,36 +80,45 @@ def predict_flow(
     bar = tqdm(total=shape[0], desc="predict", unit="pair", disable=not progress)
     with flow_sink(out, shape, pair_format) as sink:
         for chunk in s.outputs(batch_frames, max_side):
-            speed = np.linalg.norm(chunk, axis=-1)
-            if keep is not None:
-                pairs = s.start + done + np.arange(len(chunk))
-                inside = np.broadcast_to(keep[0 if len(keep) == 1 else pairs], speed.shape)
-                chunk = np.where(inside[..., None], chunk, np.float32(0.0))
-                speed_sum += float(speed[inside].sum())
-                counted += int(inside.sum())
-            else:
-                speed_sum += float(speed.sum())
-                counted += speed.size
+            chunk, speeds = _inside_mask(chunk, keep, s.start + done)
+            speed_sum, counted = speed_sum + float(speeds.sum()), counted + speeds.size
             sink[done : done + len(chunk)] = chunk * scale
             done += len(chunk)
             bar.update(len(chunk))
         result = None if out is not None else sink
     bar.close()
-    pred = Prediction(out, shape, units, (s.start, s.stop), speed_sum / max(counted, 1), result)
+    factor = um_per_px * fps if um_per_px and fps else None
+    mean = speed_sum / max(counted, 1)
+    pred = Prediction(out, shape, units, (s.start, s.stop), mean, result, factor)
     if out is not None:
         extra = {} if mask is None else {"mask": str(mask), "outside_mask": "flow set to 0"}
-        write_sidecar(
-            out,
-            {
-                **_describe(pred, FLOW_AXES, fps),
-                "um_per_px": um_per_px,
-                "um_per_s_per_px_per_frame": um_per_px * fps if um_per_px and fps else None,
-                "mean_speed_px_per_frame": pred.mean_speed,
-                **(provenance or {}),
-                **extra,
-            },
-        )
+        fields = _describe(pred, FLOW_AXES, fps) | _calibration(pred, um_per_px)
+        write_sidecar(out, {**fields, "video": str(s.video), **(provenance or {}), **extra})
     return pred
+
+
+def _inside_mask(
+    chunk: np.ndarray, keep: np.ndarray | None, first_pair: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flow (m, H, W, 2) with the outside of the mask set to 0, and the speeds (px/frame) to
+    average: inside the mask, or everywhere without one. ``first_pair``: the chunk's first
+    pair in the whole video (a per-pair mask is indexed by it)."""
+    speed = np.linalg.norm(chunk, axis=-1)
+    if keep is None:
+        return chunk, speed.ravel()
+    pairs = first_pair + np.arange(len(chunk))
+    inside = np.broadcast_to(keep[0 if len(keep) == 1 else pairs], speed.shape)
+    return np.where(inside[..., None], chunk, np.float32(0.0)), speed[inside]
+
+
+def _calibration(pred: Prediction, um_per_px: float | None) -> dict[str, Any]:
+    """The physical scale, and the mean speed in every unit it allows."""
+    return {
+        "um_per_px": um_per_px,
+        "um_per_s_per_px_per_frame": pred.um_s_per_px_frame,
+        "mean_speed_px_per_frame": pred.mean_speed,
+        "mean_speed_um_per_s": pred.mean_speed_um_s,
+    }
 
 
 def _describe(pred: Prediction, axes: str, fps: float | None) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 import dataclasses
 import inspect
 
+import numpy as np
 import pytest
 
 from flowvid.config import AugmentConfig, Config, DataConfig, LossConfig, ModelConfig
@@ -78,3 +79,40 @@ def test_module_from_config_builds_the_config_model():
     assert module.hparams["model_kwargs"] == dataclasses.asdict(cfg.model)
     # the saved hyper-parameters are plain types: Lightning checkpoints load weights_only
     assert all(type(v) in (dict, str, int, float, bool) for v in module.hparams.values())
+
+
+def test_synth_help_states_the_generators_own_defaults():
+    """`flowvid synth` leaves generator options unset (the generator's defaults apply); the
+    defaults its help states are those defaults, for each generator the option applies to."""
+    import argparse
+    import re
+
+    from flowvid.cli import build_parser
+    from flowvid.data.motion import MotionConfig
+    from flowvid.data.synthetic import SynthConfig
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    synth = sub.choices["synth"]
+    fields = {  # option -> (generators it applies to, config field)
+        "frames": ((SynthConfig, MotionConfig), "frames"),
+        "size": ((SynthConfig, MotionConfig), "size"),
+        "fps": ((SynthConfig,), "fps"),
+        "um_per_px": ((SynthConfig,), "um_per_px"),
+        "speed": ((SynthConfig,), "speed_um_s"),
+        "speed_px": ((MotionConfig,), "speed_px"),
+    }
+    checked = 0
+    for action in synth._actions:
+        if action.dest not in fields:
+            continue
+        assert action.default is None, action.dest  # unset: the generator decides
+        stated = re.search(r"\(default ([\d. ]+)", action.help)
+        assert stated, action.dest
+        numbers = [float(x) for x in stated.group(1).split()]
+        generators, key = fields[action.dest]
+        for gen in generators:
+            value = getattr(gen(), key)
+            assert numbers == [float(v) for v in np.atleast_1d(value)], (action.dest, gen)
+        checked += 1
+    assert checked == len(fields)

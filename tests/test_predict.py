@@ -77,7 +77,7 @@ def test_predict_matches_the_model_on_the_whole_clip(checkpoint, data, tmp_path)
     )
 
 
-def test_predict_units_range_and_formats(checkpoint, data, tmp_path):
+def test_predict_units_range_and_formats(checkpoint, data, tmp_path, capsys):
     video = str(data / "videos" / "vessel_001.mp4")
     args = ["--checkpoint", str(checkpoint)]
     assert main(["predict", video, "--out", str(tmp_path / "a.npy"), *args]) == 0
@@ -102,12 +102,20 @@ def test_predict_units_range_and_formats(checkpoint, data, tmp_path):
     np.testing.assert_allclose(
         np.load(tmp_path / "b.npy"), np.load(tmp_path / "a.npy") * 10.0, rtol=1e-5, atol=1e-6
     )
+    a, b = (json.loads((tmp_path / f"{n}.npy.json").read_text()) for n in "ab")
+    assert a["video"] == b["video"] == video and a["mean_speed_um_per_s"] is None
+    # the mean is stated in px/frame and, with a calibration, in um/s: 0.5 um/px x 20 fps
+    assert b["mean_speed_px_per_frame"] == pytest.approx(a["mean_speed_px_per_frame"])
+    assert b["mean_speed_um_per_s"] == pytest.approx(10.0 * a["mean_speed_px_per_frame"])
+    assert "um/s" in capsys.readouterr().out.splitlines()[-1]
     assert main(["predict", video, "--out", str(tmp_path / "r.npz"), "--frames", "2:6", *args]) == 0
     assert read_flow(tmp_path / "r.npz").shape == (3, 64, 64, 2)
     assert main(["predict", video, "--out", str(tmp_path / "pairs"), "--frames", ":4", *args]) == 0
     assert len(list((tmp_path / "pairs").glob("*.flo"))) == 3
     assert main(["embed", video, "--out", str(tmp_path / "e.npy"), "--pooled", *args]) == 0
     assert np.load(tmp_path / "e.npy").shape == (9, 16)
+    side = json.loads((tmp_path / "e.npy.json").read_text())
+    assert side["axes"].startswith("(T, S)") and "u (x" not in side["axes"]
 
 
 def test_predict_with_a_mask_zeroes_the_flow_outside_it(checkpoint, data, tmp_path):

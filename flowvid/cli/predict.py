@@ -49,9 +49,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         mask=args.mask,
         **common,
     )
+    um_s = pred.mean_speed_um_s
+    physical = "" if um_s is None else f" = {um_s:.1f} um/s"
+    where = " inside the mask" if args.mask else ""
     print(
         f"wrote flow {pred.shape} ({pred.units}) to {pred.path}; "
-        f"mean speed {pred.mean_speed:.3f} px/frame"
+        f"mean speed{where} {pred.mean_speed:.3f} px/frame{physical}"
     )
     return 0
 
