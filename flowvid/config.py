@@ -103,6 +103,7 @@ class TrainConfig:
     devices: Any = "auto"
     strategy: str = "auto"  # e.g. ddp
     val_every_steps: int = 500
+    checkpoint_minutes: float | None = 5.0  # also save last.ckpt this often (None: only at val)
     log_every_steps: int = 20
     seed: int = 0
     watch_motion: bool = True  # flow: log val/suite_epe, the EPE on textures no corpus holds

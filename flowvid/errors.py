@@ -30,3 +30,11 @@ class VideoError(InputError):
 
 class DatasetError(InputError):
     """A dataset folder that does not follow the flowvid layout."""
+
+
+class Terminated(BaseException):  # noqa: N818 - named for the signal, like KeyboardInterrupt
+    """SIGTERM (a cluster's time limit, ``kill``): stop now, cleaning up as for Ctrl-C.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so that no ``except Exception`` on the
+    way swallows it; temporary outputs are removed on the way out.
+    """

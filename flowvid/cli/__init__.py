@@ -7,15 +7,18 @@ functions; nothing else lives in the command line.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 
 from flowvid import __version__
-from flowvid.cli.common import EXIT_BAD_INPUT
+from flowvid.cli.common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED
 from flowvid.cli.data import add_synth, add_validate
 from flowvid.cli.predict import add_embed, add_overlay, add_predict
 from flowvid.cli.train import add_eval, add_train
-from flowvid.errors import InputError
+from flowvid.errors import InputError, Terminated
 
 __all__ = ["EXIT_BAD_INPUT", "build_parser", "main", "run"]
 
@@ -40,18 +43,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """Call a subcommand; bad input becomes one message and exit code 2."""
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises :class:`Terminated` in the main thread while a command runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        return func(args)
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Call a subcommand; bad input becomes one message and exit code 2; Ctrl-C and SIGTERM
+    clean up (no temporary or half-written output is left) and exit 130 and 143."""
+    try:
+        with _sigterm_raises():
+            return func(args)
     except InputError as err:
         if args.debug:
             raise
         print(f"flowvid {args.command}: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        print(f"flowvid {args.command}: interrupted{_detail(err)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Terminated as err:
+        print(f"flowvid {args.command}: terminated (SIGTERM){_detail(err)}", file=sys.stderr)
+        return EXIT_TERMINATED
+
+
+def _detail(err: BaseException) -> str:
+    return f"; {err}" if str(err) else ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

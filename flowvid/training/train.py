@@ -10,14 +10,16 @@ from pathlib import Path
 import lightning as L
 import torch
 import yaml
-from lightning.pytorch.callbacks import Checkpoint, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from flowvid.checkpoint import load_weights, read_checkpoint, save_checkpoint
 from flowvid.config import Config, model_kwargs
 from flowvid.data.datamodule import ClipDataModule, RenderedDataModule, ensure_dataset
-from flowvid.errors import InputError
+from flowvid.errors import InputError, Terminated
 from flowvid.io.atomic import atomic_output
+from flowvid.training.checkpoints import LastCheckpoint, lightning_handles_sigterm
 from flowvid.training.module import FlowVidModule, TrainingDiverged, module_from_config
 
 log = logging.getLogger(__name__)
@@ -30,22 +32,6 @@ def resolve_precision(cfg: Config) -> str:
     return "bf16-mixed" if on_gpu else "32-true"
 
 
-class LastCheckpoint(Checkpoint):
-    """last.ckpt, the state to resume from, written after every validation.
-
-    Lightning runs checkpoint callbacks after all others and in their given order, so this
-    one runs after the best checkpoint has been chosen and saved: a resumed run knows which
-    best checkpoint is on disk.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            trainer.save_checkpoint(self.path)
-
-
 def build_trainer(cfg: Config, run_dir: Path) -> L.Trainer:
     t = cfg.train
     best = ModelCheckpoint(
@@ -56,7 +42,7 @@ def build_trainer(cfg: Config, run_dir: Path) -> L.Trainer:
         save_top_k=1,
         auto_insert_metric_name=False,
     )
-    last = LastCheckpoint(run_dir / "checkpoints" / "last.ckpt")
+    last = LastCheckpoint(run_dir / "checkpoints" / "last.ckpt", t.checkpoint_minutes)
     loggers = [CSVLogger(run_dir, name="logs")]  # logs/version_N: a resumed run never overwrites
     if importlib.util.find_spec("tensorboard") is not None:
         loggers.append(TensorBoardLogger(run_dir, name="tensorboard"))
@@ -149,20 +135,35 @@ def train(cfg: Config) -> Path | None:
         if fresh:
             log.warning("%d refiner tensors start from their initialisation", len(fresh))
     trainer = build_trainer(cfg, run_dir)
+    last = run_dir / "checkpoints" / "last.ckpt"
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=_resume_path(cfg, run_dir))
+        with lightning_handles_sigterm():
+            trainer.fit(module, datamodule=datamodule, ckpt_path=_resume_path(cfg, run_dir))
     except TrainingDiverged as err:
-        last = run_dir / "checkpoints" / "last.ckpt"
         kept = (
             f"the last good checkpoint is {last}"
             if last.is_file()
             else "no checkpoint was saved yet"
         )
         raise TrainingDiverged(f"{err}; {kept}. Lower train.lr or check the data.") from None
+    except SIGTERMException:
+        raise Terminated(_stopped(trainer, last)) from None
+    except SystemExit:  # Lightning exits 1 after Ctrl-C
+        if isinstance(_last_callback(trainer).stopped_by, KeyboardInterrupt):
+            raise KeyboardInterrupt(_stopped(trainer, last)) from None
+        raise
     if trainer.global_rank != 0:
         return None
     export_best(trainer, module, cfg, run_dir)
     return run_dir
+
+
+def _last_callback(trainer: L.Trainer) -> LastCheckpoint:
+    return next(c for c in trainer.callbacks if isinstance(c, LastCheckpoint))
+
+
+def _stopped(trainer: L.Trainer, last: Path) -> str:
+    return f"stopped at step {trainer.global_step}, saved in {last}; go on with --resume"
 
 
 def export_best(trainer: L.Trainer, module: FlowVidModule, cfg: Config, run_dir: Path) -> Path:

@@ -1,0 +1,162 @@
+"""Faults lose nothing: SIGTERM and Ctrl-C clean up and exit 143/130, training saves a
+checkpoint early, on SIGTERM and on Ctrl-C, and goes on with --resume."""
+
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from flowvid.checkpoint import save_checkpoint
+from flowvid.cli import main
+from flowvid.config import load_config
+from flowvid.data.corpus import write_corpus
+from flowvid.data.synthetic import SynthConfig
+from flowvid.io.video import write_video
+from flowvid.models import create_model
+
+TINY = dict(encoder="resnet18", pretrained="none", hidden=16, context=16, corr_radius=1)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    return save_checkpoint(
+        tmp_path_factory.mktemp("ckpt") / "tiny.pt", create_model(**TINY), TINY, {}
+    )
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    frames = np.random.default_rng(0).integers(0, 255, (24, 32, 32, 3), dtype=np.uint8)
+    return write_video(tmp_path_factory.mktemp("video") / "clip.mp4", frames, fps=10)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny") / "data"
+    cfg = SynthConfig(size=64, frames=10, drift_prob=0.0)
+    return write_corpus(root, 3, cfg, seed=1, workers=1, progress=False)
+
+
+def _signal_after(monkeypatch, target: str, name: str, signum: int, calls: int = 2) -> None:
+    """Send ``signum`` to this process from inside ``target.name`` on its ``calls``-th call."""
+    module_name, _, attr = target.rpartition(".")
+    module = __import__(module_name, fromlist=[attr])
+    owner = getattr(module, attr)
+    original = getattr(owner, name)
+    count = {"n": 0}
+
+    def wrapped(*args, **kwargs):
+        count["n"] += 1
+        if count["n"] == calls:
+            os.kill(os.getpid(), signum)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, wrapped)
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize("out_name", ["flow.npy", "flow.npz", "pairs"])
+def test_a_signal_during_predict_leaves_nothing(
+    monkeypatch, tmp_path, checkpoint, video, capsys, signum, code, out_name
+):
+    _signal_after(monkeypatch, "flowvid.models.model.FlowVid", "step", signum)
+    out = tmp_path / "out" / out_name
+    argv = ["predict", str(video), "--out", str(out), "--checkpoint", str(checkpoint)]
+    assert main([*argv, "--batch-frames", "4"]) == code
+    assert not out.exists() and not out.with_name(out.name + ".json").exists()
+    assert _leftovers(out.parent) == []
+    err = capsys.readouterr().err
+    assert ("terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted") in err
+    assert "Traceback" not in err
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
+
+
+def test_a_sigterm_keeps_an_existing_output_intact(monkeypatch, tmp_path, checkpoint, video):
+    out = tmp_path / "flow.npy"
+    out.write_bytes(b"the previous result")
+    _signal_after(monkeypatch, "flowvid.models.model.FlowVid", "step", signal.SIGTERM)
+    argv = ["predict", str(video), "--out", str(out), "--checkpoint", str(checkpoint)]
+    assert main([*argv, "--batch-frames", "4"]) == 143
+    assert out.read_bytes() == b"the previous result" and _leftovers(tmp_path) == []
+
+
+def test_a_sigterm_during_synth_and_overlay_leaves_nothing(monkeypatch, tmp_path, video):
+    _signal_after(monkeypatch, "flowvid.data.synthetic.ClipRenderer", "frame", signal.SIGTERM, 3)
+    out = tmp_path / "synth"
+    argv = ["synth", "--out", str(out), "--videos", "2", "--frames", "6", "--size", "32"]
+    assert main([*argv, "--workers", "1"]) == 143
+    leftovers = [p for p in out.rglob("*") if p.is_file() and p.name.startswith(".")]
+    assert leftovers == [] and not list((out / "videos").glob("*.mp4"))
+    flow = tmp_path / "flow.npy"
+    np.save(flow, np.zeros((23, 32, 32, 2), np.float32))
+    _signal_after(monkeypatch, "flowvid.io.writer.VideoWriter", "write", signal.SIGTERM, 3)
+    assert main(["overlay", str(video), str(flow), "--out", str(tmp_path / "o.mp4")]) == 143
+    assert not (tmp_path / "o.mp4").exists() and _leftovers(tmp_path) == []
+
+
+def _cfg(data: Path, run: Path, *extra: str):
+    root = Path(__file__).parents[1] / "configs" / "debug.yaml"
+    return [
+        "train",
+        "--config",
+        str(root),
+        "--data",
+        str(data),
+        "--run-dir",
+        str(run),
+        "--set",
+        "data.samples_per_epoch=8",
+        "--set",
+        "train.checkpoint_minutes=null",
+        *extra,
+    ]
+
+
+def _step(run: Path) -> int:
+    raw = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    return raw["global_step"]
+
+
+def test_a_sigterm_during_training_saves_and_resume_finishes(
+    monkeypatch, tmp_path, tiny_data, capsys
+):
+    """Stopped by SIGTERM before its first validation, a run keeps its state and goes on."""
+    from flowvid.training.module import FlowVidModule
+
+    run, original = tmp_path / "run", FlowVidModule.training_step
+    target = "flowvid.training.module.FlowVidModule"
+    _signal_after(monkeypatch, target, "training_step", signal.SIGTERM, 3)
+    argv = _cfg(tiny_data, run, "--set", "train.max_steps=8", "--set", "train.val_every_steps=6")
+    assert main(argv) == 143
+    err = capsys.readouterr().err
+    assert "terminated (SIGTERM); stopped at step 3" in err and "--resume" in err
+    assert _step(run) == 3  # Lightning stops at the next batch boundary: 3 steps done
+    assert _leftovers(run / "checkpoints") == []
+    monkeypatch.setattr(FlowVidModule, "training_step", original)
+    assert main([*argv, "--resume"]) == 0
+    assert _step(run) == 8 and (run / "model.pt").is_file()
+
+
+def test_a_run_saves_last_ckpt_before_its_first_validation(tmp_path, tiny_data):
+    from flowvid.training.train import train
+
+    root = Path(__file__).parents[1] / "configs" / "debug.yaml"
+    overrides = [
+        f"data.root={tiny_data}",
+        f"train.run_dir={tmp_path / 'run'}",
+        "data.samples_per_epoch=8",
+        "train.max_steps=10",
+        "train.val_every_steps=1000",
+        "train.checkpoint_minutes=0.0001",
+    ]
+    run = train(load_config(root, overrides))
+    assert _step(run) == 10  # saved by the clock; no validation ran
+    assert not list((run / "checkpoints").glob("best-*"))
