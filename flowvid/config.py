@@ -202,7 +202,43 @@ def config_from_dict(doc: dict[str, Any]) -> Config:
     return cfg
 
 
+AT_LEAST = {  # key: smallest valid value
+    "data.batch_size": 1,
+    "data.workers": 0,
+    "data.samples_per_epoch": 1,
+    "data.val_windows": 1,
+    "data.rendered_val_clips": 1,
+    "data.crop": 0,
+    "data.val_crop": 0,
+    "model.hidden": 1,
+    "model.context": 1,
+    "model.corr_radius": 0,
+    "model.coarse_corr_radius": 0,
+    "train.max_steps": 1,
+    "train.warmup_steps": 0,
+    "train.val_every_steps": 1,
+    "train.log_every_steps": 1,
+    "train.lr": 1e-12,
+    "train.weight_decay": 0,
+    "train.grad_clip": 0,
+}
+MAX_SIDE = 8192  # px: crops and frames beyond this are a typo, not a microscope
+
+
+def _check_ranges(cfg: Config) -> None:
+    for key, lowest in AT_LEAST.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value < lowest:
+            raise InputError(f"config key {key!r} must be at least {lowest:g}, not {value}")
+    for key in ("crop", "val_crop", "synth_size"):
+        value = getattr(cfg.data, key)
+        if value > MAX_SIDE:
+            raise InputError(f"config key 'data.{key}' must be at most {MAX_SIDE} px, not {value}")
+
+
 def validate(cfg: Config) -> None:
+    _check_ranges(cfg)
     if cfg.model.task not in ("flow", "frames"):
         raise InputError(f"model.task must be 'flow' or 'frames', not {cfg.model.task!r}")
     if cfg.data.clip_len < 2:

@@ -69,7 +69,7 @@ def predict_flow(
     out = None if out is None else Path(out)
     if units not in UNITS:
         raise InputError(f"--units must be one of {UNITS}, not {units!r}")
-    s = open_stream(model, video, frames, device)
+    s = open_stream(model, video, frames, device, batch_frames, max_side)
     fps = fps or s.fps
     keep = None if mask is None else read_mask(Path(mask), s.total - 1, s.height, s.width)
     if units == "um/s" and not (um_per_px and fps):
@@ -147,7 +147,7 @@ def predict_frames(
     from flowvid.io.video import VideoWriter
 
     out = Path(out)
-    s = open_stream(model, video, frames, device)
+    s = open_stream(model, video, frames, device, batch_frames, max_side)
     shape = (s.stop - s.start, s.height, s.width, 3)
     chunks = (
         (np.clip(c, 0, 1) * 255 + 0.5).astype(np.uint8)
@@ -185,7 +185,7 @@ def embed_video(
     out = Path(out)
     if out.suffix.lower() != ".npy":
         raise InputError("embeddings are written as .npy", out)
-    s = open_stream(model, video, None, device)
+    s = open_stream(model, video, None, device, batch_frames)
     hidden, m = s.model.core.hidden_dim, s.model.multiple
     h4, w4 = -(-s.height // m) * m // 4, -(-s.width // m) * m // 4
     shape = (s.total, hidden) if pooled else (s.total, hidden, h4 // 2, w4 // 2)

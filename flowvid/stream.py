@@ -49,10 +49,19 @@ class Stream:
 
 
 def open_stream(
-    model: FlowVid, video: str | Path, frames: str | None = None, device: str = "auto"
+    model: FlowVid,
+    video: str | Path,
+    frames: str | None = None,
+    device: str = "auto",
+    batch_frames: int = 16,
+    max_side: int | None = None,
 ) -> Stream:
     """The one set-up of every prediction: device, model in eval mode, the video's range,
-    size and frame rate (a bad range or device is an :class:`InputError`)."""
+    size and frame rate (a bad range, device or option is an :class:`InputError`)."""
+    if batch_frames < 1:
+        raise InputError(f"--batch-frames must be at least 1, not {batch_frames}")
+    if max_side is not None and max_side < 16:
+        raise InputError(f"--max-side must be at least 16 px, not {max_side}")
     video, dev = Path(video), resolve_device(device)
     with open_video(video) as reader:
         start, stop = parse_range(frames, reader.num_frames)

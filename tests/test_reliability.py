@@ -160,3 +160,37 @@ def test_a_run_saves_last_ckpt_before_its_first_validation(tmp_path, tiny_data):
     run = train(load_config(root, overrides))
     assert _step(run) == 10  # saved by the clock; no validation ran
     assert not list((run / "checkpoints").glob("best-*"))
+
+
+def test_a_full_disk_is_a_clear_error_before_any_work(
+    monkeypatch, tmp_path, checkpoint, video, capsys
+):
+    """The output's space is reserved up front: a full disk is ENOSPC at once (exit 2), not a
+    SIGBUS half-way through a memory-mapped write."""
+    import errno
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    out = tmp_path / "flow.npy"
+    argv = ["predict", str(video), "--out", str(out), "--checkpoint", str(checkpoint)]
+    assert main(argv) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert not out.exists() and _leftovers(tmp_path) == []
+
+
+def test_two_writers_to_one_output_leave_one_complete_file(tmp_path, checkpoint, video):
+    """Each writer fills its own temporary file and renames it: whichever finishes last wins,
+    and the file under the final name is always whole."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "flow.npy"
+    cmd = [sys.executable, "-m", "flowvid.cli", "predict", str(video), "--out", str(out)]
+    cmd += ["--checkpoint", str(checkpoint), "--device", "cpu"]
+    procs = [subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    assert np.load(out).shape == (23, 32, 32, 2)
+    assert _leftovers(tmp_path) == []

@@ -71,6 +71,12 @@ def run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> 
             raise
         print(f"flowvid {args.command}: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OSError as err:  # the system refused: permissions, a full disk, a path under a file
+        if args.debug:
+            raise
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"flowvid {args.command}: error: {err.strerror or err}{where}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt as err:
         print(f"flowvid {args.command}: interrupted{_detail(err)}", file=sys.stderr)
         return EXIT_INTERRUPTED

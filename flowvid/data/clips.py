@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from flowvid.data.dataset import Clip
 from flowvid.flowops import compose
-from flowvid.io.atomic import atomic_output
+from flowvid.io.atomic import atomic_output, reserved_memmap
 from flowvid.io.flowfile import FlowSequence, open_flow
 from flowvid.io.masks import read_mask
 from flowvid.io.video import VideoReader, cache_dir, open_video, video_index
@@ -59,9 +59,7 @@ def build_decoded_cache(infos: list[ClipInfo], progress: bool = True) -> None:
             atomic_output(decoded_cache_path(info.clip.video)) as tmp,
             open_video(info.clip.video) as v,
         ):
-            arr = np.lib.format.open_memmap(
-                tmp, "w+", np.uint8, (v.num_frames, v.height, v.width, 3)
-            )
+            arr = reserved_memmap(tmp, np.uint8, (v.num_frames, v.height, v.width, 3))
             for t, frame in enumerate(v.iter_frames()):
                 arr[t] = frame
             arr.flush()

@@ -23,7 +23,7 @@ from flowvid.data.dataset import default_split
 from flowvid.data.motion import MotionConfig, MotionRenderer
 from flowvid.data.synthetic import ClipRenderer, SynthConfig
 from flowvid.errors import InputError
-from flowvid.io.atomic import atomic_output
+from flowvid.io.atomic import atomic_output, reserved_memmap
 from flowvid.io.masks import write_png_mask
 from flowvid.io.video import VideoWriter
 
@@ -56,8 +56,8 @@ def write_clip(root: Path, name: str, cfg: GeneratorConfig, seed: np.random.Seed
         atomic_output(root / "flow" / f"{name}.npy") as flow_tmp,
         atomic_output(mask_path) as mask_tmp,
     ):
-        flow = np.lib.format.open_memmap(flow_tmp, mode="w+", dtype=np.float32, shape=(*shape, 2))
-        masks = None if static else np.lib.format.open_memmap(mask_tmp, "w+", bool, shape)
+        flow = reserved_memmap(flow_tmp, np.float32, (*shape, 2))
+        masks = None if static else reserved_memmap(mask_tmp, bool, shape)
         with VideoWriter(
             root / "videos" / f"{name}.mp4", cfg.fps, crf=renderer.params.crf
         ) as video:

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset as TorchDataset
 from flowvid.config import DataConfig
 from flowvid.data.clips import FixedClips, RandomClips
 from flowvid.data.dataset import Dataset, load_dataset
-from flowvid.errors import InputError
+from flowvid.errors import DatasetError, InputError
 
 DEFAULTS = DataConfig()  # the one home of every default below
 
@@ -74,7 +74,11 @@ class ClipDataModule(L.LightningDataModule):
             self.dataset.split("val") or self.dataset.split("test"),
         )
         if not train:
-            raise ValueError(f"{self.root}: no training clips in the split")
+            raise DatasetError(
+                "no clips in the train split: name some in dataset.yaml's 'split', or leave "
+                "'split' out for 80/10/10 by clip",
+                self.root,
+            )
         self.train_set = RandomClips(
             train,
             self.clip_len,

@@ -7,11 +7,16 @@ A crash, a Ctrl-C or a bad input half-way through never leaves a half-written fi
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+import numpy as np
+
+from flowvid.errors import InputError
 
 
 def _remove(path: Path) -> None:
@@ -37,6 +42,9 @@ def atomic_output(final: str | Path, is_dir: bool = False) -> Iterator[Path]:
     empty folder. An existing ``final`` is replaced only once the new output is complete.
     """
     final = Path(final)
+    blocking = next((p for p in (final.parent, *final.parent.parents) if p.is_file()), None)
+    if blocking is not None:
+        raise InputError(f"cannot write {final}: {blocking} is a file, not a folder")
     final.parent.mkdir(parents=True, exist_ok=True)
     if is_dir:
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
@@ -59,3 +67,21 @@ def atomic_output(final: str | Path, is_dir: bool = False) -> Iterator[Path]:
         _remove(old)
     else:
         os.replace(tmp, final)
+
+
+def reserved_memmap(path: Path, dtype: np.dtype | type, shape: tuple[int, ...]) -> np.memmap:
+    """A new .npy opened as a writable memory map, its disk space reserved up front.
+
+    A memory map onto a sparse file meets a full disk only when a page is written, and the
+    process dies of SIGBUS; reserving the space turns that into an ``OSError`` (ENOSPC) here,
+    before any work is done.
+    """
+    arr = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    try:
+        with open(path, "r+b") as fh:
+            os.posix_fallocate(fh.fileno(), 0, os.fstat(fh.fileno()).st_size)
+    except OSError as err:
+        if err.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            del arr
+            raise
+    return arr

@@ -17,7 +17,7 @@ import numpy as np
 
 from flowvid import __version__
 from flowvid.errors import InputError
-from flowvid.io.atomic import atomic_output
+from flowvid.io.atomic import atomic_output, reserved_memmap
 from flowvid.io.flowfile import write_flow
 
 
@@ -31,7 +31,7 @@ def flow_sink(out: Path | None, shape: tuple[int, ...], pair_format: str):
     suffix = out.suffix.lower()
     if suffix == ".npy":
         with atomic_output(out) as tmp:
-            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+            arr = reserved_memmap(tmp, np.float32, shape)
             yield arr
             arr.flush()
             del arr
@@ -42,7 +42,7 @@ def flow_sink(out: Path | None, shape: tuple[int, ...], pair_format: str):
         os.close(fd)
         tmp = Path(name)
         try:
-            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+            arr = reserved_memmap(tmp, np.float32, shape)
             yield arr
             arr.flush()
             write_flow(out, arr, pair_format=pair_format)  # itself atomic
@@ -76,7 +76,7 @@ def npy_stream(
 ) -> None:
     """Write chunks along axis 0 into a memory-mapped .npy, atomically."""
     with atomic_output(out) as tmp:
-        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+        arr = reserved_memmap(tmp, dtype, shape)
         done = 0
         for chunk in chunks:
             arr[done : done + len(chunk)] = chunk

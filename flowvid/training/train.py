@@ -121,6 +121,7 @@ def train(cfg: Config) -> Path | None:
     Returns the run folder on the main process (None on the other DDP ranks).
     """
     datamodule = build_datamodule(cfg)  # first: bad data leaves no run folder behind
+    datamodule.setup("fit")
     run_dir = Path(cfg.train.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_output(run_dir / "config.yaml") as tmp:
