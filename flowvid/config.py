@@ -168,7 +168,10 @@ def parse_override(text: str) -> dict[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise InputError(f"--set takes key=value, not {text!r}")
-    value = yaml.safe_load(raw) if raw else None
+    try:
+        value = yaml.safe_load(raw) if raw else None
+    except yaml.YAMLError as err:
+        raise InputError(f"--set {key}: the value is not valid YAML ({err})") from None
     for part in reversed(key.split(".")):
         value = {part: value}
     return value

@@ -26,7 +26,7 @@ class Camera:
     def draw(cls, rng: np.random.Generator, size: int, frames: int, drift_prob: float) -> Camera:
         """A still camera (probability ``1 - drift_prob``) or one drifting 2 px to 12 % of
         the frame over the clip, in a random direction."""
-        total = rng.uniform(2.0, 0.12 * size) if rng.random() < drift_prob else 0.0
+        total = rng.uniform(2.0, max(2.0, 0.12 * size)) if rng.random() < drift_prob else 0.0
         angle = rng.uniform(0, 2 * np.pi)
         direction = np.array([np.cos(angle), np.sin(angle)])
         wobble = (float(rng.uniform(0, 1.0)) if total else 0.0, rng.uniform(0, 2 * np.pi))

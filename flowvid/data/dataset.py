@@ -123,11 +123,45 @@ def _read_meta(root: Path, problems: list[Problem]) -> dict:
             Problem(path, f"unknown keys {sorted(unknown)}", f"use only {sorted(TOP_KEYS)}")
         )
     for key in ("fps", "um_per_px"):
-        value = meta.get(key)
-        if value is not None and (not isinstance(value, int | float) or value <= 0):
-            problems.append(Problem(path, f"{key} must be a positive number, not {value!r}"))
+        if not _positive_or_none(meta.get(key)):
+            problems.append(Problem(path, f"{key} must be a positive number, not {meta[key]!r}"))
             meta[key] = None
+    for key in ("name", "notes", "flow_units"):
+        if meta.get(key) is not None and not isinstance(meta[key], str):
+            problems.append(Problem(path, f"{key} must be text, not {meta[key]!r}"))
+            meta[key] = None
+    meta["clips"] = _clip_meta(path, meta.get("clips"), problems)
     return meta
+
+
+def _positive_or_none(value: object) -> bool:
+    if value is None:
+        return True
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return number and bool(np.isfinite(value)) and value > 0
+
+
+def _clip_meta(path: Path, given: object, problems: list[Problem]) -> dict[str, dict]:
+    """``clips:``, a mapping of clip name to {fps, um_per_px, meta}; what is wrong is dropped
+    (and listed)."""
+    if given is None:
+        return {}
+    fix = "clips: {<clip>: {fps: 100, um_per_px: 0.8, meta: {...}}}"
+    if not isinstance(given, dict):
+        problems.append(Problem(path, f"clips must be a mapping of clip names, not {given!r}", fix))
+        return {}
+    out: dict[str, dict] = {}
+    for name, entry in given.items():
+        entry = {} if entry is None else entry
+        if not isinstance(entry, dict) or set(entry) - CLIP_KEYS:
+            problems.append(Problem(path, f"clips: {name!r} must map {sorted(CLIP_KEYS)}", fix))
+            continue
+        bad = [k for k in ("fps", "um_per_px") if not _positive_or_none(entry.get(k))]
+        if bad or not isinstance(entry.get("meta", {}), dict):
+            problems.append(Problem(path, f"clips: {name!r} has a bad {bad or 'meta'}", fix))
+            continue
+        out[str(name)] = entry
+    return out
 
 
 def _split_from_meta(
@@ -141,6 +175,11 @@ def _split_from_meta(
         return default_split(names)
     split: dict[str, str] = {}
     for name, clips in given.items():
+        if clips is not None and (
+            not isinstance(clips, list) or not all(isinstance(c, str) for c in clips)
+        ):
+            problems.append(Problem(path, f"split: {name} must be a list of clip names"))
+            continue
         for clip in clips or []:
             if clip in split:
                 problems.append(Problem(path, f"clip {clip!r} is in both {split[clip]} and {name}"))
@@ -188,7 +227,7 @@ def scan_dataset(root: str | Path) -> tuple[Dataset, list[Problem]]:
                 Problem(paths[0], "mask without a video", f"add videos/{name}.mp4 or remove it")
             )
     split = _split_from_meta(root / "dataset.yaml", meta, sorted(videos), problems)
-    per_clip = meta.get("clips") or {}
+    per_clip = meta.get("clips", {})
     clips = []
     for name in sorted(videos):
         if name not in flows:
@@ -204,10 +243,10 @@ def scan_dataset(root: str | Path) -> tuple[Dataset, list[Problem]]:
                 split.get(name, "train"),
                 extra.get("fps", meta.get("fps")),
                 extra.get("um_per_px", meta.get("um_per_px")),
-                extra.get("meta", {}),
+                extra.get("meta") or {},
             )
         )
-    data = Dataset(root, clips, meta.get("fps"), meta.get("um_per_px"), meta.get("notes", ""))
+    data = Dataset(root, clips, meta.get("fps"), meta.get("um_per_px"), meta.get("notes") or "")
     return data, problems
 
 
