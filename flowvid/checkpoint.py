@@ -7,6 +7,7 @@ Lightning's training checkpoints (``*.ckpt``) are read too.
 from __future__ import annotations
 
 import hashlib
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +54,15 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise InputError("no such checkpoint", path)
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # damaged file, pickle with objects, not a torch file
+    except pickle.UnpicklingError:  # objects beyond tensors and plain types
         raise InputError(
-            f"is not a readable checkpoint ({type(err).__name__}: {err})"[:400], path
+            "is not a readable checkpoint: it holds Python objects, and loading those could run "
+            "code; flowvid loads only tensors and plain types (torch.load weights_only=True)",
+            path,
         ) from None
+    except Exception as err:  # damaged file, not a torch file
+        reason = f"{type(err).__name__}: {err}".splitlines()[0][:200]
+        raise InputError(f"is not a readable checkpoint ({reason})", path) from None
     if isinstance(raw, dict) and raw.get("format") == FORMAT:
         return dict(raw, model_kwargs=_current_names(raw.get("model_kwargs", {})))
     if isinstance(raw, dict) and "state_dict" in raw and "hyper_parameters" in raw:

@@ -144,7 +144,21 @@ def _check_type(key: str, value: Any, hint: Any) -> Any:
             return value
         if base in (str, bool, list, dict) and isinstance(value, base):
             return value
-    raise InputError(f"config key {key!r} must be {hint}, not {value!r}")
+    raise InputError(f"config key {key!r} must be {_type_name(hint)}, not {value!r}")
+
+
+def _type_name(hint: Any) -> str:
+    """float -> 'float'; int | None -> 'int or none'; list[int] -> 'list'."""
+    options = (
+        typing.get_args(hint)
+        if typing.get_origin(hint) in (typing.Union, types.UnionType)
+        else (hint,)
+    )
+    names = [
+        "none" if o is type(None) else getattr(typing.get_origin(o) or o, "__name__", str(o))
+        for o in options
+    ]
+    return " or ".join(names)
 
 
 def _merge(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:

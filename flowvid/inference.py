@@ -77,8 +77,10 @@ def predict_flow(
     scale = um_per_px * fps if units == "um/s" else 1.0
     shape = (s.stop - s.start - 1, s.height, s.width, 2)
     done, speed_sum, counted = 0, 0.0, 0
-    bar = tqdm(total=shape[0], desc="predict", unit="pair", disable=not progress)
-    with flow_sink(out, shape, pair_format) as sink:
+    with (
+        flow_sink(out, shape, pair_format) as sink,  # first: a bad --out fails before any work
+        tqdm(total=shape[0], desc="predict", unit="pair", disable=not progress) as bar,
+    ):
         for chunk in s.outputs(batch_frames, max_side):
             chunk, speeds = _inside_mask(chunk, keep, s.start + done)
             speed_sum, counted = speed_sum + float(speeds.sum()), counted + speeds.size
@@ -86,7 +88,6 @@ def predict_flow(
             done += len(chunk)
             bar.update(len(chunk))
         result = None if out is not None else sink
-    bar.close()
     factor = um_per_px * fps if um_per_px and fps else None
     mean = speed_sum / max(counted, 1)
     pred = Prediction(out, shape, units, (s.start, s.stop), mean, result, factor)

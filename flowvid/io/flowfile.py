@@ -33,6 +33,10 @@ from flowvid.io.pairs import (
 FLOW_SUFFIXES = (".npy", ".npz", ".flo", ".png")
 PAIR_SUFFIXES = (".flo", ".png", ".npy")  # formats allowed inside a per-pair folder
 
+PICKLE_REFUSED = (
+    "holds Python objects (a pickle), which flowvid refuses to load: loading one can run "
+    "code. Save the flow as a plain float32 array, np.save(path, flow.astype(np.float32))"
+)
 Getter = Callable[[int], tuple[np.ndarray, np.ndarray | None]]
 
 
@@ -90,6 +94,10 @@ def _check_array(path: Path, arr: np.ndarray) -> np.ndarray:
 def _open_npy(path: Path) -> FlowSequence:
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as err:
+        if "object" in str(err).lower() or "pickle" in str(err).lower():
+            raise FlowFormatError(PICKLE_REFUSED, path) from None
+        raise FlowFormatError(f"not a readable .npy file ({err})", path) from None
     except Exception as err:  # numpy raises many types for a damaged header
         raise FlowFormatError(f"not a readable .npy file ({err})", path) from None
     if not isinstance(arr, np.ndarray):
