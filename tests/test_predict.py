@@ -336,3 +336,35 @@ def test_shipped_default_model_beats_zero_flow(tmp_path):
     epe, zero = np.concatenate(errors).mean(), np.concatenate(zeros).mean()
     assert zero > 1.5  # the clips really move
     assert epe < 0.7 * zero, (epe, zero)
+
+
+@pytest.mark.parametrize("name", ["f.npy", "f.npz", "pairs"])
+def test_flow_sinks_write_what_they_are_given(tmp_path, name):
+    from flowvid.io.outputs import flow_sink
+
+    flow = np.random.default_rng(0).normal(0, 3, (7, 5, 6, 2)).astype(np.float32)
+    out = tmp_path / name
+    with flow_sink(out, flow.shape, "flo") as sink:
+        for start in range(0, 7, 3):  # in chunks, as predict writes
+            sink[start : start + 3] = flow[start : start + 3]
+        assert not out.exists()  # complete only at the end
+    np.testing.assert_array_equal(read_flow(out), flow)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_writing_a_long_flow_takes_constant_memory(tmp_path):
+    """The .npy is written with file writes, not a memory map: 256 MB written leave this
+    process's resident memory where it was (a memory map would keep the pages)."""
+    from flowvid.io.outputs import flow_sink
+
+    def rss_mb() -> float:
+        text = open("/proc/self/status").read()
+        return int(text.split("VmRSS:")[1].split()[0]) / 1024
+
+    chunk = np.ones((64, 256, 256, 2), np.float32)  # 32 MB
+    before = rss_mb()
+    with flow_sink(tmp_path / "long.npy", (512, 256, 256, 2), "flo") as sink:
+        for start in range(0, 512, 64):
+            sink[start : start + 64] = chunk
+    assert rss_mb() - before < 100, (before, rss_mb())
+    assert np.load(tmp_path / "long.npy", mmap_mode="r").shape == (512, 256, 256, 2)

@@ -5,7 +5,8 @@
 Writes a synthetic corpus of ``--clips`` clips, then iterates the training loader of
 :class:`~flowvid.data.datamodule.ClipDataModule` (``--workers`` processes) for ``--epochs``
 epochs, printing after each epoch the resident memory of the main process and of the main
-process plus its workers, in MB.
+process plus its workers, in MB, split into anonymous memory (what a leak grows) and
+file-backed pages (memory-mapped flow files, decoders' libraries: the kernel can drop them).
 """
 
 from __future__ import annotations
@@ -17,12 +18,18 @@ import time
 from pathlib import Path
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, kind: str = "VmRSS") -> float:
+    """Resident memory of a process, MB: all of it (VmRSS), or its anonymous part (RssAnon:
+    what a leak grows) or its file-backed part (RssFile: pages of memory-mapped files and
+    libraries, which the kernel can drop)."""
     with open(f"/proc/{pid}/status") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
+            if line.startswith(kind + ":"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+KINDS = ("VmRSS", "RssAnon", "RssFile")
 
 
 def children(pid: int) -> list[int]:
@@ -59,16 +66,20 @@ def main() -> None:
         dm.setup("fit")
         loader = dm.train_dataloader()
         me = os.getpid()
-        print("| epoch | batches | seconds | main RSS MB | main + workers RSS MB |")
-        print("|---|---|---|---|---|")
+        print(
+            "| epoch | batches | seconds | main RSS MB | all RSS MB | all anonymous MB | "
+            "all file-backed MB |"
+        )
+        print("|---|---|---|---|---|---|---|")
         for epoch in range(args.epochs):
             start, batches = time.perf_counter(), 0
             for _ in loader:
                 batches += 1
-            total = rss_mb(me) + sum(rss_mb(c) for c in children(me))
+            pids = [me, *children(me)]
+            total, anon, files = (sum(rss_mb(p, k) for p in pids) for k in KINDS)
             print(
                 f"| {epoch} | {batches} | {time.perf_counter() - start:.1f} | "
-                f"{rss_mb(me):.0f} | {total:.0f} |",
+                f"{rss_mb(me):.0f} | {total:.0f} | {anon:.0f} | {files:.0f} |",
                 flush=True,
             )
 

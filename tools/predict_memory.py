@@ -1,12 +1,15 @@
 """Peak memory of `flowvid predict` on a short and a 10x longer clip (constant-memory check).
 
-python tools/predict_memory.py --checkpoint model.pt --frames 300 3000 --size 64
+python tools/predict_memory.py --checkpoint model.pt --frames 300 3000 20000 --size 64
+
+Also checks that the flow written has exactly one map per pair of frames.
 """
 
 import argparse
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +45,8 @@ def main() -> None:
     p.add_argument("--frames", type=int, nargs="+", default=[300, 3000])
     p.add_argument("--size", type=int, default=64)
     args = p.parse_args()
+    print("| frames | size | peak RSS MB | flow maps written | seconds (with start-up) |")
+    print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.frames:
             clip = Path(tmp) / f"clip{n}.mp4"
@@ -57,8 +62,14 @@ def main() -> None:
             ]
             if args.checkpoint:
                 cmd += ["--checkpoint", args.checkpoint]
+            start = time.perf_counter()
+            peak = peak_rss_mb(cmd)
+            seconds = time.perf_counter() - start
+            maps = np.load(Path(tmp) / f"f{n}.npy", mmap_mode="r").shape[0]
+            exact = "exact" if maps == n - 1 else f"WRONG (expected {n - 1})"
             print(
-                f"{n} frames of {args.size}x{args.size}: peak RSS {peak_rss_mb(cmd):.0f} MB",
+                f"| {n} | {args.size}x{args.size} | {peak:.0f} | {maps} ({exact}) | "
+                f"{seconds:.0f} |",
                 flush=True,
             )
 

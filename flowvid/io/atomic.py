@@ -79,9 +79,18 @@ def reserved_memmap(path: Path, dtype: np.dtype | type, shape: tuple[int, ...]) 
     arr = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
     try:
         with open(path, "r+b") as fh:
-            os.posix_fallocate(fh.fileno(), 0, os.fstat(fh.fileno()).st_size)
+            reserve(fh.fileno(), os.fstat(fh.fileno()).st_size)
+    except OSError:
+        del arr
+        raise
+    return arr
+
+
+def reserve(fd: int, size: int) -> None:
+    """Reserve ``size`` bytes of disk for an open file: a full disk is ENOSPC now, not later
+    (where the filesystem cannot reserve, nothing is done)."""
+    try:
+        os.posix_fallocate(fd, 0, size)
     except OSError as err:
         if err.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
-            del arr
             raise
-    return arr

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,40 +17,103 @@ import numpy as np
 
 from flowvid import __version__
 from flowvid.errors import InputError
-from flowvid.io.atomic import atomic_output, reserved_memmap
-from flowvid.io.flowfile import write_flow
+from flowvid.io.atomic import atomic_output, reserve
+from flowvid.io.pairs import write_flo, write_kitti
+
+
+class NpyWriter:
+    """A ``.npy`` of known shape, written along axis 0 with plain file writes.
+
+    Not a memory map: the pages written never stay in this process's memory, so writing a
+    flow of any length takes constant memory. The file's space is reserved up front (a
+    full disk is an ``OSError`` at once).
+    """
+
+    def __init__(self, path: Path, dtype: np.dtype | type, shape: tuple[int, ...]) -> None:
+        self.dtype, self.shape = np.dtype(dtype), shape
+        self.row = int(np.prod(shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        self.fh = open(path, "wb")  # noqa: SIM115 - closed by close()
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False}
+        np.lib.format.write_array_header_2_0(self.fh, {**header, "shape": shape})
+        self.fh.flush()
+        self.offset = self.fh.tell()
+        reserve(self.fh.fileno(), self.offset + self.row * shape[0])
+
+    def __setitem__(self, index: slice, value: np.ndarray) -> None:
+        start = 0 if index.start is None else index.start
+        data = np.ascontiguousarray(value, self.dtype)
+        if data.shape[1:] != self.shape[1:] or start + len(data) > self.shape[0]:
+            raise ValueError(
+                f"rows {start}..{start + len(data)} of {data.shape} do not fit {self.shape}"
+            )
+        os.pwrite(self.fh.fileno(), data.tobytes(), self.offset + start * self.row)
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+class NpzWriter:
+    """A compressed ``.npz`` holding ``flow``, streamed into the zip in order."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...]) -> None:
+        self.zip = zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, allowZip64=True)
+        self.member = self.zip.open("flow.npy", "w", force_zip64=True)
+        header = {"descr": "<f4", "fortran_order": False, "shape": shape}
+        np.lib.format.write_array_header_2_0(self.member, header)
+        self.shape, self.written = shape, 0
+
+    def __setitem__(self, index: slice, value: np.ndarray) -> None:
+        if (index.start or 0) != self.written:
+            raise ValueError("an .npz is written in order")
+        data = np.ascontiguousarray(value, "<f4")
+        self.member.write(data.tobytes())
+        self.written += len(data)
+
+    def close(self) -> None:
+        self.member.close()
+        self.zip.close()
+
+
+class FolderWriter:
+    """One ``.flo`` or KITTI ``.png`` per pair, named as :func:`~flowvid.io.flowfile.write_flow`
+    names them."""
+
+    def __init__(self, folder: Path, pairs: int, fmt: str) -> None:
+        if fmt not in ("flo", "png"):
+            raise InputError(f"per-pair format must be 'flo' or 'png', not {fmt!r}")
+        self.folder, self.fmt = folder, fmt
+        self.digits = max(6, len(str(pairs)))
+
+    def __setitem__(self, index: slice, value: np.ndarray) -> None:
+        for i, pair in enumerate(value, start=index.start or 0):
+            target = self.folder / f"{i:0{self.digits}d}.{self.fmt}"
+            write_flo(target, pair) if self.fmt == "flo" else write_kitti(target, pair, None)
+
+    def close(self) -> None:
+        pass
 
 
 @contextlib.contextmanager
 def flow_sink(out: Path | None, shape: tuple[int, ...], pair_format: str):
-    """Something to write (m, H, W, 2) slices into, then finalised atomically."""
+    """Something to write (m, H, W, 2) slices into, in order, in constant memory; the output
+    appears under its final name only once complete. ``out=None``: an array in memory."""
     if out is None:
-        holder = np.empty(shape, np.float32)
-        yield holder
+        yield np.empty(shape, np.float32)
         return
     suffix = out.suffix.lower()
-    if suffix == ".npy":
-        with atomic_output(out) as tmp:
-            arr = reserved_memmap(tmp, np.float32, shape)
-            yield arr
-            arr.flush()
-            del arr
-        return
-    if suffix in ("", ".npz"):  # compressed or per-pair: fill a memmap first, then convert
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".npy", dir=out.parent)
-        os.close(fd)
-        tmp = Path(name)
+    if suffix not in ("", ".npy", ".npz"):
+        raise InputError(f"--out must end in .npy or .npz, or name a folder, not {suffix!r}", out)
+    with atomic_output(out, is_dir=suffix == "") as tmp:
+        if suffix == ".npy":
+            sink = NpyWriter(tmp, np.float32, shape)
+        elif suffix == ".npz":
+            sink = NpzWriter(tmp, shape)
+        else:
+            sink = FolderWriter(tmp, shape[0], pair_format)
         try:
-            arr = reserved_memmap(tmp, np.float32, shape)
-            yield arr
-            arr.flush()
-            write_flow(out, arr, pair_format=pair_format)  # itself atomic
-            del arr
+            yield sink
         finally:
-            tmp.unlink(missing_ok=True)
-        return
-    raise InputError(f"--out must end in .npy or .npz, or name a folder, not {suffix!r}", out)
+            sink.close()
 
 
 def sidecar_path(out: Path) -> Path:
@@ -74,12 +137,13 @@ def write_sidecar(out: Path, fields: dict[str, Any]) -> Path:
 def npy_stream(
     out: Path, shape: tuple[int, ...], dtype: np.dtype, chunks: Iterator[np.ndarray]
 ) -> None:
-    """Write chunks along axis 0 into a memory-mapped .npy, atomically."""
+    """Write chunks along axis 0 into a .npy, atomically, in constant memory."""
     with atomic_output(out) as tmp:
-        arr = reserved_memmap(tmp, dtype, shape)
-        done = 0
-        for chunk in chunks:
-            arr[done : done + len(chunk)] = chunk
-            done += len(chunk)
-        arr.flush()
-        del arr
+        writer = NpyWriter(tmp, dtype, shape)
+        try:
+            done = 0
+            for chunk in chunks:
+                writer[done : done + len(chunk)] = chunk
+                done += len(chunk)
+        finally:
+            writer.close()
