@@ -45,16 +45,21 @@ class PyAVReader(VideoReader):
         stream = self._stream()
         assert self._container is not None
         pts = self.index.pts
-        if pts is None:  # no timestamps to seek by: decode from the top and count
-            self.close()
-            stream = self._stream()
-            yield from enumerate(self._container.decode(stream))
-            return
-        self._container.seek(pts[first], stream=stream, backward=True, any_frame=False)
-        for frame in self._container.decode(stream):
-            if frame.pts is None:
-                raise VideoError("a frame without timestamp after seeking", self.path)
-            yield bisect.bisect_left(pts, frame.pts), frame
+        try:
+            if pts is None:  # no timestamps to seek by: decode from the top and count
+                self.close()
+                stream = self._stream()
+                yield from enumerate(self._container.decode(stream))
+                return
+            self._container.seek(pts[first], stream=stream, backward=True, any_frame=False)
+            for frame in self._container.decode(stream):
+                if frame.pts is None:
+                    raise VideoError("a frame without timestamp after seeking", self.path)
+                yield bisect.bisect_left(pts, frame.pts), frame
+        except av.error.FFmpegError as err:  # damaged data where the index did not look
+            raise VideoError(
+                f"video cannot be decoded near frame {first} ({err})", self.path
+            ) from None
 
     def read(self, indices: Sequence[int]) -> np.ndarray:
         wanted = self._check_indices(indices)
@@ -82,6 +87,8 @@ class PyAVReader(VideoReader):
                 break
             if idx >= start:
                 yield frame.to_ndarray(format="rgb24")
+            if idx == stop - 1:  # done: ask the decoder for nothing more (past the end of a
+                return  # damaged video, asking can fail)
 
     def close(self) -> None:
         if self._container is not None:
