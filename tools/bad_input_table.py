@@ -86,7 +86,7 @@ def main() -> None:
                 f"{'pass' if ok else 'FAIL'} |"
             )
     print(
-        "| case | command | input | exit | message (last line) | earlier output kept | "
+        "| case | command | input | exit | message | earlier output kept | "
         "temp files left | result |"
     )
     print("|---|---|---|---|---|---|---|---|")
