@@ -84,6 +84,13 @@ def _cut(env: Env, fraction: float) -> Path:
     return bad
 
 
+def _corrupt_middle(env: Env) -> Path:
+    data = bytearray(env.video.read_bytes())
+    start = (data.find(b"mdat") + data.find(b"moov")) // 2
+    data[start : start + 300] = np.random.default_rng(1).integers(0, 256, 300, np.uint8).tobytes()
+    return _file(env, "damaged.mp4", bytes(data))
+
+
 def _file(env: Env, name: str, content: bytes) -> Path:
     path = env.tmp / name
     path.write_bytes(content)
@@ -195,6 +202,12 @@ CASES = [
         "an mp4 cut to 90 %",
         lambda e: e.predict(_cut(e, 0.9)),
         "not a readable video",
+    ),
+    Case(
+        "corrupt-middle",
+        "300 random bytes in the middle of the frame data (the decoder conceals them)",
+        lambda e: e.predict(_corrupt_middle(e)),
+        "",
     ),
     Case(
         "one-frame",
