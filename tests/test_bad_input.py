@@ -331,6 +331,25 @@ CASES = [
         _under_a_file,
         "is a file, not a folder",
     ),
+    Case(
+        "embed-out-suffix",
+        "embed --out that is not .npy",
+        lambda e: [
+            "embed",
+            str(e.video),
+            "--out",
+            str(e.tmp / "e.csv"),
+            "--checkpoint",
+            str(e.ckpt),
+        ],
+        "embeddings are written as .npy",
+    ),
+    Case(
+        "embed-damaged-ckpt",
+        "embed with a damaged checkpoint",
+        lambda e: ["embed", str(e.video), "--out", str(e.out), "--checkpoint", str(_half(e))],
+        "not a readable checkpoint",
+    ),
     # ---------------------------------------------------------------- flow files (overlay)
     Case(
         "flow-wrong-T",

@@ -88,17 +88,20 @@ def test_a_sigterm_keeps_an_existing_output_intact(monkeypatch, tmp_path, checkp
     assert out.read_bytes() == b"the previous result" and _leftovers(tmp_path) == []
 
 
-def test_a_sigterm_during_synth_and_overlay_leaves_nothing(monkeypatch, tmp_path, video):
-    _signal_after(monkeypatch, "flowvid.data.synthetic.ClipRenderer", "frame", signal.SIGTERM, 3)
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_during_synth_and_overlay_leaves_nothing(
+    monkeypatch, tmp_path, video, signum, code
+):
+    _signal_after(monkeypatch, "flowvid.data.synthetic.ClipRenderer", "frame", signum, 3)
     out = tmp_path / "synth"
     argv = ["synth", "--out", str(out), "--videos", "2", "--frames", "6", "--size", "32"]
-    assert main([*argv, "--workers", "1"]) == 143
+    assert main([*argv, "--workers", "1"]) == code
     leftovers = [p for p in out.rglob("*") if p.is_file() and p.name.startswith(".")]
     assert leftovers == [] and not list((out / "videos").glob("*.mp4"))
     flow = tmp_path / "flow.npy"
     np.save(flow, np.zeros((23, 32, 32, 2), np.float32))
-    _signal_after(monkeypatch, "flowvid.io.writer.VideoWriter", "write", signal.SIGTERM, 3)
-    assert main(["overlay", str(video), str(flow), "--out", str(tmp_path / "o.mp4")]) == 143
+    _signal_after(monkeypatch, "flowvid.io.writer.VideoWriter", "write", signum, 3)
+    assert main(["overlay", str(video), str(flow), "--out", str(tmp_path / "o.mp4")]) == code
     assert not (tmp_path / "o.mp4").exists() and _leftovers(tmp_path) == []
 
 
@@ -125,20 +128,34 @@ def _step(run: Path) -> int:
     return raw["global_step"]
 
 
-def test_a_sigterm_during_training_saves_and_resume_finishes(
-    monkeypatch, tmp_path, tiny_data, capsys
+@pytest.mark.parametrize(
+    ("signum", "code", "said", "steps"),
+    [
+        (signal.SIGTERM, 143, "terminated (SIGTERM); stopped at step 3", 3),
+        (signal.SIGINT, 130, "interrupted; stopped at step 2", 2),
+    ],
+)
+def test_a_signal_during_training_saves_and_resume_finishes(
+    monkeypatch, tmp_path, tiny_data, capsys, signum, code, said, steps
 ):
-    """Stopped by SIGTERM before its first validation, a run keeps its state and goes on."""
+    """Stopped before its first validation, a run keeps its state and goes on.
+
+    SIGTERM: Lightning stops at the next batch boundary (3 steps done). Ctrl-C: at once,
+    inside the third step, so the state saved is the one after step 2.
+    """
     from flowvid.training.module import FlowVidModule
 
     run, original = tmp_path / "run", FlowVidModule.training_step
     target = "flowvid.training.module.FlowVidModule"
-    _signal_after(monkeypatch, target, "training_step", signal.SIGTERM, 3)
+    _signal_after(monkeypatch, target, "training_step", signum, 3)
     argv = _cfg(tiny_data, run, "--set", "train.max_steps=8", "--set", "train.val_every_steps=6")
-    assert main(argv) == 143
+    try:
+        assert main(argv) == code
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignores it after
     err = capsys.readouterr().err
-    assert "terminated (SIGTERM); stopped at step 3" in err and "--resume" in err
-    assert _step(run) == 3  # Lightning stops at the next batch boundary: 3 steps done
+    assert said in err and "--resume" in err
+    assert _step(run) == steps
     assert _leftovers(run / "checkpoints") == []
     monkeypatch.setattr(FlowVidModule, "training_step", original)
     assert main([*argv, "--resume"]) == 0
