@@ -165,6 +165,8 @@ def _merge(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
     hints = typing.get_type_hints(type(obj))
     names = {f.name for f in dataclasses.fields(obj)}
     for key, value in updates.items():
+        if not isinstance(key, str):
+            raise InputError(f"config keys are names, not {key!r} (under {prefix or 'the top'!r})")
         full = prefix + key
         if key not in names:
             raise InputError(f"unknown config key {full!r}; valid keys here: {sorted(names)}")

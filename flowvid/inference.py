@@ -78,7 +78,9 @@ def predict_flow(
     shape = (s.stop - s.start - 1, s.height, s.width, 2)
     done, speed_sum, counted = 0, 0.0, 0
     with (
-        flow_sink(out, shape, pair_format) as sink,  # first: a bad --out fails before any work
+        flow_sink(
+            out, shape, pair_format, {"units": units, "fps": fps, "um_per_px": um_per_px}
+        ) as sink,  # first: a bad --out fails before any work
         tqdm(total=shape[0], desc="predict", unit="pair", disable=not progress) as bar,
     ):
         for chunk in s.outputs(batch_frames, max_side):

@@ -116,3 +116,14 @@ def test_synth_help_states_the_generators_own_defaults():
             assert numbers == [float(v) for v in np.atleast_1d(value)], (action.dest, gen)
         checked += 1
     assert checked == len(fields)
+
+
+def test_a_config_key_that_is_not_a_name_is_a_clear_error(tmp_path):
+    """Found by fuzzing: YAML allows `null: 1`, which once crashed the merge."""
+    from flowvid.config import load_config
+    from flowvid.errors import InputError
+
+    for text in ("null: 1\n", "train: {3: 1}\n"):
+        (tmp_path / "c.yaml").write_text(text)
+        with pytest.raises(InputError, match="config keys are names"):
+            load_config(tmp_path / "c.yaml")

@@ -166,3 +166,26 @@ def test_random_corruption_gives_the_clear_error_or_a_valid_array(tmp_path, seed
         assert str(bad) in str(err)
     else:  # damage that leaves a readable file must still give a well-formed flow
         assert back.dtype == np.float32 and back.ndim == 4 and back.shape[-1] == 2
+
+
+def test_mat_and_hdf5_round_trip_with_pivlab_names(tmp_path):
+    from scipy.io import loadmat
+
+    flow = np.random.default_rng(2).normal(0, 2, (3, 4, 5, 2)).astype(np.float32)
+    for name in ("f.mat", "f.h5"):
+        write_flow(tmp_path / name, flow)
+        np.testing.assert_array_equal(read_flow(tmp_path / name), flow)
+    doc = loadmat(tmp_path / "f.mat")
+    assert doc["u"].shape == doc["v"].shape == (3, 4, 5)
+    np.testing.assert_array_equal(doc["v"][1], flow[1, ..., 1])  # v: downward, as PIVlab
+    assert doc["x"][0, 0] == 1 and doc["x"][0, 4] == 5 and doc["y"][3, 0] == 4  # 1-based
+    import h5py
+
+    with h5py.File(tmp_path / "f.h5") as fh:
+        assert fh["flow"].chunks == (1, 4, 5, 2) and "u (x, right)" in fh["flow"].attrs["axes"]
+    (tmp_path / "bad.mat").write_bytes(b"not matlab")
+    with pytest.raises(FlowFormatError, match="bad.mat"):
+        read_flow(tmp_path / "bad.mat")
+    (tmp_path / "bad.h5").write_bytes(b"not hdf5")
+    with pytest.raises(FlowFormatError, match="dataset 'flow'"):
+        read_flow(tmp_path / "bad.h5")

@@ -99,7 +99,7 @@ def test_fuzz_video(tmp_path, clean_video, edits):
 
 
 @SETTINGS
-@given(edits=EDITS, suffix=st.sampled_from([".npy", ".npz", ".flo", ".png"]))
+@given(edits=EDITS, suffix=st.sampled_from([".npy", ".npz", ".flo", ".png", ".mat", ".h5"]))
 def test_fuzz_flow_files(tmp_path, edits, suffix):
     good = tmp_path / f"good{suffix}"
     write_flow(good, np.random.default_rng(1).normal(0, 3, (1, 5, 6, 2)).astype(np.float32))

@@ -338,7 +338,7 @@ def test_shipped_default_model_beats_zero_flow(tmp_path):
     assert epe < 0.7 * zero, (epe, zero)
 
 
-@pytest.mark.parametrize("name", ["f.npy", "f.npz", "pairs"])
+@pytest.mark.parametrize("name", ["f.npy", "f.npz", "pairs", "f.h5", "f.mat"])
 def test_flow_sinks_write_what_they_are_given(tmp_path, name):
     from flowvid.io.outputs import flow_sink
 

@@ -71,7 +71,8 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
         "--out",
         required=True,
         type=Path,
-        help="flow.npy (memory-mapped), flow.npz, or a folder for per-pair .flo/.png",
+        help="flow.npy, flow.npz, flow.h5 (HDF5), flow.mat (MATLAB, PIVlab-style u/v/x/y), "
+        "or a folder for per-pair .flo/.png",
     )
     p.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped model")
     p.add_argument(

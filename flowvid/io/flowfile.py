@@ -22,6 +22,7 @@ import numpy as np
 
 from flowvid.errors import FlowFormatError
 from flowvid.io.atomic import atomic_output
+from flowvid.io.exports import open_h5, read_mat, write_h5, write_mat
 from flowvid.io.pairs import (
     flo_header,
     read_flo,
@@ -30,7 +31,7 @@ from flowvid.io.pairs import (
     write_kitti,
 )
 
-FLOW_SUFFIXES = (".npy", ".npz", ".flo", ".png")
+FLOW_SUFFIXES = (".npy", ".npz", ".flo", ".png", ".mat", ".h5")
 PAIR_SUFFIXES = (".flo", ".png", ".npy")  # formats allowed inside a per-pair folder
 
 PICKLE_REFUSED = (
@@ -222,6 +223,12 @@ def open_flow(path: str | Path) -> FlowSequence:
     if suffix in _PAIR_READERS:
         flow, valid = _PAIR_READERS[suffix](path)
         return FlowSequence(path, (1, *flow.shape), lambda i: (flow, valid))
+    if suffix == ".mat":
+        whole = _check_array(path, read_mat(path))
+        return FlowSequence(path, whole.shape, lambda i: (whole[i], None))
+    if suffix == ".h5":
+        shape, get = open_h5(path)
+        return FlowSequence(path, shape, get)
     raise FlowFormatError(f"unknown flow format {suffix!r}; use one of {FLOW_SUFFIXES}", path)
 
 
@@ -241,7 +248,8 @@ def write_flow(
 
     ``.npy`` keeps float16 when given float16 (storage) and writes float32 otherwise;
     ``.npz`` is compressed and may carry ``valid``; ``.flo`` and ``.png`` (KITTI) hold one
-    pair; a path without a suffix becomes a folder of per-pair ``pair_format`` files.
+    pair; ``.mat`` and ``.h5`` are :mod:`flowvid.io.exports`'s; a path without a suffix
+    becomes a folder of per-pair ``pair_format`` files.
     """
     path = Path(path)
     flow = _check_array(path, np.asarray(flow))
@@ -259,6 +267,10 @@ def write_flow(
         elif suffix == ".npz":
             extra = {} if valid is None else {"valid": valid}
             np.savez_compressed(tmp, flow=flow.astype(dtype, copy=False), **extra)
+        elif suffix == ".mat":
+            write_mat(tmp, flow.astype(np.float32, copy=False))
+        elif suffix == ".h5":
+            write_h5(tmp, flow.astype(np.float32, copy=False))
         elif suffix == ".flo":
             write_flo(tmp, flow[0])
         elif suffix == ".png":

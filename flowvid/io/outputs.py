@@ -18,6 +18,7 @@ import numpy as np
 from flowvid import __version__
 from flowvid.errors import InputError
 from flowvid.io.atomic import atomic_output, reserve
+from flowvid.io.exports import H5Writer, write_mat
 from flowvid.io.pairs import write_flo, write_kitti
 
 
@@ -93,27 +94,62 @@ class FolderWriter:
         pass
 
 
+class MatWriter(NpyWriter):
+    """A MATLAB file: staged in a .npy beside it, converted once complete (in memory)."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...], meta: dict[str, Any]) -> None:
+        self.target, self.meta = path, meta
+        super().__init__(path.with_name(f".{path.name}.stage.npy"), np.float32, shape)
+
+    def finish(self) -> None:
+        self.fh.close()
+        write_mat(self.target, np.load(self.fh.name, mmap_mode="r"), self.meta)
+
+    def close(self) -> None:
+        self.fh.close()
+        Path(self.fh.name).unlink(missing_ok=True)
+
+
+OUT_SUFFIXES = ("", ".npy", ".npz", ".h5", ".mat")
+
+
 @contextlib.contextmanager
-def flow_sink(out: Path | None, shape: tuple[int, ...], pair_format: str):
-    """Something to write (m, H, W, 2) slices into, in order, in constant memory; the output
-    appears under its final name only once complete. ``out=None``: an array in memory."""
+def flow_sink(
+    out: Path | None,
+    shape: tuple[int, ...],
+    pair_format: str,
+    meta: dict[str, Any] | None = None,
+):
+    """Something to write (m, H, W, 2) slices into, in order, in constant memory (.mat
+    excepted); the output appears under its final name only once complete. ``out=None``: an
+    array in memory. ``meta`` (units, fps, um_per_px) goes into .h5 and .mat files."""
     if out is None:
         yield np.empty(shape, np.float32)
         return
     suffix = out.suffix.lower()
-    if suffix not in ("", ".npy", ".npz"):
-        raise InputError(f"--out must end in .npy or .npz, or name a folder, not {suffix!r}", out)
+    if suffix not in OUT_SUFFIXES:
+        raise InputError(
+            f"--out must end in .npy, .npz, .h5 or .mat, or name a folder, not {suffix!r}", out
+        )
     with atomic_output(out, is_dir=suffix == "") as tmp:
-        if suffix == ".npy":
-            sink = NpyWriter(tmp, np.float32, shape)
-        elif suffix == ".npz":
-            sink = NpzWriter(tmp, shape)
-        else:
-            sink = FolderWriter(tmp, shape[0], pair_format)
+        sink = _open_sink(tmp, suffix, shape, pair_format, meta or {})
         try:
             yield sink
+            getattr(sink, "finish", lambda: None)()
         finally:
             sink.close()
+
+
+def _open_sink(tmp: Path, suffix: str, shape: tuple[int, ...], pair_format: str, meta: dict):
+    if suffix == ".npy":
+        return NpyWriter(tmp, np.float32, shape)
+    if suffix == ".npz":
+        return NpzWriter(tmp, shape)
+    if suffix == ".h5":
+        return H5Writer(tmp, shape, meta)
+    if suffix == ".mat":
+        return MatWriter(tmp, shape, meta)
+    return FolderWriter(tmp, shape[0], pair_format)
 
 
 def sidecar_path(out: Path) -> Path:
