@@ -211,3 +211,42 @@ def test_two_writers_to_one_output_leave_one_complete_file(tmp_path, checkpoint,
     assert [p.returncode for p in procs] == [0, 0], errors
     assert np.load(out).shape == (23, 32, 32, 2)
     assert _leftovers(tmp_path) == []
+
+
+def test_batch_predict_skips_what_is_done_and_goes_on_after_a_sigterm(
+    monkeypatch, tmp_path, checkpoint, capsys
+):
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    for name in ("a", "b", "c"):
+        write_video(
+            folder / f"{name}.mp4",
+            np.random.default_rng(1).integers(0, 255, (6, 32, 32, 3), dtype=np.uint8),
+            fps=10,
+        )
+    (folder / "broken.mp4").write_bytes(b"not a video" * 20)
+    out = tmp_path / "flows"
+    argv = ["predict", str(folder), "--out-dir", str(out), "--checkpoint", str(checkpoint)]
+    # stopped by SIGTERM inside the second video: the first is kept, nothing half-written
+    _signal_after(monkeypatch, "flowvid.models.model.FlowVid", "step", signal.SIGTERM, 3)
+    assert main([*argv, "--batch-frames", "3"]) == 143  # 2 chunks a video: the 3rd is b's
+    assert sorted(p.name for p in out.iterdir()) == ["a.npy", "a.npy.json"]
+    monkeypatch.undo()
+    capsys.readouterr()
+    # run again: a is skipped, the rest is written, the broken video is reported
+    assert main(argv) == 2
+    said = capsys.readouterr().out
+    assert "2 written, 1 already done (skipped), 1 failed" in said and "broken.mp4" in said
+    assert sorted(p.name for p in out.glob("*.npy")) == ["a.npy", "b.npy", "c.npy"]
+    assert np.load(out / "c.npy").shape == (5, 32, 32, 2)
+    assert main(argv) == 2 and "0 written, 3 already done" in capsys.readouterr().out
+
+
+def test_batch_refuses_two_videos_with_one_output_name(tmp_path, checkpoint, capsys):
+    for sub in ("x", "y"):
+        (tmp_path / sub).mkdir()
+        write_video(tmp_path / sub / "clip.mp4", np.zeros((3, 16, 16, 3), np.uint8), fps=10)
+    argv = ["predict", str(tmp_path / "x"), str(tmp_path / "y"), "--out-dir", str(tmp_path / "o")]
+    assert main([*argv, "--checkpoint", str(checkpoint)]) == 2
+    assert "two videos would write clip" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

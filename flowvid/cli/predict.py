@@ -23,25 +23,27 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from flowvid.inference import predict_flow, predict_frames
 
     model, ckpt = load_model(args.checkpoint)
+    provenance = _provenance(args.checkpoint, ckpt)
     common = dict(
         frames=args.frames,
         device=args.device,
         batch_frames=args.batch_frames,
         max_side=args.max_side,
-        provenance=_provenance(args.checkpoint, ckpt),
+        provenance=provenance,
     )
     if args.task and args.task != model.task:
         raise InputError(
             f"--task {args.task} needs a {args.task} checkpoint; this one predicts {model.task}"
         )
+    if (args.out is None) == (args.out_dir is None):
+        raise InputError("give --out FILE for one video, or --out-dir DIR for several")
     if model.task == "frames":
-        out = predict_frames(model, args.video, args.out, **common)
+        if args.out_dir is not None or len(args.video) != 1:
+            raise InputError("a frames checkpoint predicts one video at a time: use --out")
+        out = predict_frames(model, args.video[0], args.out, **common)
         print(f"wrote predicted frames {out.shape} to {out.path}")
         return 0
-    pred = predict_flow(
-        model,
-        args.video,
-        args.out,
+    flow_options = dict(
         units=args.units,
         um_per_px=args.um_per_px,
         fps=args.fps,
@@ -49,30 +51,73 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         mask=args.mask,
         **common,
     )
+    if args.out_dir is None:
+        if len(args.video) != 1:
+            raise InputError("several videos need --out-dir DIR, not --out")
+        pred = predict_flow(model, args.video[0], args.out, **flow_options)
+        _say(pred, args.mask)
+        return 0
+    return _predict_batch(model, args, flow_options, provenance["checkpoint_sha256"])
+
+
+def _say(pred, mask: Path | None) -> None:  # noqa: ANN001 - a Prediction
     um_s = pred.mean_speed_um_s
     physical = "" if um_s is None else f" = {um_s:.1f} um/s"
-    where = " inside the mask" if args.mask else ""
+    where = " inside the mask" if mask else ""
     print(
         f"wrote flow {pred.shape} ({pred.units}) to {pred.path}; "
         f"mean speed{where} {pred.mean_speed:.3f} px/frame{physical}"
     )
-    return 0
+
+
+def _predict_batch(model, args: argparse.Namespace, options: dict, sha: str) -> int:  # noqa: ANN001
+    from flowvid.batch import predict_many
+    from flowvid.inference import predict_flow
+
+    if options["mask"] is not None:
+        raise InputError("--mask is for one video; a batch predicts without masks")
+    summary = predict_many(
+        lambda video, out: _say(predict_flow(model, video, out, **options), None),
+        args.video,
+        args.out_dir,
+        fmt=args.format,
+        checkpoint_sha256=sha,
+    )
+    print(summary)
+    return 2 if summary.failed else 0
 
 
 def add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
         formatter_class=HelpFormatter,
-        help="predict flow (or future frames) for a video",
-        epilog="example: flowvid predict clip.mp4 --out flow.npy --um-per-px 0.8 --fps 100",
+        help="predict flow (or future frames) for a video, or many",
+        epilog="example: flowvid predict clip.mp4 --out flow.npy --um-per-px 0.8 --fps 100\n"
+        "example: flowvid predict recordings/ --out-dir flows/ --format h5   "
+        "(run again to go on after a stop)",
     )
-    p.add_argument("video", type=Path, help=".mp4/.avi/.mov, a .tif stack or a folder of frames")
+    p.add_argument(
+        "video",
+        type=Path,
+        nargs="+",
+        help=".mp4/.avi/.mov, a .tif stack or a folder of frames; with --out-dir, several, or "
+        "folders of videos",
+    )
     p.add_argument(
         "--out",
-        required=True,
+        default=None,
         type=Path,
         help="flow.npy, flow.npz, flow.h5 (HDF5), flow.mat (MATLAB, PIVlab-style u/v/x/y), "
         "or a folder for per-pair .flo/.png",
+    )
+    p.add_argument(
+        "--out-dir",
+        default=None,
+        type=Path,
+        help="batch: one <video name>.<format> per video here; videos already done are skipped",
+    )
+    p.add_argument(
+        "--format", default="npy", choices=("npy", "npz", "h5", "mat"), help="batch output format"
     )
     p.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped model")
     p.add_argument(

@@ -1,0 +1,108 @@
+"""Predict flow for many videos into one folder, resumably.
+
+Each video's flow goes to ``<out_dir>/<video stem>.<format>`` with its sidecar. A video whose
+output and sidecar are already there (same video, same checkpoint) is skipped, so a batch
+stopped by a time limit goes on where it stopped when run again. Outputs are written
+atomically: a stopped batch leaves finished outputs and nothing half-written. A video that
+cannot be read is reported and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flowvid.errors import InputError
+from flowvid.io.outputs import sidecar_path
+from flowvid.io.reader import IMAGE_SUFFIXES, TIFF_SUFFIXES, VIDEO_SUFFIXES
+
+FORMATS = ("npy", "npz", "h5", "mat")
+
+
+@dataclass
+class BatchSummary:
+    written: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)  # finished by an earlier run
+    failed: dict[Path, str] = field(default_factory=dict)  # video -> why
+
+    def __str__(self) -> str:
+        text = (
+            f"{len(self.written)} written, {len(self.skipped)} already done (skipped), "
+            f"{len(self.failed)} failed"
+        )
+        return text + "".join(f"\n  - {video}: {why}" for video, why in self.failed.items())
+
+
+def expand_videos(paths: Sequence[str | Path]) -> list[Path]:
+    """Videos from files and folders: a folder holding video files gives those (sorted, not
+    recursive); a folder of image frames is one video."""
+    videos: list[Path] = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            videos.append(path)
+            continue
+        inside = sorted(
+            p
+            for p in path.iterdir()
+            if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES + TIFF_SUFFIXES
+        )
+        frames = any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir())
+        if inside:
+            videos += inside
+        elif frames:
+            videos.append(path)
+        else:
+            raise InputError("folder holds no videos and no frames", path)
+    stems: dict[str, Path] = {}
+    for video in videos:
+        other = stems.setdefault(video.stem, video)
+        if other != video:
+            raise InputError(f"two videos would write {video.stem}: {other} and {video}")
+    return videos
+
+
+def finished(out: Path, video: Path, checkpoint_sha256: str | None) -> bool:
+    """The output is there, for this video and this checkpoint."""
+    side = sidecar_path(out)
+    if not (out.exists() and side.is_file()):
+        return False
+    try:
+        doc = json.loads(side.read_text())
+    except (OSError, ValueError):
+        return False
+    same_model = checkpoint_sha256 is None or doc.get("checkpoint_sha256") == checkpoint_sha256
+    return doc.get("video") == str(video) and same_model
+
+
+def predict_many(
+    predict: Callable[[Path, Path], Any],
+    videos: Sequence[str | Path],
+    out_dir: str | Path,
+    fmt: str = "npy",
+    checkpoint_sha256: str | None = None,
+    report: Callable[[str], None] = print,
+) -> BatchSummary:
+    """Call ``predict(video, out)`` for every video not already done; bad input is recorded
+    and the batch goes on (anything else, Ctrl-C and SIGTERM included, stops it)."""
+    if fmt not in FORMATS:
+        raise InputError(f"--format must be one of {FORMATS}, not {fmt!r}")
+    out_dir = Path(out_dir)
+    summary = BatchSummary()
+    todo = expand_videos(videos)
+    for i, video in enumerate(todo, 1):
+        out = out_dir / f"{video.stem}.{fmt}"
+        if finished(out, video, checkpoint_sha256):
+            summary.skipped.append(out)
+            continue
+        report(f"[{i}/{len(todo)}] {video} -> {out}")
+        try:
+            predict(video, out)
+        except InputError as err:
+            summary.failed[video] = str(err)
+            report(f"  failed: {err}")
+            continue
+        summary.written.append(out)
+    return summary
