@@ -1,0 +1,253 @@
+"""From a flow and a vessel mask to the numbers a researcher reports, per vessel segment.
+
+Segments: the mask's skeleton (scikit-image) cut at its branch points; each mask pixel
+belongs to the segment whose centreline is nearest (pixels nearest a branch point belong
+to none). Per segment and flow map (pair i: frame i -> i+1):
+
+- ``centreline_speed``: mean over the centreline (less a half-width at each end, where
+  the skeleton bends away from the centre) of the flow along the segment's axis (signed:
+  + points from the segment's first end to its last, see ``axis_deg``);
+- ``mean_speed``: the same over the whole lumen of the segment (a cross-section mean);
+- ``diameter``: the lumen's area per unit length of centreline (its width);
+- ``flow_rate``: volume flow ``Q = pi d^2 v_centre / 8``, assuming a Poiseuille profile
+  (cross-section mean = half the centre speed), and ``flow_rate_from_mean``,
+  ``pi d^2 v_mean / 4``, which assumes nothing about the profile;
+- ``direction_deg``: the angle of the mean flow vector in the lumen, image coordinates
+  (0 = right, 90 = down).
+
+Per segment over time: the pulsatility index ``(max - min) / |mean|`` of the centreline
+speed (Gosling). Units: px/frame and px; with ``um_per_px`` and ``fps``, also µm/s, µm and
+µm³/s (and nL/min).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from flowvid.errors import InputError
+
+POISEUILLE = "Q = pi d^2 v_centre / 8: a Poiseuille profile, cross-section mean = centre / 2"
+
+
+@dataclass
+class Segment:
+    label: int
+    centreline: np.ndarray  # (K, 2) row, col of its skeleton pixels
+    lumen: np.ndarray  # (H, W) bool: the mask pixels that belong to it
+    axis: np.ndarray  # (2,) unit (u, v): from the first end of the centreline to the last
+    diameter_px: float
+
+    @property
+    def length_px(self) -> float:
+        return float(len(self.centreline))
+
+
+def segments(mask: np.ndarray, min_length: int = 5) -> list[Segment]:
+    """Split a vessel mask (H, W) bool into segments between branch points and ends."""
+    from skimage.morphology import skeletonize
+
+    mask = np.asarray(mask, bool)
+    skeleton = skeletonize(mask)
+    neighbours = ndimage.convolve(skeleton.astype(int), np.ones((3, 3), int), mode="constant")
+    branch = skeleton & (neighbours - 1 > 2)
+    pieces = skeleton & ~ndimage.binary_dilation(branch, np.ones((3, 3), bool))
+    labels, count = ndimage.label(pieces, np.ones((3, 3), int))
+    _, (near_r, near_c) = ndimage.distance_transform_edt(~skeleton, return_indices=True)
+    owner = np.where(mask, labels[near_r, near_c], 0)  # 0: nearest a branch point, or outside
+    half_width = ndimage.distance_transform_edt(mask)
+    out = []
+    for label in range(1, count + 1):
+        line = np.argwhere(labels == label)
+        if len(line) < min_length:
+            continue
+        line = _trimmed(_ordered(line), half_width)
+        axis, lumen = _axis(line), owner == label
+        out.append(Segment(len(out) + 1, line, lumen, axis, _diameter(line, lumen, axis)))
+    return out
+
+
+def _ordered(line: np.ndarray) -> np.ndarray:
+    """Skeleton pixels (K, 2) sorted along the segment's principal direction."""
+    centred = line - line.mean(0)
+    direction = np.linalg.svd(centred, full_matrices=False)[2][0]
+    return line[np.argsort(centred @ direction)]
+
+
+def _trimmed(line: np.ndarray, half_width: np.ndarray) -> np.ndarray:
+    """Drop a half-width of centreline at each end: where a vessel ends, branches or leaves
+    the frame, the skeleton bends away from the true centre."""
+    cut = int(np.ceil(np.median(half_width[tuple(line.T)]))) + 1
+    return line[cut:-cut] if len(line) > 2 * cut + 2 else line
+
+
+def _diameter(line: np.ndarray, lumen: np.ndarray, axis: np.ndarray) -> float:
+    """Lumen area per unit of centreline length, over the centreline's extent: the width of
+    the vessel, free of the lattice (a skeleton pixel can sit half a pixel off the centre)."""
+    direction = axis[::-1]  # (u, v) -> (row, col)
+    extent = line @ direction
+    lo, hi = extent.min(), extent.max()
+    pixels = np.argwhere(lumen) @ direction
+    inside = ((pixels >= lo) & (pixels <= hi)).sum()
+    return float(inside / (hi - lo + 1.0)) if hi > lo else float("nan")
+
+
+def _axis(line: np.ndarray) -> np.ndarray:
+    """Unit (u, v) from the first to the last pixel of an ordered centreline."""
+    d = (line[-1] - line[0]).astype(float)[::-1]  # (row, col) -> (x, y)
+    norm = np.linalg.norm(d)
+    return d / norm if norm else np.array([1.0, 0.0])
+
+
+def measure_map(flow: np.ndarray, segs: list[Segment]) -> Iterator[dict[str, float]]:
+    """One flow map (H, W, 2) px/frame -> one row per segment (px units)."""
+    for seg in segs:
+        along = flow @ seg.axis  # (H, W) px/frame along the segment's axis
+        centre = float(along[tuple(seg.centreline.T)].mean())
+        lumen = flow[seg.lumen]
+        mean = float((lumen @ seg.axis).mean()) if len(lumen) else float("nan")
+        mean_vec = lumen.mean(0) if len(lumen) else np.full(2, np.nan)
+        d = seg.diameter_px
+        yield {
+            "segment": seg.label,
+            "centreline_speed_px_per_frame": centre,
+            "mean_speed_px_per_frame": mean,
+            "diameter_px": d,
+            "flow_rate_px3_per_frame": np.pi * d**2 * centre / 8.0,
+            "flow_rate_from_mean_px3_per_frame": np.pi * d**2 * mean / 4.0,
+            "direction_deg": float(np.degrees(np.arctan2(mean_vec[1], mean_vec[0]))),
+        }
+
+
+def pulsatility_index(speed: np.ndarray) -> float:
+    """Gosling's PI of a speed time series: (max - min) / |mean|."""
+    mean = abs(float(np.mean(speed)))
+    return float((np.max(speed) - np.min(speed)) / mean) if mean > 0 else float("nan")
+
+
+def _physical(row: dict[str, float], um_per_px: float, fps: float) -> dict[str, float]:
+    speed = um_per_px * fps  # µm/s per px/frame
+    volume = um_per_px**3 * fps  # µm³/s per px³/frame
+    return {
+        "centreline_speed_um_per_s": row["centreline_speed_px_per_frame"] * speed,
+        "mean_speed_um_per_s": row["mean_speed_px_per_frame"] * speed,
+        "diameter_um": row["diameter_px"] * um_per_px,
+        "flow_rate_um3_per_s": row["flow_rate_px3_per_frame"] * volume,
+        "flow_rate_nl_per_min": row["flow_rate_px3_per_frame"] * volume * 60e-6,
+    }
+
+
+def measure(
+    flow: Any,
+    mask: np.ndarray,
+    um_per_px: float | None = None,
+    fps: float | None = None,
+    min_length: int = 5,
+) -> tuple[list[dict[str, float]], dict[str, Any]]:
+    """Tidy rows (one per segment and flow map) and a per-segment summary.
+
+    ``flow``: (T-1, H, W, 2) px/frame (an array or a lazy FlowSequence, read map by map);
+    ``mask``: (H, W) bool vessel mask.
+    """
+    if mask.shape != tuple(flow.shape[1:3]):
+        raise InputError(f"mask {mask.shape} does not fit flow maps {tuple(flow.shape[1:3])}")
+    segs = segments(mask, min_length)
+    if not segs:
+        raise InputError(f"the mask holds no vessel segment of {min_length} px or more")
+    calibrated = bool(um_per_px and fps)
+    rows = []
+    for i in range(len(flow)):
+        for row in measure_map(np.asarray(flow[i], np.float64), segs):
+            row = {"frame": i, **({"time_s": i / fps} if fps else {}), **row}
+            rows.append(row | (_physical(row, um_per_px, fps) if calibrated else {}))
+    return rows, _summary(rows, segs, um_per_px, fps)
+
+
+def _summary(rows: list[dict], segs: list[Segment], um_per_px: float | None, fps: float | None):
+    out = []
+    for seg in segs:
+        mine = [r for r in rows if r["segment"] == seg.label]
+        centre = np.array([r["centreline_speed_px_per_frame"] for r in mine])
+        entry = {
+            "segment": seg.label,
+            "length_px": seg.length_px,
+            "diameter_px": seg.diameter_px,
+            "axis_deg": float(np.degrees(np.arctan2(seg.axis[1], seg.axis[0]))),
+            "first_end_rc": seg.centreline[0].tolist(),
+            "last_end_rc": seg.centreline[-1].tolist(),
+            "mean_centreline_speed_px_per_frame": float(centre.mean()),
+            "pulsatility_index": pulsatility_index(centre),
+            "mean_flow_rate_px3_per_frame": float(
+                np.mean([r["flow_rate_px3_per_frame"] for r in mine])
+            ),
+        }
+        if um_per_px and fps:
+            entry |= {
+                "diameter_um": seg.diameter_px * um_per_px,
+                "mean_centreline_speed_um_per_s": entry["mean_centreline_speed_px_per_frame"]
+                * um_per_px
+                * fps,
+                "mean_flow_rate_um3_per_s": entry["mean_flow_rate_px3_per_frame"]
+                * um_per_px**3
+                * fps,
+            }
+        out.append(entry)
+    return {
+        "segments": out,
+        "assumptions": {
+            "flow_rate": POISEUILLE,
+            "pulsatility_index": "(max - min) / |mean| of the centreline speed",
+        },
+        "units": "px, px/frame, px^3/frame"
+        + ("; um, um/s, um^3/s, nL/min" if um_per_px and fps else ""),
+        "um_per_px": um_per_px,
+        "fps": fps,
+    }
+
+
+def rows_to_csv(rows: list[dict[str, float]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def flow_in_px(path: Path) -> tuple[Any, float, dict[str, Any]]:
+    """A flow file opened lazily, the factor that brings it to px/frame, and its sidecar
+    (``{}`` when there is none): a flow written in µm/s is measured in px/frame here."""
+    import json
+
+    from flowvid.io.flowfile import open_flow
+    from flowvid.io.outputs import sidecar_path
+
+    flow = open_flow(path)
+    side_path = sidecar_path(Path(path))
+    side = json.loads(side_path.read_text()) if side_path.is_file() else {}
+    factor = 1.0
+    if side.get("units") == "um/s":
+        scale = side.get("um_per_s_per_px_per_frame")
+        if not scale:
+            raise InputError("the sidecar says um/s but not the calibration", side_path)
+        factor = 1.0 / scale
+    return flow, factor, side
+
+
+class Scaled:
+    """A lazy flow sequence times a factor."""
+
+    def __init__(self, flow: Any, factor: float) -> None:
+        self.flow, self.factor, self.shape = flow, factor, flow.shape
+
+    def __len__(self) -> int:
+        return len(self.flow)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.flow[i] * self.factor

@@ -1,0 +1,109 @@
+"""Vessel quantities against known answers: a straight vessel with a Poiseuille profile."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from flowvid.cli import main
+from flowvid.measure import measure, pulsatility_index, segments
+
+
+def _vessel(h=48, w=96, radius=6.5, v_max=3.0, frames=8, angle_deg=0.0, pulse=0.0):
+    """A straight vessel through the middle at ``angle_deg`` (0 = horizontal): mask and a
+    Poiseuille flow along it, v(r) = v_max (1 - (r / radius)^2), pulsing in time."""
+    y, x = np.mgrid[0:h, 0:w].astype(float)
+    a = np.radians(angle_deg)
+    along, across = np.array([np.cos(a), np.sin(a)]), np.array([-np.sin(a), np.cos(a)])
+    r = (x - w / 2) * across[0] + (y - h / 2) * across[1]
+    mask = np.abs(r) <= radius
+    profile = np.clip(1 - (r / radius) ** 2, 0, None) * mask
+    gain = 1 + pulse * np.sin(2 * np.pi * np.arange(frames) / frames)
+    flow = v_max * gain[:, None, None, None] * profile[None, ..., None] * along
+    return mask, flow.astype(np.float32)
+
+
+def test_straight_poiseuille_vessel_gives_its_speed_diameter_and_flow_rate():
+    mask, flow = _vessel()  # 13 px wide (|r| <= 6.5), centre speed 3 px/frame
+    rows, summary = measure(flow, mask, um_per_px=0.5, fps=100)
+    (seg,) = summary["segments"]
+    assert seg["diameter_px"] == pytest.approx(13, abs=1.0)
+    assert abs(seg["mean_centreline_speed_px_per_frame"]) == pytest.approx(3.0, rel=0.03)
+    # the cross-section mean of a Poiseuille profile is 2/3 of the centre in 2-D projection
+    mean = np.mean([abs(r["mean_speed_px_per_frame"]) for r in rows])
+    assert mean == pytest.approx(3.0 * 2 / 3, rel=0.06)
+    q = np.pi * 13**2 * 3.0 / 8
+    assert abs(seg["mean_flow_rate_px3_per_frame"]) == pytest.approx(q, rel=0.05)
+    assert seg["mean_centreline_speed_um_per_s"] == pytest.approx(
+        seg["mean_centreline_speed_px_per_frame"] * 0.5 * 100
+    )
+    assert len(rows) == len(flow)  # one segment, one row per map
+    direction = rows[0]["direction_deg"]
+    assert min(abs(direction), abs(abs(direction) - 180)) < 1.0  # along the vessel
+
+
+@pytest.mark.parametrize("angle", [30.0, 60.0, 90.0, 135.0])
+def test_the_speed_is_taken_along_the_vessel_whatever_its_angle(angle):
+    mask, flow = _vessel(h=96, w=96, angle_deg=angle)
+    _, summary = measure(flow, mask)
+    seg = max(summary["segments"], key=lambda s: s["length_px"])
+    assert abs(seg["mean_centreline_speed_px_per_frame"]) == pytest.approx(3.0, rel=0.02)
+    assert seg["diameter_px"] == pytest.approx(13, abs=0.5)
+
+
+def test_pulsatility_index_of_a_known_pulse():
+    mask, flow = _vessel(frames=16, pulse=0.5)  # centre speed 3 (1 + 0.5 sin): PI = 1.0
+    _, summary = measure(flow, mask)
+    assert summary["segments"][0]["pulsatility_index"] == pytest.approx(1.0, rel=0.05)
+    assert pulsatility_index(np.array([1.0, 3.0])) == pytest.approx(1.0)
+
+
+def test_a_branching_mask_splits_into_segments():
+    mask = np.zeros((80, 80), bool)
+    mask[38:43, 5:75] = True  # a horizontal vessel
+    mask[5:40, 38:43] = True  # a branch going up from its middle
+    segs = segments(mask)
+    assert len(segs) == 3  # left, right, up
+    assert sum(s.lumen.sum() for s in segs) <= mask.sum()
+
+
+def test_measure_command_reads_the_sidecar_calibration(tmp_path, capsys):
+    mask, flow = _vessel()
+    np.save(tmp_path / "f.npy", flow * 50.0)  # written in um/s: 0.5 um/px x 100 fps
+    side = {"units": "um/s", "um_per_s_per_px_per_frame": 50.0, "fps": 100.0, "um_per_px": 0.5}
+    (tmp_path / "f.npy.json").write_text(json.dumps(side))
+    Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "m.png")
+    out = tmp_path / "vessels.csv"
+    assert (
+        main(
+            [
+                "measure",
+                str(tmp_path / "f.npy"),
+                "--mask",
+                str(tmp_path / "m.png"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    header, *lines = out.read_text().splitlines()
+    assert "centreline_speed_um_per_s" in header and len(lines) == len(flow)
+    summary = json.loads(out.with_suffix(".json").read_text())
+    seg = summary["segments"][0]
+    assert abs(seg["mean_centreline_speed_px_per_frame"]) == pytest.approx(3.0, rel=0.03)
+    assert abs(seg["mean_centreline_speed_um_per_s"]) == pytest.approx(150.0, rel=0.03)
+    assert "um/s" in capsys.readouterr().out
+
+
+def test_measure_bad_input(tmp_path, capsys):
+    mask, flow = _vessel()
+    np.save(tmp_path / "f.npy", flow)
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(tmp_path / "small.png")
+    Image.fromarray(np.zeros(mask.shape, np.uint8)).save(tmp_path / "empty.png")
+    for name, said in (("small.png", "mask has shape"), ("empty.png", "no vessel segment")):
+        argv = ["measure", str(tmp_path / "f.npy"), "--mask", str(tmp_path / name)]
+        assert main([*argv, "--out", str(tmp_path / "o.csv")]) == 2
+        assert said in capsys.readouterr().err
+        assert not (tmp_path / "o.csv").exists()
