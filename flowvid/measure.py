@@ -44,6 +44,7 @@ class Segment:
     lumen: np.ndarray  # (H, W) bool: the mask pixels that belong to it
     axis: np.ndarray  # (2,) unit (u, v): from the first end of the centreline to the last
     diameter_px: float
+    skeleton: np.ndarray  # (L, 2) row, col: the whole ordered skeleton, ends included
 
     @property
     def length_px(self) -> float:
@@ -68,9 +69,11 @@ def segments(mask: np.ndarray, min_length: int = 5) -> list[Segment]:
         line = np.argwhere(labels == label)
         if len(line) < min_length:
             continue
-        line = _trimmed(_ordered(line), half_width)
+        whole = _ordered(line)
+        line = _trimmed(whole, half_width)
         axis, lumen = _axis(line), owner == label
-        out.append(Segment(len(out) + 1, line, lumen, axis, _diameter(line, lumen, axis)))
+        diameter = _diameter(line, lumen, axis)
+        out.append(Segment(len(out) + 1, line, lumen, axis, diameter, whole))
     return out
 
 

@@ -156,6 +156,8 @@ def test_console_script_help():
         ("overlay", "(default: color)"),
         ("eval", "(default: test)"),
         ("embed", "(default: auto)"),
+        ("measure", "(default: 5)"),
+        ("kymo", "(default: 32)"),
     ],
 )
 def test_every_subcommand_has_help_with_an_example_and_its_defaults(command, shown, capsys):

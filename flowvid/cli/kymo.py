@@ -1,0 +1,114 @@
+"""``flowvid kymo``: the kymograph along a line or a vessel segment, and its speeds."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from flowvid.cli.common import HelpFormatter
+from flowvid.errors import InputError
+
+
+def _path(args: argparse.Namespace, height: int, width: int, pairs: int):  # noqa: ANN202
+    from flowvid.kymo import centreline_path, line_path
+
+    if (args.line is None) == (args.segment is None):
+        raise InputError("give --line X0,Y0,X1,Y1, or --segment N with --mask")
+    if args.line is not None:
+        try:
+            x0, y0, x1, y1 = (float(v) for v in args.line.split(","))
+        except ValueError:
+            raise InputError(f"--line takes X0,Y0,X1,Y1 in px, not {args.line!r}") from None
+        inside = all(0 <= x < width for x in (x0, x1)) and all(0 <= y < height for y in (y0, y1))
+        if not inside:
+            raise InputError(f"--line {args.line} leaves the {width}x{height} frame")
+        return line_path(x0, y0, x1, y1), f"line {args.line}"
+    if args.mask is None:
+        raise InputError("--segment needs --mask (the vessel mask it is a segment of)")
+    from flowvid.io.masks import read_mask
+    from flowvid.measure import segments
+
+    segs = segments(read_mask(args.mask, pairs, height, width).any(0))
+    if not 1 <= args.segment <= len(segs):
+        raise InputError(f"--segment must be 1..{len(segs)} for this mask, not {args.segment}")
+    seg = segs[args.segment - 1]
+    # the centreline less its ends (where the skeleton leaves the lumen's centre), unless
+    # that leaves too little to see stripes in
+    line = seg.centreline if len(seg.centreline) >= 24 else seg.skeleton
+    return centreline_path(line), f"segment {args.segment}"
+
+
+def _cmd_kymo(args: argparse.Namespace) -> int:
+    from flowvid.io.atomic import atomic_output
+    from flowvid.io.video import open_video
+    from flowvid.kymo import flow_kymograph, kymo_figure, video_kymograph, window_speeds
+    from flowvid.measure import Scaled, flow_in_px
+
+    with open_video(args.video) as reader:
+        height, width, fps, total = reader.height, reader.width, reader.fps, reader.num_frames
+        flow, side = None, {}
+        if args.flow is not None:
+            flow_seq, factor, side = flow_in_px(args.flow)
+            if flow_seq.shape[0] != total - 1 or flow_seq.shape[1:3] != (height, width):
+                raise InputError(
+                    f"flow {tuple(flow_seq.shape[:3])} does not fit the video "
+                    f"({total} frames of {width}x{height})",
+                    args.flow,
+                )
+            flow = Scaled(flow_seq, factor)
+        path, what = _path(args, height, width, total - 1)
+        kymo = video_kymograph(reader.iter_frames(), path)
+    flow_kymo = None if flow is None else flow_kymograph((flow[i] for i in range(len(flow))), path)
+    speeds = window_speeds(kymo, flow_kymo, args.window)
+    fps = args.fps or side.get("fps") or fps
+    um_per_px = args.um_per_px or side.get("um_per_px")
+    scale = um_per_px * fps if um_per_px and fps else None
+    rows = [
+        {
+            "first_frame": int(s),
+            "stripe_speed_px_per_frame": float(a),
+            "model_speed_px_per_frame": None if speeds.model is None else float(speeds.model[i]),
+            **({"stripe_speed_um_per_s": float(a) * scale} if scale else {}),
+        }
+        for i, (s, a) in enumerate(zip(speeds.start, speeds.stripe, strict=True))
+    ]
+    with atomic_output(args.out) as tmp:
+        kymo_figure(tmp, kymo, flow_kymo, speeds, scale, f"{Path(args.video).name}: {what}")
+    summary = args.out.with_suffix(".json")
+    with atomic_output(summary) as tmp:
+        tmp.write_text(
+            json.dumps({"video": str(args.video), "path": what, "windows": rows}, indent=2)
+        )
+    for row in rows:
+        model = row["model_speed_px_per_frame"]
+        print(
+            f"frames {row['first_frame']}+: stripe {row['stripe_speed_px_per_frame']:.3f} px/frame"
+            + ("" if model is None else f", model {model:.3f} px/frame")
+        )
+    print(f"wrote {args.out} and {summary}")
+    return 0
+
+
+def add_kymo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "kymo",
+        formatter_class=HelpFormatter,
+        help="kymograph along a line or a vessel segment; speed from its stripes vs the model",
+        description="Sample the video along a line (or a vessel segment's centreline) in every "
+        "frame: the kymograph. The speed of what moves along the path is read from the stripe "
+        "angle (Radon transform, the line-scan method), window by window, and set beside the "
+        "model's flow along the same path (--flow). Speeds are + from the path's start to "
+        "its end.",
+        epilog="example: flowvid kymo clip.mp4 --flow flow.npy --line 10,40,120,40 --out kymo.png",
+    )
+    p.add_argument("video", type=Path, help="video file, .tif stack or folder of frames")
+    p.add_argument("--out", type=Path, required=True, help="figure (.png); speeds beside as .json")
+    p.add_argument("--flow", type=Path, default=None, help="the model's flow for this video")
+    p.add_argument("--line", default=None, help="X0,Y0,X1,Y1 in px")
+    p.add_argument("--segment", type=int, default=None, help="a segment number of --mask")
+    p.add_argument("--mask", type=Path, default=None, help="vessel mask, for --segment")
+    p.add_argument("--window", type=int, default=32, help="frames per speed estimate")
+    p.add_argument("--um-per-px", type=float, default=None, help="default: the flow's sidecar")
+    p.add_argument("--fps", type=float, default=None, help="default: the sidecar's or video's")
+    p.set_defaults(func=_cmd_kymo)

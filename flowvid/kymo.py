@@ -1,0 +1,142 @@
+"""Kymographs: the space-time image along a line, and the speed from its stripes.
+
+Along a path (a straight line, or a vessel segment's centreline) sampled every pixel, the
+video's kymograph is ``(T, N)``: row t is frame t's intensity along the path. Anything that
+moves along the path at s px/frame draws a stripe of slope s (columns per row). The line-scan
+method (Drew et al. 2010) reads s from the stripe angle: the Radon transform of a window of
+rows has the most variance at the angle of its stripes. The model's speed on the same path
+is its flow projected on the path's direction, ``(T-1, N)``, averaged over the same rows.
+Speeds are signed: + is from the path's start toward its end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from flowvid.errors import InputError
+
+
+def line_path(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+    """Points (N, 2) x, y every pixel from (x0, y0) to (x1, y1)."""
+    length = float(np.hypot(x1 - x0, y1 - y0))
+    if length < 4:
+        raise InputError(f"the line is {length:.1f} px long; a kymograph needs at least 4 px")
+    t = np.linspace(0.0, 1.0, int(length) + 1)
+    return np.stack([x0 + t * (x1 - x0), y0 + t * (y1 - y0)], 1)
+
+
+def centreline_path(centreline_rc: np.ndarray, smooth: float = 2.0) -> np.ndarray:
+    """An ordered skeleton (K, 2) row, col -> a smooth path (N, 2) x, y every pixel."""
+    xy = ndimage.gaussian_filter1d(centreline_rc[:, ::-1].astype(float), smooth, axis=0)
+    step = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(xy, axis=0), axis=1))]
+    at = np.arange(0.0, step[-1] + 1e-9, 1.0)
+    return np.stack([np.interp(at, step, xy[:, 0]), np.interp(at, step, xy[:, 1])], 1)
+
+
+def directions(path: np.ndarray) -> np.ndarray:
+    """Unit tangent (N, 2) u, v of a path, pointing from its start to its end."""
+    d = np.gradient(path, axis=0)
+    return d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-9)
+
+
+def _sample(image: np.ndarray, path: np.ndarray) -> np.ndarray:
+    """Bilinear samples of a 2-D image at path points (x, y)."""
+    return ndimage.map_coordinates(image, [path[:, 1], path[:, 0]], order=1, mode="nearest")
+
+
+def video_kymograph(frames: Iterable[np.ndarray], path: np.ndarray) -> np.ndarray:
+    """(T, N) float32: the grey level (mean of RGB, 0-255) along the path in each frame."""
+    rows = [_sample(np.asarray(f, np.float32).mean(-1), path) for f in frames]
+    return np.stack(rows).astype(np.float32)
+
+
+def flow_kymograph(flow: Iterable[np.ndarray], path: np.ndarray) -> np.ndarray:
+    """(T-1, N) float32: the flow along the path's direction (px/frame), pair by pair."""
+    tangent = directions(path)
+    rows = []
+    for f in flow:
+        u, v = _sample(f[..., 0], path), _sample(f[..., 1], path)
+        rows.append(u * tangent[:, 0] + v * tangent[:, 1])
+    return np.stack(rows).astype(np.float32)
+
+
+def stripe_speed(window: np.ndarray, step_deg: float = 0.1) -> float:
+    """Speed (px/frame along the path) of the stripes in a kymograph window (rows = frames),
+    from the angle at which its Radon transform varies most."""
+    from skimage.transform import radon
+
+    img = window - window.mean(1, keepdims=True)  # flicker out
+    img = img - img.mean(0, keepdims=True)  # static texture out
+    theta = np.arange(-89.0, 89.0 + 1e-9, step_deg)
+    variance = radon(img, theta=theta, circle=False).var(0)
+    k = int(np.argmax(variance))
+    if 0 < k < len(theta) - 1:  # parabola through the peak and its neighbours
+        a, b, c = variance[k - 1 : k + 2]
+        k = k + 0.5 * (a - c) / (a - 2 * b + c) if (a - 2 * b + c) else k
+    angle = np.radians(theta[0] + k * step_deg)
+    return float(np.tan(angle))
+
+
+@dataclass
+class KymoSpeeds:
+    start: np.ndarray  # first frame of each window
+    stripe: np.ndarray  # px/frame, from the video's kymograph
+    model: np.ndarray | None  # px/frame, the flow along the path over the same pairs
+
+
+def window_speeds(
+    kymo: np.ndarray, flow_kymo: np.ndarray | None = None, window: int = 32
+) -> KymoSpeeds:
+    """Stripe speed per window of ``window`` frames (half-overlapping), and the model's mean
+    speed along the path over the same frame pairs."""
+    if len(kymo) < 4:
+        raise InputError(f"a kymograph needs at least 4 frames, not {len(kymo)}")
+    window = min(window, len(kymo))
+    starts = np.arange(0, len(kymo) - window + 1, max(window // 2, 1))
+    stripe = np.array([stripe_speed(kymo[s : s + window]) for s in starts])
+    model = None
+    if flow_kymo is not None:
+        model = np.array([float(flow_kymo[s : s + window - 1].mean()) for s in starts])
+    return KymoSpeeds(starts, stripe, model)
+
+
+def kymo_figure(
+    path_png,  # noqa: ANN001 - str or Path
+    kymo: np.ndarray,
+    flow_kymo: np.ndarray | None,
+    speeds: KymoSpeeds,
+    scale: float | None = None,
+    title: str = "",
+) -> None:
+    """The video's kymograph, the model's speed along the path (with a colour bar) and both
+    speeds over time, in one figure. ``scale``: µm/s per px/frame, to label in µm/s."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    unit = "µm/s" if scale else "px/frame"
+    k = scale or 1.0
+    panels = 3 if flow_kymo is not None else 2
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 4.2), constrained_layout=True)
+    axes[0].imshow(kymo, cmap="gray", aspect="auto")
+    axes[0].set(title="video along the path", xlabel="position along the path (px)", ylabel="frame")
+    if flow_kymo is not None:
+        limit = float(np.percentile(np.abs(flow_kymo), 99) * k) or 1.0
+        shown = axes[1].imshow(flow_kymo * k, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+        axes[1].set(title="model: speed along the path", xlabel="position (px)", ylabel="pair")
+        fig.colorbar(shown, ax=axes[1], label=f"speed ({unit}, + toward the path's end)")
+    ax = axes[-1]
+    ax.plot(speeds.start, speeds.stripe * k, "o-", label="stripe angle (Radon)")
+    if speeds.model is not None:
+        ax.plot(speeds.start, speeds.model * k, "s-", label="model, same frames")
+    ax.set(title="speed over time", xlabel="first frame of the window", ylabel=f"speed ({unit})")
+    ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path_png, dpi=120)
+    plt.close(fig)
