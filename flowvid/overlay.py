@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,21 @@ from flowvid.errors import InputError
 from flowvid.io.atomic import atomic_output
 from flowvid.io.flowfile import FlowSequence, open_flow
 from flowvid.io.video import VideoWriter, open_video
-from flowvid.viz import blend, draw_arrows, flow_to_color, put_text, wheel_legend
+from flowvid.viz import (
+    MIN_TEXT_PX,
+    blend,
+    colour_bar,
+    display_factor,
+    draw_arrows,
+    enlarge,
+    flow_to_color,
+    heat_bar,
+    put_text,
+    text_scale,
+    wheel_legend,
+)
+
+log = logging.getLogger(__name__)
 
 STYLES = ("color", "arrows", "both")
 SCALE_SAMPLE = 64  # flow maps sampled to fix the clip's one colour scale
@@ -35,49 +50,107 @@ def speed_label(speed: float, um_per_px: float | None, fps: float | None) -> str
     return f"{speed:.2f} px/frame"
 
 
-def render_frame(
-    frame: np.ndarray, flow: np.ndarray, scale: float, style: str, label: str, alpha: float = 0.55
-) -> np.ndarray:
-    """One overlay frame: colour-wheel blend and/or arrows, a wheel legend and the scale."""
-    moving = np.linalg.norm(flow, axis=-1) > 0.02 * scale
-    out = frame
-    if style in ("color", "both"):
-        out = blend(out, flow_to_color(flow, scale), alpha, where=moving)
-    if style in ("arrows", "both"):
-        step = max(8, min(frame.shape[:2]) // 24)
-        out = draw_arrows(out, flow, step, scale=step / max(scale, 1e-6), where=moving)
-    side = max(24, min(frame.shape[:2]) // 6)
-    out = out.copy()
+def _legend(out: np.ndarray, style: str, scale: float, label: str, k: int) -> None:
+    """The key in the top-left corner, in place: the colour wheel and a speed bar (colour),
+    or an arrow of the full-colour speed (arrows). Text is never under MIN_TEXT_PX."""
+    h, w = out.shape[:2]
+    side = max(32, min(h, w) // 6)
+    font = text_scale(max(MIN_TEXT_PX, min(h, w) / 28))
+    text_h = cv2.getTextSize("H", cv2.FONT_HERSHEY_SIMPLEX, font, 1)[0][1]
+    if style == "arrows":
+        step = max(8, min(h, w) // 24)
+        y = 6 + text_h
+        cv2.arrowedLine(
+            out, (6, y + 8), (6 + step, y + 8), (255, 255, 255), 2, cv2.LINE_AA, tipLength=0.3
+        )
+        put_text(out, f"= {label}", (12 + step, y + 8 + text_h // 2), font)
+        return
     out[4 : 4 + side, 4 : 4 + side] = wheel_legend(side)
-    put_text(out, f"max {label}", (6 + side, 4 + side // 2), scale=max(0.3, side / 120))
+    bar_len, bar_h = min(w - side - 16, 3 * side), max(6, side // 5)
+    if bar_len < 24:
+        return
+    x0 = 10 + side
+    out[4 + text_h + 4 : 4 + text_h + 4 + bar_h, x0 : x0 + bar_len] = colour_bar(
+        bar_len, bar_h, scale
+    )
+    put_text(out, f"0 .. {label} (99th pct)", (x0, 4 + text_h), font)
+
+
+def render_frame(
+    frame: np.ndarray,
+    flow: np.ndarray,
+    scale: float,
+    style: str,
+    label: str,
+    alpha: float = 0.55,
+    k: int = 1,
+) -> np.ndarray:
+    """One overlay frame, enlarged k times for display: the colour wheel over every pixel
+    (slow flow is near white, as on the wheel: no uncoloured holes) and/or arrows, and the
+    key that reads them."""
+    out = enlarge(frame, k)
+    if style in ("color", "both"):
+        out = blend(out, enlarge(flow_to_color(flow, scale), k), alpha)
+    if style in ("arrows", "both"):
+        step = max(8, min(out.shape[:2]) // 24)
+        moving = enlarge(np.linalg.norm(flow, axis=-1) > 0.02 * scale, k)
+        out = draw_arrows(
+            out, enlarge(flow, k) * k, step, scale=step / max(scale * k, 1e-6), where=moving
+        )
+    out = np.ascontiguousarray(out)
+    _legend(out, style, scale, label, k)
     return out
 
 
-def error_panel(pred: np.ndarray, gt: np.ndarray, scale: float) -> np.ndarray:
-    """|pred - gt| in px/frame as a heat map (black 0 .. white-yellow >= scale / 2)."""
+def error_panel(pred: np.ndarray, gt: np.ndarray, scale: float, k: int = 1) -> np.ndarray:
+    """|pred - gt| (px/frame) as a heat map, black 0 .. yellow >= scale / 2, with its bar."""
     epe = np.linalg.norm(pred - gt, axis=-1)
     level = np.clip(epe / max(scale / 2, 1e-6) * 255, 0, 255).astype(np.uint8)
-    return cv2.applyColorMap(level, cv2.COLORMAP_INFERNO)[..., ::-1]
+    out = np.ascontiguousarray(
+        enlarge(cv2.applyColorMap(level, cv2.COLORMAP_INFERNO)[..., ::-1], k)
+    )
+    h, w = out.shape[:2]
+    font = text_scale(max(MIN_TEXT_PX, min(h, w) / 28))
+    text_h = cv2.getTextSize("H", cv2.FONT_HERSHEY_SIMPLEX, font, 1)[0][1]
+    bar_len, bar_h = w // 2, max(6, h // 40)
+    out[4 + text_h + 4 : 4 + text_h + 4 + bar_h, 4 : 4 + bar_len] = heat_bar(bar_len, bar_h)
+    put_text(out, f"EPE 0 .. {scale / 2:.2f} px/frame", (4, 4 + text_h), font)
+    return out
 
 
 def titled(image: np.ndarray, title: str) -> np.ndarray:
     out = image.copy()
-    put_text(out, title, (4, out.shape[0] - 6), scale=max(0.3, out.shape[1] / 500))
+    put_text(out, title, (4, out.shape[0] - 6), text_scale(max(MIN_TEXT_PX, out.shape[0] / 22)))
     return out
 
 
+def frame_errors(pred: np.ndarray, gt: np.ndarray, scale: float) -> tuple[float, float]:
+    """Mean EPE where the truth moves (|gt| > 5 % of the scale) and where it does not: a
+    whole-frame mean would hide the vessels' error in the still background."""
+    epe = np.linalg.norm(pred - gt, axis=-1)
+    moving = np.linalg.norm(gt, axis=-1) > 0.05 * scale
+    mean = lambda where: float(epe[where].mean()) if where.any() else float("nan")  # noqa: E731
+    return mean(moving), mean(~moving)
+
+
 def side_by_side(
-    frame: np.ndarray, pred: np.ndarray, gt: np.ndarray, scale: float, style: str, label: str
+    frame: np.ndarray,
+    pred: np.ndarray,
+    gt: np.ndarray,
+    scale: float,
+    style: str,
+    label: str,
+    k: int = 1,
 ) -> np.ndarray:
-    """video | prediction | ground truth | error, with the frame's EPE written on it."""
-    epe = float(np.linalg.norm(pred - gt, axis=-1).mean())
+    """video | prediction | ground truth | error, with the EPE where it moves and where not."""
+    moving, still = frame_errors(pred, gt, scale)
     panels = [
-        titled(frame, "video"),
-        titled(render_frame(frame, pred, scale, style, label), "predicted"),
-        titled(render_frame(frame, gt, scale, style, label), "ground truth"),
-        titled(error_panel(pred, gt, scale), f"EPE {epe:.2f} px"),
+        titled(enlarge(frame, k), "video"),
+        titled(render_frame(frame, pred, scale, style, label, k=k), "predicted"),
+        titled(render_frame(frame, gt, scale, style, label, k=k), "ground truth"),
+        titled(error_panel(pred, gt, scale, k), f"EPE moving {moving:.2f}, still {still:.2f} px"),
     ]
-    gap = np.full((frame.shape[0], 2, 3), 255, np.uint8)
+    gap = np.full((panels[0].shape[0], 2, 3), 255, np.uint8)
     return np.concatenate([x for p in panels for x in (p, gap)][:-1], axis=1)
 
 
@@ -89,13 +162,14 @@ class FlowSource:
     start: int
     to_px: float
     units: str
+    video: str | None = None  # the video it was predicted for, when its sidecar says
 
 
 def flow_source(path: str | Path) -> FlowSource:
     """Open a flow file; a prediction sidecar (``<file>.json``) gives its frame range and units."""
     seq = open_flow(path)
     sidecar = Path(str(path) + ".json")
-    start, to_px, units = 0, 1.0, "px/frame"
+    start, to_px, units, doc = 0, 1.0, "px/frame", {}
     if sidecar.is_file():
         try:
             doc = json.loads(sidecar.read_text())
@@ -104,7 +178,17 @@ def flow_source(path: str | Path) -> FlowSource:
         start = int((doc.get("frames") or [0])[0])
         if doc.get("units") == "um/s" and doc.get("um_per_s_per_px_per_frame"):
             to_px, units = 1.0 / float(doc["um_per_s_per_px_per_frame"]), "um/s"
-    return FlowSource(seq, start, to_px, units)
+    return FlowSource(seq, start, to_px, units, doc.get("video"))
+
+
+def _check_same_video(flow: FlowSource, video: Path, flow_path: Path) -> None:
+    """A prediction's sidecar names its video: drawing it over another is refused."""
+    if flow.video is not None and Path(flow.video).name != video.name:
+        raise InputError(
+            f"this flow was predicted for {flow.video}, not {video}; draw it over its own "
+            f"video (or delete {flow_path.name}.json if the video was only renamed)",
+            flow_path,
+        )
 
 
 def iter_overlay(
@@ -120,14 +204,15 @@ def iter_overlay(
     scale = max_speed or clip_speed_scale(reference.seq) * reference.to_px
     label = speed_label(scale, um_per_px, fps)
     with open_video(video_path) as video:
+        k = display_factor(video.height, video.width)
         frames = video.iter_frames(flow.start, flow.start + len(flow.seq))
         for i, frame in enumerate(frames):
             pred = flow.seq[i] * flow.to_px
             if gt is None:
-                yield render_frame(frame, pred, scale, style, label)
+                yield render_frame(frame, pred, scale, style, label, k=k)
             else:
                 truth = gt.seq[flow.start - gt.start + i] * gt.to_px
-                yield side_by_side(frame, pred, truth, scale, style, label)
+                yield side_by_side(frame, pred, truth, scale, style, label, k)
 
 
 def _check_fits(flow: FlowSource, frames: int, size: tuple[int, int], path: Path) -> None:
@@ -166,6 +251,7 @@ def write_overlay(
     with open_video(video_path) as video:
         frames, size, rate = video.num_frames, (video.height, video.width), video.fps
     _check_fits(flow, frames, size, Path(flow_path))
+    _check_same_video(flow, video_path, Path(flow_path))
     if gt is not None:
         _check_fits(gt, frames, size, Path(gt_path))
     images = iter_overlay(video_path, flow, style, um_per_px, fps or rate, max_speed, gt)
@@ -189,10 +275,19 @@ def write_overlay(
 
 
 def _write_gif(out: Path, frames: Iterator[np.ndarray], fps: float) -> None:
+    """Each frame gets its own 256-colour palette (median cut, dithered): the wheel's hues
+    survive. A GIF still holds 256 colours a frame: .mp4 keeps every colour."""
     from PIL import Image
 
+    log.warning("GIF holds 256 colours a frame; prefer .mp4 for exact flow colours")
+
+    def gif_frame(image: np.ndarray) -> Image.Image:
+        return Image.fromarray(image).quantize(
+            256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG
+        )
+
     frames = iter(frames)
-    first = Image.fromarray(next(frames))
+    first = gif_frame(next(frames))
     with atomic_output(out) as tmp:
         first.save(
             tmp,
@@ -200,7 +295,7 @@ def _write_gif(out: Path, frames: Iterator[np.ndarray], fps: float) -> None:
             save_all=True,
             loop=0,
             duration=int(1000 / fps),
-            append_images=(Image.fromarray(f) for f in frames),
+            append_images=(gif_frame(f) for f in frames),
         )
 
 

@@ -98,12 +98,49 @@ def wheel_legend(size: int) -> np.ndarray:
     return disc
 
 
-def put_text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float = 0.4) -> None:
-    """Readable white text with a dark outline, in place."""
-    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(
-        image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA
+MIN_TEXT_PX = 12  # the smallest text drawn on a figure, px (cap height)
+DISPLAY_MIN_SIDE = 256  # smaller clips are enlarged for display by a whole factor
+
+
+def text_scale(height_px: float) -> float:
+    """OpenCV font scale whose capital letters are ``height_px`` tall (at least the minimum)."""
+    return (
+        max(height_px, MIN_TEXT_PX) / cv2.getTextSize("H", cv2.FONT_HERSHEY_SIMPLEX, 1.0, 1)[0][1]
     )
+
+
+def put_text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float = 0.4) -> None:
+    """Readable white text with a dark outline, in place (``origin``: bottom-left)."""
+    thick = max(1, round(scale * 1.5))
+    cv2.putText(
+        image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA
+    )
+    cv2.putText(
+        image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA
+    )
+
+
+def display_factor(height: int, width: int) -> int:
+    """Whole enlargement (1-4) that brings a clip's short side to about 256 px for display."""
+    return int(max(1, min(4, np.ceil(DISPLAY_MIN_SIDE / max(min(height, width), 1)))))
+
+
+def enlarge(image: np.ndarray, k: int) -> np.ndarray:
+    """Each pixel becomes a k x k block (nothing is interpolated: values stay exact)."""
+    return image if k == 1 else np.repeat(np.repeat(image, k, 0), k, 1)
+
+
+def colour_bar(length: int, thickness: int, max_speed: float) -> np.ndarray:
+    """(thickness, length, 3): speed 0 .. ``max_speed`` along the wheel's rightward colour."""
+    u = np.linspace(0, max_speed, length)
+    flow = np.stack([np.broadcast_to(u, (thickness, length)), np.zeros((thickness, length))], -1)
+    return flow_to_color(flow, max_speed)
+
+
+def heat_bar(length: int, thickness: int) -> np.ndarray:
+    """(thickness, length, 3): the error panel's colour map (inferno), low to high."""
+    level = np.broadcast_to(np.linspace(0, 255, length).astype(np.uint8), (thickness, length))
+    return cv2.applyColorMap(np.ascontiguousarray(level), cv2.COLORMAP_INFERNO)[..., ::-1]
 
 
 def write_preview(root: Path, clip: str) -> Path:

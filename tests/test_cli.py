@@ -51,13 +51,17 @@ def test_synth_validate_overlay_end_to_end(tmp_path, capsys):
     ]
     assert main(args) == 0
     with open_video(out) as v:
-        assert v.num_frames == 11 and (v.height, v.width) == (96, 96)
+        assert v.num_frames == 11 and (v.height, v.width) == (288, 288)  # 96 px shown 3x
     gif = tmp_path / "overlay.gif"
     assert main(args[:3] + ["--out", str(gif)]) == 0 and gif.stat().st_size > 0
 
 
-def test_overlay_colours_only_moving_pixels(tmp_path):
-    """Still on the left, moving right on the right: only the right half is tinted."""
+def test_overlay_colours_every_pixel_by_its_motion(tmp_path):
+    """Still on the left, moving right on the right: the left is tinted white (the wheel's
+    centre: no uncoloured holes), the right red (u > 0 on the Middlebury wheel). A 96 px
+    clip is enlarged 3x for display, so the key's text is legible."""
+    from PIL import Image
+
     from flowvid.io.flowfile import write_flow
     from flowvid.io.video import write_video
 
@@ -66,24 +70,13 @@ def test_overlay_colours_only_moving_pixels(tmp_path):
     flow[:, :, 48:, 0] = 2.0
     write_video(tmp_path / "c.mp4", frames, fps=10)
     write_flow(tmp_path / "f.npy", flow)
-    assert (
-        main(
-            [
-                "overlay",
-                str(tmp_path / "c.mp4"),
-                str(tmp_path / "f.npy"),
-                "--out",
-                str(tmp_path / "png"),
-            ]
-        )
-        == 0
-    )
-    first = np.asarray(
-        __import__("PIL.Image", fromlist=["Image"]).open(tmp_path / "png" / "000000.png")
-    )
-    left, right = first[40:, :44].astype(int), first[40:, 52:].astype(int)  # below the legend
-    assert np.abs(left - 128).max() <= 3  # untouched grey
-    assert right[..., 0].mean() > right[..., 2].mean() + 40  # u > 0 is red on the Middlebury wheel
+    argv = ["overlay", str(tmp_path / "c.mp4"), str(tmp_path / "f.npy")]
+    assert main([*argv, "--out", str(tmp_path / "png")]) == 0
+    first = np.asarray(Image.open(tmp_path / "png" / "000000.png")).astype(int)
+    assert first.shape == (288, 288, 3)  # 96 px x 3 for display
+    left, right = first[150:, :130], first[150:, 160:]  # below the key
+    assert (np.abs(left - left.mean((0, 1))) <= 3).all() and left.mean() > 128 + 40  # whitened
+    assert right[..., 0].mean() > right[..., 2].mean() + 40
 
 
 def test_validate_bad_dataset_exits_2(tmp_path, capsys):
@@ -183,3 +176,38 @@ def test_train_on_a_missing_dataset_says_how_to_make_one(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no dataset at" in err and f"flowvid synth --out {missing}" in err
     assert not missing.exists() and not run.exists()  # nothing rendered, no empty run
+
+
+def test_overlay_key_text_is_legible_on_a_small_clip(tmp_path):
+    """On a 128 px clip the key's capital letters are at least 12 px tall."""
+    import cv2
+
+    from flowvid.overlay import render_frame, side_by_side
+    from flowvid.viz import MIN_TEXT_PX, display_factor, text_scale
+
+    frame = np.full((128, 128, 3), 90, np.uint8)
+    flow = np.zeros((128, 128, 2), np.float32)
+    k = display_factor(128, 128)
+    image = render_frame(frame, flow, 1.0, "color", "1.00 px/frame", k=k)
+    assert image.shape[:2] == (256, 256)
+    letter = cv2.getTextSize("H", cv2.FONT_HERSHEY_SIMPLEX, text_scale(0), 1)[0][1]
+    assert letter >= MIN_TEXT_PX
+    arrows = render_frame(frame, flow, 1.0, "arrows", "1.00 px/frame", k=k)
+    assert not (arrows[4:40, 4:40] != frame[0, 0]).all(-1).all()  # no colour wheel there
+    both = side_by_side(frame, flow, flow + 1.0, 2.0, "color", "2.00 px/frame", k)
+    assert both.shape == (256, 4 * 256 + 3 * 2, 3)
+
+
+def test_overlay_refuses_a_flow_predicted_for_another_video(tmp_path, capsys):
+    import json
+
+    from flowvid.io.flowfile import write_flow
+    from flowvid.io.video import write_video
+
+    write_video(tmp_path / "a.mp4", np.zeros((3, 16, 16, 3), np.uint8), fps=10)
+    write_flow(tmp_path / "f.npy", np.zeros((2, 16, 16, 2), np.float32))
+    (tmp_path / "f.npy.json").write_text(json.dumps({"video": "recordings/b.mp4"}))
+    argv = ["overlay", str(tmp_path / "a.mp4"), str(tmp_path / "f.npy")]
+    assert main([*argv, "--out", str(tmp_path / "o.mp4")]) == 2
+    assert "predicted for recordings/b.mp4" in capsys.readouterr().err
+    assert not (tmp_path / "o.mp4").exists()

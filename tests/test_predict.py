@@ -183,7 +183,7 @@ def test_predict_overlay_gt_and_eval_end_to_end(checkpoint, data, tmp_path, caps
         == 0
     )
     with open_video(panels) as v:
-        assert v.num_frames == 8 and v.width == 4 * 64 + 3 * 2
+        assert v.num_frames == 8 and v.width == 4 * 256 + 3 * 2  # 64 px panels shown 4x
     report = tmp_path / "report"
     assert (
         main(
