@@ -137,7 +137,15 @@ def load_model(
             f"checkpoint asks for a model this flowvid cannot build ({err})", path
         ) from None
     load_weights(model, ckpt["state_dict"], path)
+    model.provenance = provenance(path, ckpt)  # what every writer records of the model
     return model.to(device).eval(), ckpt
+
+
+def provenance(path: str | Path, ckpt: dict[str, Any]) -> dict[str, Any]:
+    """Which checkpoint made an output: its path, sha256 and the model it builds."""
+    kwargs = ckpt.get("model_kwargs", {})
+    model = {k: kwargs.get(k) for k in ("encoder", "core", "task", "hidden")}
+    return {"checkpoint": str(path), "checkpoint_sha256": file_hash(path), "model": model}
 
 
 def file_hash(path: str | Path) -> str:

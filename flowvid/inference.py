@@ -7,6 +7,7 @@ a JSON sidecar records shape, axes, units and provenance (:mod:`flowvid.io.outpu
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from flowvid.errors import InputError
 from flowvid.io.masks import read_mask
 from flowvid.io.outputs import FLOW_AXES, flow_sink, npy_stream, write_sidecar
 from flowvid.models import FlowVid
-from flowvid.stream import open_stream
+from flowvid.stream import Stream, open_stream
 
 UNITS = ("px/frame", "um/s")
 
@@ -96,7 +97,7 @@ def predict_flow(
     if out is not None:
         extra = {} if mask is None else {"mask": str(mask), "outside_mask": "flow set to 0"}
         fields = _describe(pred, FLOW_AXES, fps) | _calibration(pred, um_per_px)
-        write_sidecar(out, {**fields, "video": str(s.video), **(provenance or {}), **extra})
+        write_sidecar(out, {**fields, **_origin(s, provenance), **extra})
     return pred
 
 
@@ -122,6 +123,31 @@ def _calibration(pred: Prediction, um_per_px: float | None) -> dict[str, Any]:
         "mean_speed_px_per_frame": pred.mean_speed,
         "mean_speed_um_per_s": pred.mean_speed_um_s,
     }
+
+
+def _origin(s: Stream, provenance: dict[str, Any] | None) -> dict[str, Any]:
+    """Where an output came from: the video (path, size, frames, a fingerprint) and the model
+    (what ``load_model`` recorded; ``provenance`` adds to or overrides it)."""
+    return {
+        "video": str(s.video),
+        "video_size_hw": [s.height, s.width],
+        "video_frames": s.total,
+        "video_sha256_first_mb": fingerprint(s.video),
+        **getattr(s.model, "provenance", {}),
+        **(provenance or {}),
+    }
+
+
+def fingerprint(path: Path) -> str:
+    """sha256 of a video's first MB (of its first frame file, for a folder of frames): enough
+    to tell two recordings apart without reading hours of video."""
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        if not files:
+            return ""
+        path = files[0]
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read(1 << 20)).hexdigest()
 
 
 def _describe(pred: Prediction, axes: str, fps: float | None) -> dict[str, Any]:
@@ -169,7 +195,7 @@ def predict_frames(
         raise InputError("predicted frames go to .npy or a video file (.mp4)", out)
     pred = Prediction(out, shape, "uint8 RGB in [0, 255]", (s.start, s.stop), None)
     axes = "(T, H, W, 3): frame i predicts video frame 'frames'[0] + 1 + i from the frames up to it"
-    write_sidecar(out, {**_describe(pred, axes, s.fps), **(provenance or {})})
+    write_sidecar(out, {**_describe(pred, axes, s.fps), **_origin(s, provenance)})
     return pred
 
 
@@ -211,5 +237,5 @@ def embed_video(
         if pooled
         else "(T, S, H', W'): frame i's hidden state of the temporal core at stride 8"
     )
-    write_sidecar(out, {**_describe(pred, axes, s.fps), **(provenance or {})})
+    write_sidecar(out, {**_describe(pred, axes, s.fps), **_origin(s, provenance)})
     return pred

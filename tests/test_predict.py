@@ -368,3 +368,19 @@ def test_writing_a_long_flow_takes_constant_memory(tmp_path):
             sink[start : start + 64] = chunk
     assert rss_mb() - before < 100, (before, rss_mb())
     assert np.load(tmp_path / "long.npy", mmap_mode="r").shape == (512, 256, 256, 2)
+
+
+def test_python_api_sidecars_name_the_model_and_the_video(checkpoint, data, tmp_path):
+    import hashlib
+
+    import flowvid
+
+    video = data / "videos" / "vessel_001.mp4"
+    model = flowvid.load_model(str(checkpoint))
+    flowvid.predict_video(model, str(video), str(tmp_path / "f.npy"), progress=False)
+    side = json.loads((tmp_path / "f.npy.json").read_text())
+    assert side["checkpoint"] == str(checkpoint) and len(side["checkpoint_sha256"]) == 64
+    assert side["model"]["task"] == "flow"
+    first_mb = hashlib.sha256(video.read_bytes()[: 1 << 20]).hexdigest()
+    assert side["video"] == str(video) and side["video_sha256_first_mb"] == first_mb
+    assert side["video_size_hw"] == [64, 64] and side["video_frames"] == 9

@@ -9,21 +9,12 @@ from flowvid.cli.common import HelpFormatter
 from flowvid.errors import InputError
 
 
-def _provenance(checkpoint: Path | None, ckpt: dict) -> dict:
-    from flowvid.checkpoint import DEFAULT_CHECKPOINT, file_hash
-
-    path = checkpoint or DEFAULT_CHECKPOINT
-    kwargs = ckpt.get("model_kwargs", {})
-    model = {k: kwargs.get(k) for k in ("encoder", "core", "task", "hidden")}
-    return {"checkpoint": str(path), "checkpoint_sha256": file_hash(path), "model": model}
-
-
 def _cmd_predict(args: argparse.Namespace) -> int:
     from flowvid.checkpoint import load_model
     from flowvid.inference import predict_flow, predict_frames
 
     model, ckpt = load_model(args.checkpoint)
-    provenance = _provenance(args.checkpoint, ckpt)
+    provenance = model.provenance
     common = dict(
         frames=args.frames,
         device=args.device,
@@ -156,7 +147,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
         pooled=args.pooled,
         device=args.device,
         batch_frames=args.batch_frames,
-        provenance=_provenance(args.checkpoint, ckpt),
+        provenance=model.provenance,
     )
     print(f"wrote embeddings {out.shape} to {out.path}")
     return 0
