@@ -37,6 +37,14 @@ def centreline_path(centreline_rc: np.ndarray, smooth: float = 2.0) -> np.ndarra
     return np.stack([np.interp(at, step, xy[:, 0]), np.interp(at, step, xy[:, 1])], 1)
 
 
+def segment_path(segment) -> np.ndarray:  # noqa: ANN001 - a flowvid.measure.Segment
+    """A vessel segment's path (N, 2) x, y, ordered like its centreline (so speeds keep the
+    segment's sign): the centreline less its ends (where the skeleton leaves the lumen's
+    centre), or the whole skeleton when that leaves too little to see stripes in."""
+    line = segment.centreline if len(segment.centreline) >= 24 else segment.skeleton
+    return centreline_path(line)
+
+
 def directions(path: np.ndarray) -> np.ndarray:
     """Unit tangent (N, 2) u, v of a path, pointing from its start to its end."""
     d = np.gradient(path, axis=0)

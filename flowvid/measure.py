@@ -164,16 +164,27 @@ def measure(
     segs = segments(mask, min_length)
     if not segs:
         raise InputError(f"the mask holds no vessel segment of {min_length} px or more")
-    calibrated = bool(um_per_px and fps)
     rows = []
     for i in range(len(flow)):
-        for row in measure_map(np.asarray(flow[i], np.float64), segs):
-            row = {"frame": i, **({"time_s": i / fps} if fps else {}), **row}
-            rows.append(row | (_physical(row, um_per_px, fps) if calibrated else {}))
-    return rows, _summary(rows, segs, um_per_px, fps)
+        rows += frame_rows(i, np.asarray(flow[i], np.float64), segs, um_per_px, fps)
+    return rows, summarise(rows, segs, um_per_px, fps)
 
 
-def _summary(rows: list[dict], segs: list[Segment], um_per_px: float | None, fps: float | None):
+def frame_rows(
+    i: int, flow_map: np.ndarray, segs: list[Segment], um_per_px: float | None, fps: float | None
+) -> list[dict[str, float]]:
+    """The tidy rows of flow map ``i`` (H, W, 2) px/frame: one per segment."""
+    out = []
+    for row in measure_map(flow_map, segs):
+        row = {"frame": i, **({"time_s": i / fps} if fps else {}), **row}
+        out.append(row | (_physical(row, um_per_px, fps) if um_per_px and fps else {}))
+    return out
+
+
+def summarise(
+    rows: list[dict], segs: list[Segment], um_per_px: float | None, fps: float | None
+) -> dict[str, Any]:
+    """Per segment over the whole clip: mean speed, flow rate, pulsatility, geometry."""
     out = []
     for seg in segs:
         mine = [r for r in rows if r["segment"] == seg.label]
@@ -241,6 +252,19 @@ def flow_in_px(path: Path) -> tuple[Any, float, dict[str, Any]]:
             raise InputError("the sidecar says um/s but not the calibration", side_path)
         factor = 1.0 / scale
     return flow, factor, side
+
+
+def flow_for_video(path: Path, frames: int, height: int, width: int) -> tuple[Scaled, dict]:
+    """The flow file for a video of ``frames`` frames of ``width`` x ``height``, lazily in
+    px/frame, and its sidecar; a flow that does not fit the video is refused."""
+    flow, factor, side = flow_in_px(path)
+    if flow.shape[0] != frames - 1 or tuple(flow.shape[1:3]) != (height, width):
+        raise InputError(
+            f"flow {tuple(flow.shape[:3])} does not fit the video "
+            f"({frames} frames of {width}x{height})",
+            path,
+        )
+    return Scaled(flow, factor), side
 
 
 class Scaled:

@@ -17,7 +17,7 @@ from flowvid import __version__
 from flowvid.cli.common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED
 from flowvid.cli.data import add_synth, add_validate
 from flowvid.cli.kymo import add_kymo
-from flowvid.cli.measure import add_measure
+from flowvid.cli.measure import add_measure, add_summary
 from flowvid.cli.predict import add_embed, add_overlay, add_predict
 from flowvid.cli.train import add_eval, add_train
 from flowvid.errors import InputError, Terminated
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_embed,
         add_measure,
         add_kymo,
+        add_summary,
     ):
         add(sub)
     return parser

@@ -11,7 +11,7 @@ from flowvid.errors import InputError
 
 
 def _path(args: argparse.Namespace, height: int, width: int, pairs: int):  # noqa: ANN202
-    from flowvid.kymo import centreline_path, line_path
+    from flowvid.kymo import line_path, segment_path
 
     if (args.line is None) == (args.segment is None):
         raise InputError("give --line X0,Y0,X1,Y1, or --segment N with --mask")
@@ -32,31 +32,20 @@ def _path(args: argparse.Namespace, height: int, width: int, pairs: int):  # noq
     segs = segments(read_mask(args.mask, pairs, height, width).any(0))
     if not 1 <= args.segment <= len(segs):
         raise InputError(f"--segment must be 1..{len(segs)} for this mask, not {args.segment}")
-    seg = segs[args.segment - 1]
-    # the centreline less its ends (where the skeleton leaves the lumen's centre), unless
-    # that leaves too little to see stripes in
-    line = seg.centreline if len(seg.centreline) >= 24 else seg.skeleton
-    return centreline_path(line), f"segment {args.segment}"
+    return segment_path(segs[args.segment - 1]), f"segment {args.segment}"
 
 
 def _cmd_kymo(args: argparse.Namespace) -> int:
     from flowvid.io.atomic import atomic_output
     from flowvid.io.video import open_video
     from flowvid.kymo import flow_kymograph, kymo_figure, video_kymograph, window_speeds
-    from flowvid.measure import Scaled, flow_in_px
+    from flowvid.measure import flow_for_video
 
     with open_video(args.video) as reader:
         height, width, fps, total = reader.height, reader.width, reader.fps, reader.num_frames
         flow, side = None, {}
         if args.flow is not None:
-            flow_seq, factor, side = flow_in_px(args.flow)
-            if flow_seq.shape[0] != total - 1 or flow_seq.shape[1:3] != (height, width):
-                raise InputError(
-                    f"flow {tuple(flow_seq.shape[:3])} does not fit the video "
-                    f"({total} frames of {width}x{height})",
-                    args.flow,
-                )
-            flow = Scaled(flow_seq, factor)
+            flow, side = flow_for_video(args.flow, total, height, width)
         path, what = _path(args, height, width, total - 1)
         kymo = video_kymograph(reader.iter_frames(), path)
     flow_kymo = None if flow is None else flow_kymograph((flow[i] for i in range(len(flow))), path)

@@ -1,0 +1,273 @@
+"""One page per clip: the figure a researcher puts in a lab notebook or a supplement.
+
+Four panels from a video, its flow and a vessel mask:
+
+- the mean frame with the mean speed (``|flow|`` averaged over the pairs) coloured inside
+  the vessels, each segment numbered, and the kymograph's path drawn from its start;
+- the kymograph of the video along one segment's centreline (the longest by default);
+- each segment's centreline speed over time, with the kymograph's stripe speed (the
+  line-scan method) beside the model's on the same segment;
+- a table per segment: length, diameter, mean centreline speed, volume flow rate
+  (Poiseuille) and pulsatility index, in µm units when the calibration is known.
+
+The video and the flow are each read once, frame by frame: memory does not grow with the
+length of the clip. The numbers are those of :func:`flowvid.measure.measure` and
+:mod:`flowvid.kymo`; this module only gathers and draws them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flowvid.errors import InputError
+from flowvid.kymo import (
+    KymoSpeeds,
+    directions,
+    segment_path,
+    window_speeds,
+)
+from flowvid.measure import Segment, frame_rows, pulsatility_index, segments, summarise
+
+MAX_CURVES = 8  # segments drawn in the speed-over-time panel (the longest)
+MAX_TABLE_ROWS = 12
+
+
+@dataclass
+class ClipSummary:
+    mean_frame: np.ndarray  # (H, W, 3) uint8
+    mean_speed: np.ndarray  # (H, W) px/frame: |flow| averaged over the pairs
+    mask: np.ndarray  # (H, W) bool
+    segments: list[Segment]
+    centreline_speed: np.ndarray  # (T-1, S) px/frame, signed along each segment's axis
+    measured: dict[str, Any]  # flowvid.measure's summary
+    kymo_segment: int  # the label of the segment the kymograph follows
+    path: np.ndarray  # (N, 2) x, y
+    kymo: np.ndarray  # (T, N) grey levels
+    speeds: KymoSpeeds  # stripe and model speed per window, px/frame
+    window: int  # frames per stripe-speed window
+    um_per_px: float | None
+    fps: float | None
+
+    @property
+    def scale(self) -> float | None:
+        """µm/s per px/frame, when the calibration is known."""
+        return self.um_per_px * self.fps if self.um_per_px and self.fps else None
+
+
+def _sample(image: np.ndarray, path: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.map_coordinates(image, [path[:, 1], path[:, 0]], order=1, mode="nearest")
+
+
+def summarise_clip(
+    frames: Iterable[np.ndarray],
+    flow: Any,
+    mask: np.ndarray,
+    *,
+    um_per_px: float | None = None,
+    fps: float | None = None,
+    segment: int | None = None,
+    window: int = 32,
+    min_length: int = 5,
+) -> ClipSummary:
+    """Gather what the one-page figure shows.
+
+    ``frames``: the video's frames (H, W, 3) uint8, in order, read once; ``flow``:
+    (T-1, H, W, 2) px/frame, an array or a lazy sequence read map by map; ``mask``: (H, W)
+    bool; ``segment``: the label of the segment whose kymograph is drawn (default: the
+    longest).
+    """
+    mask = np.asarray(mask, bool)
+    if mask.shape != tuple(flow.shape[1:3]):
+        raise InputError(f"mask {mask.shape} does not fit flow maps {tuple(flow.shape[1:3])}")
+    segs = segments(mask, min_length)
+    if not segs:
+        raise InputError(f"the mask holds no vessel segment of {min_length} px or more")
+    if segment is None:
+        segment = max(segs, key=lambda s: s.length_px).label
+    if not 1 <= segment <= len(segs):
+        raise InputError(f"the segment must be 1..{len(segs)} for this mask, not {segment}")
+    path = segment_path(segs[segment - 1])
+    tangent = directions(path)
+
+    speed_sum = np.zeros(mask.shape, np.float64)
+    rows, along_path = [], []
+    for i in range(len(flow)):
+        f = np.asarray(flow[i], np.float64)
+        speed_sum += np.hypot(f[..., 0], f[..., 1])
+        rows += frame_rows(i, f, segs, um_per_px, fps)
+        along_path.append(
+            _sample(f[..., 0], path) * tangent[:, 0] + _sample(f[..., 1], path) * tangent[:, 1]
+        )
+    centre = np.array([r["centreline_speed_px_per_frame"] for r in rows]).reshape(
+        len(flow), len(segs)
+    )
+    frame_sum, kymo, count = None, [], 0
+    for frame in frames:
+        frame = np.asarray(frame)
+        frame_sum = frame.astype(np.float64) if frame_sum is None else frame_sum + frame
+        kymo.append(_sample(frame.astype(np.float32).mean(-1), path))
+        count += 1
+    if count != len(flow) + 1:
+        raise InputError(f"the video has {count} frames; the flow is for {len(flow) + 1}")
+    kymo_arr = np.stack(kymo).astype(np.float32)
+    speeds = window_speeds(kymo_arr, np.stack(along_path).astype(np.float32), window)
+    return ClipSummary(
+        mean_frame=np.clip(frame_sum / count, 0, 255).round().astype(np.uint8),
+        mean_speed=(speed_sum / len(flow)).astype(np.float32),
+        mask=mask,
+        segments=segs,
+        centreline_speed=np.asarray(centre, np.float32),
+        measured=summarise(rows, segs, um_per_px, fps),
+        kymo_segment=segment,
+        path=path,
+        kymo=kymo_arr,
+        speeds=speeds,
+        window=min(window, len(kymo_arr)),
+        um_per_px=um_per_px,
+        fps=fps,
+    )
+
+
+def _table(s: ClipSummary) -> tuple[list[str], list[list[str]]]:
+    calibrated = s.scale is not None
+    columns = ["segment", "length", "diameter", "centre\nspeed", "flow rate\n(Poiseuille)", "PI"]
+    units = (
+        ["", "µm", "µm", "µm/s", "nL/min", ""]
+        if calibrated
+        else ["", "px", "px", "px/frame", "px³/frame", ""]
+    )
+    rows = []
+    for entry in s.measured["segments"][:MAX_TABLE_ROWS]:
+        if calibrated:
+            values = [
+                entry["length_px"] * s.um_per_px,
+                entry["diameter_um"],
+                entry["mean_centreline_speed_um_per_s"],
+                entry["mean_flow_rate_um3_per_s"] * 60e-6,
+            ]
+        else:
+            values = [
+                entry["length_px"],
+                entry["diameter_px"],
+                entry["mean_centreline_speed_px_per_frame"],
+                entry["mean_flow_rate_px3_per_frame"],
+            ]
+        rows.append(
+            [
+                str(entry["segment"]),
+                *(f"{v:.3g}" for v in values),
+                f"{entry['pulsatility_index']:.2f}",
+            ]
+        )
+    header = [f"{c}\n({u})" if u else c for c, u in zip(columns, units, strict=True)]
+    return header, rows
+
+
+def summary_figure(path_out: str | Path, s: ClipSummary, title: str = "") -> None:
+    """Draw the one-page summary (A4 landscape) to ``path_out`` (.png, .pdf or .svg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = s.scale or 1.0
+    unit = "µm/s" if s.scale else "px/frame"
+    fig, axes = plt.subplots(2, 2, figsize=(11.69, 8.27), constrained_layout=True)
+    (ax_map, ax_kymo), (ax_time, ax_table) = axes
+
+    ax_map.imshow(s.mean_frame)
+    speed = np.ma.masked_where(~s.mask, s.mean_speed * k)
+    top = float(np.percentile(s.mean_speed[s.mask], 99) * k) if s.mask.any() else 1.0
+    shown = ax_map.imshow(speed, cmap="inferno", vmin=0, vmax=top or 1.0, alpha=0.85)
+    fig.colorbar(shown, ax=ax_map, shrink=0.85, label=f"mean speed ({unit}; top: 99th pct)")
+    for seg in s.segments:
+        r, c = seg.centreline[len(seg.centreline) // 2]
+        ax_map.annotate(
+            str(seg.label),
+            (c, r),
+            color="white",
+            fontsize=10,
+            ha="center",
+            va="center",
+            bbox={"boxstyle": "round,pad=0.15", "fc": "black", "alpha": 0.6, "lw": 0},
+        )
+    ax_map.plot(s.path[:, 0], s.path[:, 1], "--", color="cyan", lw=1.2)
+    ax_map.plot(*s.path[0], "o", color="cyan", ms=5)
+    ax_map.set_title(
+        "mean frame, mean speed in the vessels\n"
+        f"kymograph path: segment {s.kymo_segment}, o = start",
+        fontsize=10,
+    )
+    ax_map.set_axis_off()
+
+    seconds = s.fps is not None
+    t_scale = 1.0 / s.fps if seconds else 1.0
+    t_unit = "s" if seconds else "frame"
+    extent = (0, s.kymo.shape[1], s.kymo.shape[0] * t_scale, 0)
+    ax_kymo.imshow(s.kymo, cmap="gray", aspect="auto", extent=extent)
+    stripe, model = float(np.median(s.speeds.stripe)) * k, float(np.median(s.speeds.model)) * k
+    ax_kymo.set_title(
+        f"kymograph along segment {s.kymo_segment}\nspeed from its stripes {stripe:.3g}, "
+        f"model {model:.3g} {unit} (medians)",
+        fontsize=10,
+    )
+    ax_kymo.set(
+        xlabel="position along the path from its start (px)",
+        ylabel=f"time ({t_unit})",
+    )
+
+    order = sorted(s.segments, key=lambda g: -g.length_px)[:MAX_CURVES]
+    t = np.arange(len(s.centreline_speed)) * t_scale
+    for seg in sorted(order, key=lambda g: g.label):
+        series = s.centreline_speed[:, seg.label - 1]
+        ax_time.plot(t, series * k, lw=1, label=f"{seg.label} (PI {pulsatility_index(series):.2f})")
+    centres = (s.speeds.start + (s.window - 1) / 2) * t_scale  # the middle of each window
+    ax_time.plot(
+        centres, s.speeds.stripe * k, "kx", ms=7, label=f"{s.kymo_segment}: kymograph stripes"
+    )
+    ax_time.axhline(0, color="0.6", lw=0.5)
+    more = "" if len(order) == len(s.segments) else f" ({len(order)} longest of {len(s.segments)})"
+    ax_time.set_title(f"centreline speed over time{more}\n+ along each segment's axis", fontsize=10)
+    ax_time.set(
+        xlabel=f"time ({t_unit})",
+        ylabel=f"speed ({unit})",
+    )
+    ax_time.legend(
+        fontsize=8, title="segment", title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1)
+    )
+
+    header, rows = _table(s)
+    ax_table.set_axis_off()
+    height = min(0.8, 0.055 * (len(rows) + 3))  # the header takes three lines
+    table = ax_table.table(
+        cellText=rows, colLabels=header, cellLoc="center", bbox=(0.0, 1.0 - height, 1.0, height)
+    )
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    for (row, _), cell in table.get_celld().items():
+        if row == 0:
+            cell.set_height(cell.get_height() * 3)
+    notes = [
+        "flow rate: Poiseuille, Q = π d² v_centre / 8",
+        "PI: (max − min) / |mean| of the centreline speed",
+    ]
+    if len(s.measured["segments"]) > MAX_TABLE_ROWS:
+        notes.append(f"{len(s.measured['segments']) - MAX_TABLE_ROWS} more segments in the JSON")
+    if s.scale:
+        notes.append(f"calibration: {s.um_per_px:g} µm/px, {s.fps:g} frames/s")
+    else:
+        notes.append("no calibration: give --um-per-px and --fps for µm/s")
+    ax_table.text(
+        0.0, 0.02, "\n".join(notes), transform=ax_table.transAxes, fontsize=8, va="bottom"
+    )
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path_out, dpi=110)
+    plt.close(fig)

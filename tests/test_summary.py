@@ -1,0 +1,85 @@
+"""The one-page clip summary against a known answer: a texture flowing through a straight
+vessel at a known speed over a static background."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from flowvid.cli import main
+from flowvid.summary import summarise_clip
+
+SPEED = 1.5  # px/frame, to the right, inside the vessel
+
+
+def _clip(frames=40, h=64, w=96):
+    """Frames (T, h, w, 3) uint8, flow (T-1, h, w, 2) and the vessel mask (rows 22-41)."""
+    rng = np.random.default_rng(1)
+    tissue = ndimage.gaussian_filter(rng.random((h, w)), 2.0)
+    cells = ndimage.gaussian_filter(rng.random((h, w)), 1.2)
+    mask = np.zeros((h, w), bool)
+    mask[22:42] = True
+    video = []
+    for t in range(frames):
+        moved = ndimage.shift(cells, (0, SPEED * t), order=3, mode="wrap")
+        grey = np.where(mask, moved, tissue)
+        grey = (grey - grey.min()) / np.ptp(grey)
+        video.append(np.repeat((grey * 255).round().astype(np.uint8)[..., None], 3, -1))
+    flow = np.zeros((frames - 1, h, w, 2), np.float32)
+    flow[:, mask, 0] = SPEED
+    return np.stack(video), flow, mask
+
+
+def test_summary_reads_the_known_speed_from_the_flow_and_from_the_kymograph():
+    video, flow, mask = _clip()
+    s = summarise_clip((f for f in video), flow, mask, um_per_px=0.5, fps=20, window=16)
+    (seg,) = s.measured["segments"]
+    sign = np.sign(np.cos(np.radians(seg["axis_deg"])))  # the segment's axis is +x or -x
+    assert s.centreline_speed[:, 0] == pytest.approx(sign * SPEED, abs=1e-5)
+    assert s.speeds.stripe == pytest.approx(sign * SPEED, rel=0.05)  # same sign convention
+    assert s.speeds.model == pytest.approx(sign * SPEED, abs=1e-5)
+    assert seg["mean_centreline_speed_um_per_s"] == pytest.approx(SPEED * 0.5 * 20, rel=1e-5)
+    assert s.mean_speed[mask] == pytest.approx(SPEED) and not s.mean_speed[~mask].any()
+    np.testing.assert_allclose(s.mean_frame, video.mean(0), atol=0.5)
+    assert s.kymo.shape == (len(video), len(s.path)) and s.scale == pytest.approx(10.0)
+
+
+def test_summary_refuses_a_video_and_flow_of_different_lengths():
+    video, flow, mask = _clip(frames=12)
+    with pytest.raises(Exception, match="the video has 11 frames; the flow is for 12"):
+        summarise_clip(iter(video[:-1]), flow, mask)
+
+
+def test_summary_command_writes_the_figure_and_its_numbers(tmp_path, capsys):
+    video, flow, mask = _clip(frames=24)
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for i, f in enumerate(video):
+        Image.fromarray(f).save(folder / f"{i:03d}.png")
+    np.save(tmp_path / "flow.npy", flow)
+    Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "mask.png")
+    out = tmp_path / "summary.png"
+    common = [
+        str(folder),
+        "--flow",
+        str(tmp_path / "flow.npy"),
+        "--mask",
+        str(tmp_path / "mask.png"),
+    ]
+    assert main(["summary", *common, "--out", str(out), "--window", "16", "--fps", "20"]) == 0
+    image = Image.open(out)
+    assert image.size[0] > image.size[1] > 700  # one landscape page, not a thumbnail
+    doc = json.loads(out.with_suffix(".json").read_text())
+    assert doc["kymograph"]["segment"] == 1 and len(doc["segments"]) == 1
+    stripe = np.abs(doc["kymograph"]["stripe_speed_px_per_frame"])
+    assert stripe == pytest.approx(SPEED, rel=0.05)
+
+    np.save(tmp_path / "short.npy", flow[:-2])
+    bad = tmp_path / "bad.png"
+    argv = ["summary", str(folder), "--flow", str(tmp_path / "short.npy"), "--mask"]
+    assert main([*argv, str(tmp_path / "mask.png"), "--out", str(bad)]) == 2
+    assert "does not fit the video" in capsys.readouterr().err and not bad.exists()
+    assert main(["summary", *common, "--out", str(bad), "--segment", "3"]) == 2
+    assert "segment must be 1..1" in capsys.readouterr().err and not bad.exists()
