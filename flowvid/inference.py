@@ -1,13 +1,14 @@
 """Predictions over whole videos, in constant memory (:mod:`flowvid.stream`): flow, future
 frames, or the learned per-frame embedding.
 
-Flow is written straight into a memory-mapped output (or per-pair files), never held whole;
+Flow is written chunk by chunk into its output file (or per-pair files), never held whole;
 a JSON sidecar records shape, axes, units and provenance (:mod:`flowvid.io.outputs`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,13 +18,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from flowvid.errors import InputError
+from flowvid.errors import InputError, VideoError
 from flowvid.io.masks import read_mask
 from flowvid.io.outputs import FLOW_AXES, flow_sink, npy_stream, write_sidecar
 from flowvid.models import FlowVid
 from flowvid.stream import Stream, open_stream
 
 UNITS = ("px/frame", "um/s")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -70,7 +73,44 @@ def predict_flow(
     out = None if out is None else Path(out)
     if units not in UNITS:
         raise InputError(f"--units must be one of {UNITS}, not {units!r}")
-    s = open_stream(model, video, frames, device, batch_frames, max_side)
+    options = dict(
+        batch_frames=batch_frames,
+        max_side=max_side,
+        units=units,
+        um_per_px=um_per_px,
+        fps=fps,
+        pair_format=pair_format,
+        mask=mask,
+        provenance=provenance,
+        progress=progress,
+    )
+    # the first try trusts the container's frame count (no decode just to count); where
+    # decoding proves it wrong, the output is discarded and the exact index is built
+    s = open_stream(model, video, frames, device, batch_frames, max_side, exact=False)
+    try:
+        return _predict_stream(s, out, **options)
+    except VideoError as err:
+        if s.exact:
+            raise
+        log.warning("%s: %s; counting the frames by decoding and predicting again", video, err)
+    s = open_stream(model, video, frames, device, batch_frames, max_side, exact=True)
+    return _predict_stream(s, out, **options)
+
+
+def _predict_stream(
+    s: Stream,
+    out: Path | None,
+    *,
+    batch_frames: int,
+    max_side: int | None,
+    units: str,
+    um_per_px: float | None,
+    fps: float | None,
+    pair_format: str,
+    mask: str | Path | None,
+    provenance: dict[str, Any] | None,
+    progress: bool,
+) -> Prediction:
     fps = fps or s.fps
     keep = None if mask is None else read_mask(Path(mask), s.total - 1, s.height, s.width)
     if units == "um/s" and not (um_per_px and fps):
@@ -90,6 +130,8 @@ def predict_flow(
             sink[done : done + len(chunk)] = chunk * scale
             done += len(chunk)
             bar.update(len(chunk))
+        if done != shape[0]:  # never a partly written output under the final name
+            raise VideoError(f"{done} flow maps decoded where {shape[0]} were due", s.video)
         result = None if out is not None else sink
     factor = um_per_px * fps if um_per_px and fps else None
     mean = speed_sum / max(counted, 1)

@@ -7,9 +7,13 @@ a working resolution; outputs come back at the clip's own size (flow vectors res
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,6 +37,7 @@ class Stream:
     height: int
     width: int
     fps: float | None
+    exact: bool = True  # False: the frame count is the container's claim (see open_video)
 
     def outputs(self, batch_frames: int, max_side: int | None = None, embed: bool = False):
         """:func:`stream_outputs` over this stream's range."""
@@ -45,6 +50,7 @@ class Stream:
             batch_frames,
             max_side,
             embed=embed,
+            exact=self.exact,
         )
 
 
@@ -55,18 +61,21 @@ def open_stream(
     device: str = "auto",
     batch_frames: int = 16,
     max_side: int | None = None,
+    exact: bool = True,
 ) -> Stream:
     """The one set-up of every prediction: device, model in eval mode, the video's range,
-    size and frame rate (a bad range, device or option is an :class:`InputError`)."""
+    size and frame rate (a bad range, device or option is an :class:`InputError`).
+    ``exact=False``: see :func:`flowvid.io.video.open_video`."""
     if batch_frames < 1:
         raise InputError(f"--batch-frames must be at least 1, not {batch_frames}")
     if max_side is not None and max_side < 16:
         raise InputError(f"--max-side must be at least 16 px, not {max_side}")
     video, dev = Path(video), resolve_device(device)
-    with open_video(video) as reader:
+    with open_video(video, exact=exact) as reader:
         start, stop = parse_range(frames, reader.num_frames)
         size, fps, total = (reader.height, reader.width), reader.fps, reader.num_frames
-    return Stream(model.to(dev).eval(), dev, video, start, stop, total, *size, fps)
+        exact = getattr(reader, "index", None) is None or reader.index.exact
+    return Stream(model.to(dev).eval(), dev, video, start, stop, total, *size, fps, exact)
 
 
 def parse_range(text: str | None, total: int) -> tuple[int, int]:
@@ -104,15 +113,66 @@ def _working_size(height: int, width: int, max_side: int | None) -> tuple[int, i
     return max(8, round(height * scale)), max(8, round(width * scale))
 
 
-def _chunks(frames: Iterator[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
+def _chunks(frames: Iterator[np.ndarray], size: int, pin: bool) -> Iterator[torch.Tensor]:
+    """Stack frames (H, W, 3) uint8 into chunks (m, H, W, 3), in pinned memory for a GPU."""
     chunk: list[np.ndarray] = []
     for frame in frames:
         chunk.append(frame)
         if len(chunk) == size:
-            yield chunk
+            yield _stacked(chunk, pin)
             chunk = []
     if chunk:
-        yield chunk
+        yield _stacked(chunk, pin)
+
+
+def _stacked(chunk: list[np.ndarray], pin: bool) -> torch.Tensor:
+    x = torch.from_numpy(np.stack(chunk))
+    return x.pin_memory() if pin else x
+
+
+_DONE = object()
+
+
+def prefetch(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """Run an iterator in a background thread, ``depth`` items ahead of the consumer.
+
+    Decoding (PyAV releases the GIL) then overlaps the model. An error in the thread is
+    raised in the consumer; a consumer that stops early (an error, Ctrl-C) stops the thread.
+    """
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        buffer.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put(_DONE)
+        except BaseException as err:  # handed to the consumer, raised there
+            buffer.put(err)
+
+    thread = threading.Thread(target=produce, name="flowvid-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                buffer.get(timeout=0.05)
+        thread.join()
 
 
 def stream_outputs(
@@ -124,40 +184,69 @@ def stream_outputs(
     batch_frames: int,
     max_side: int | None = None,
     embed: bool = False,
+    exact: bool = True,
 ) -> Iterator[np.ndarray]:
     """Yield the model's outputs chunk by chunk as numpy arrays at the clip's size.
 
     Flow: (m, H, W, 2) px/frame. Frames: (m, H, W, 3) in [0, 1]. ``embed``: the hidden
     state per frame, (m, S, h/4, w/4) float16.
+
+    The stages overlap: a background thread decodes and stacks the next chunks while the
+    model runs; on a GPU the chunk's frames go up from pinned memory and its outputs come
+    back to pinned memory without blocking, so chunk k+1 computes while chunk k is written.
     """
-    use_bf16 = device.type == "cuda"
+    cuda = device.type == "cuda"
+    model = model.to(memory_format=torch.channels_last)  # faster convolutions, same numbers
     state = model.init_state()
-    with open_video(video) as reader:
+    pending: tuple[torch.Tensor, torch.cuda.Event | None] | None = None
+    with open_video(video, exact=exact) as reader:
         height, width = reader.height, reader.width
         work = _working_size(height, width, max_side)
-        for chunk in _chunks(reader.iter_frames(start, stop), batch_frames):
-            x = torch.from_numpy(np.stack(chunk)).to(device).permute(0, 3, 1, 2).float() / 255.0
+        for chunk in prefetch(_chunks(reader.iter_frames(start, stop), batch_frames, cuda)):
+            x = chunk.to(device, non_blocking=True).permute(0, 3, 1, 2).float() / 255.0
             if work != (height, width):
                 x = F.interpolate(x, size=work, mode="area")
-            with (
-                torch.inference_mode(),
-                torch.autocast(device.type, torch.bfloat16, enabled=use_bf16),
-            ):
+            with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=cuda):
                 if embed:
                     out, state = model.embed(x[None], state)
-                    yield out[0].to(torch.float16).cpu().numpy()
-                    continue
-                out, state = model.step(x[None], state)
-            yield to_clip_size(out[0].float(), height, width, model.task == "flow")
+                    out = out[0].to(torch.float16)
+                else:
+                    out, state = model.step(x[None], state)
+                    out = to_clip_size(out[0].float(), height, width, model.task == "flow")
+            # chunk k's outputs start back to the host; then chunk k-1's are handed out
+            previous, pending = pending, _to_host(out, cuda)
+            if previous is not None:
+                yield _ready(previous)
+        if pending is not None:
+            yield _ready(pending)
 
 
-def to_clip_size(out: torch.Tensor, height: int, width: int, is_flow: bool) -> np.ndarray:
-    """(m, C, h, w) at working size -> (m, H, W, C) at clip size; flow vectors rescaled."""
+def _to_host(out: torch.Tensor, cuda: bool) -> tuple[torch.Tensor, torch.cuda.Event | None]:
+    if not cuda:
+        return out, None
+    host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
+    host.copy_(out, non_blocking=True)
+    done = torch.cuda.Event()
+    done.record()
+    return host, done
+
+
+def _ready(item: tuple[torch.Tensor, torch.cuda.Event | None]) -> np.ndarray:
+    host, done = item
+    if done is not None:
+        done.synchronize()
+    out = host.numpy()
+    return out.astype(np.float32) if out.dtype != np.float16 else out
+
+
+def to_clip_size(out: torch.Tensor, height: int, width: int, is_flow: bool) -> torch.Tensor:
+    """(m, C, h, w) at working size -> (m, H, W, C) at clip size, on the model's device;
+    flow vectors rescaled."""
     if out.shape[0] == 0:
-        return np.zeros((0, height, width, out.shape[1]), np.float32)
+        return out.new_zeros((0, height, width, out.shape[1]))
     h, w = out.shape[-2:]
     if (h, w) != (height, width):
         out = F.interpolate(out, size=(height, width), mode="bilinear", align_corners=False)
         if is_flow:
             out = out * out.new_tensor([width / w, height / h]).view(1, 2, 1, 1)
-    return out.permute(0, 2, 3, 1).cpu().numpy().astype(np.float32)
+    return out.permute(0, 2, 3, 1).contiguous()

@@ -13,7 +13,7 @@ import av
 import numpy as np
 
 from flowvid.errors import VideoError
-from flowvid.io.index import VideoIndex, open_container, video_index
+from flowvid.io.index import FrameCountMismatch, VideoIndex, open_container, video_index
 from flowvid.io.reader import VideoReader
 
 log = logging.getLogger(__name__)
@@ -82,13 +82,30 @@ class PyAVReader(VideoReader):
         stop = self.num_frames if stop is None else min(stop, self.num_frames)
         if start >= stop:
             return
-        for idx, frame in self._decode_from(start):
+        frames = self._decode_from(start)
+        for idx, frame in frames:
             if idx >= stop:
                 break
             if idx >= start:
                 yield frame.to_ndarray(format="rgb24")
             if idx == stop - 1:  # done: ask the decoder for nothing more (past the end of a
-                return  # damaged video, asking can fail)
+                if not self.index.exact and stop == self.num_frames:  # damaged video, asking
+                    self._check_no_more(frames)  # can fail), unless the count is only
+                return  # the container's claim
+        if not self.index.exact:  # the decoder ran out before the stated count
+            raise FrameCountMismatch(
+                f"the container states {self.num_frames} frames; fewer decode", self.path
+            )
+
+    def _check_no_more(self, frames: Iterator[tuple[int, av.VideoFrame]]) -> None:
+        try:
+            extra = next(frames, None)
+        except VideoError:  # damage past the stated end: the stated count stands
+            return
+        if extra is not None:
+            raise FrameCountMismatch(
+                f"the container states {self.num_frames} frames; more decode", self.path
+            )
 
     def close(self) -> None:
         if self._container is not None:

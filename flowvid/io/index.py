@@ -1,6 +1,13 @@
 """The index of a video container: frame count, rate, size and timestamps, from decoding the
-whole video once with PyAV (cached on disk), never from container metadata, which is often
-wrong for microscope recordings."""
+whole video once with PyAV (cached on disk), not from container metadata, which is often
+wrong for microscope recordings.
+
+One exception saves that extra decode where it would only count frames: streaming
+prediction from the start of an MP4/MOV/AVI may begin with the count the container's own
+sample table states (:func:`header_index`, ``exact=False``). The reader then checks the
+count as it decodes and raises :class:`FrameCountMismatch` when it was wrong, and the caller
+falls back to the exact index.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +38,15 @@ class VideoIndex:
     width: int
     pts: list[int] | None  # presentation timestamp of every frame, in decode order
     decord_ok: bool | None = None  # set once decord has been checked against PyAV
+    exact: bool = True  # False: the count is the container's claim, checked while decoding
+
+
+class FrameCountMismatch(VideoError):
+    """Decoding found a different number of frames than the container states."""
+
+
+# containers whose sample table counts the frames it holds (MP4/MOV family, AVI)
+_COUNTED_FORMATS = ("mov", "mp4", "avi")
 
 
 def cache_dir() -> Path:
@@ -97,8 +113,25 @@ def _float_rate(rate: Fraction | None) -> float | None:
     return float(rate) if rate else None
 
 
-def video_index(path: str | Path, refresh: bool = False) -> VideoIndex:
-    """The cached index of a video file, built on first use."""
+def header_index(path: Path) -> VideoIndex | None:
+    """What the container states, without decoding: count, rate and size (no timestamps),
+    or None where its format keeps no frame count or states none."""
+    container = open_container(path)
+    try:
+        stream = container.streams.video[0]
+        formats = container.format.name.split(",")
+        count = stream.frames
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if not any(f in _COUNTED_FORMATS for f in formats) or count < 2 or not width or not height:
+            return None
+        return VideoIndex(count, _float_rate(stream.average_rate), height, width, None, exact=False)
+    finally:
+        container.close()
+
+
+def video_index(path: str | Path, refresh: bool = False, exact: bool = True) -> VideoIndex:
+    """The cached index of a video file, built on first use. ``exact=False`` accepts the
+    container's stated count (:func:`header_index`) when no exact index is cached yet."""
     path = Path(path)
     if not path.is_file():
         raise VideoError("no such video file", path)
@@ -108,6 +141,10 @@ def video_index(path: str | Path, refresh: bool = False) -> VideoIndex:
             return VideoIndex(**json.loads(cached.read_text()))
         except (ValueError, TypeError):
             pass  # damaged cache entry: rebuild
+    if not exact and not refresh:
+        stated = header_index(path)
+        if stated is not None:
+            return stated
     index = _scan(path)
     save_index(path, index)
     return index

@@ -24,7 +24,7 @@ from pathlib import Path
 from flowvid.errors import VideoError
 from flowvid.io import decoders
 from flowvid.io.decoders import DecordReader, PyAVReader, decord_available
-from flowvid.io.index import VideoIndex, cache_dir, save_index, video_index
+from flowvid.io.index import FrameCountMismatch, VideoIndex, cache_dir, save_index, video_index
 from flowvid.io.reader import IMAGE_SUFFIXES, TIFF_SUFFIXES, VIDEO_SUFFIXES, VideoReader
 from flowvid.io.stacks import FrameFolderReader, TiffReader
 from flowvid.io.writer import VideoWriter, write_video
@@ -38,17 +38,20 @@ __all__ = [
     "cache_dir",
     "open_video",
     "video_index",
+    "FrameCountMismatch",
     "write_video",
 ]
 
 log = logging.getLogger(__name__)
 
 
-def open_video(path: str | Path, backend: str = "pyav") -> VideoReader:
+def open_video(path: str | Path, backend: str = "pyav", exact: bool = True) -> VideoReader:
     """Open a video file, a .tif stack or a folder of frames.
 
     ``backend``: ``"pyav"`` (reference, default), or ``"auto"`` for training, which uses
-    decord when it is installed and agrees with PyAV on this video.
+    decord when it is installed and agrees with PyAV on this video. ``exact=False``: a video
+    file not indexed yet may be read with the frame count its container states, checked
+    while decoding (streaming prediction; see :mod:`flowvid.io.index`).
     """
     path = Path(path)
     if path.is_dir():
@@ -59,7 +62,7 @@ def open_video(path: str | Path, backend: str = "pyav") -> VideoReader:
         return TiffReader(path)
     if backend not in ("pyav", "auto"):
         raise ValueError(f"unknown video backend {backend!r}: use 'pyav' or 'auto'")
-    index = video_index(path)
+    index = video_index(path, exact=exact)
     reference = PyAVReader(path, index)
     if backend == "pyav" or not decord_available():
         return reference

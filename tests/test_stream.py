@@ -1,0 +1,117 @@
+"""The overlapped prediction pipeline: background decoding, the container's frame count
+trusted only until decoding proves it wrong."""
+
+import logging
+import threading
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from flowvid.inference import predict_flow
+from flowvid.io import index as index_module
+from flowvid.io.index import _index_path
+from flowvid.io.video import open_video, write_video
+from flowvid.models import create_model
+from flowvid.stream import prefetch
+
+TINY = dict(
+    encoder="resnet18",
+    pretrained="none",
+    hidden=16,
+    context=16,
+    corr_radius=1,
+    coarse_corr_radius=1,
+    decoder_widths=[16, 8, 8],
+    core="gru",
+    task="flow",
+)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = create_model(**TINY)
+    torch.nn.init.normal_(m.head.net[-1].weight, std=0.05)
+    return m.eval()
+
+
+def _video(path, frames=11, size=48):
+    rng = np.random.default_rng(0)
+    base = (rng.random((size * 2, size * 2, 3)) * 255).astype(np.uint8)
+    write_video(path, [base[t : t + size, t : t + size] for t in range(frames)], fps=50)
+    return path
+
+
+def _direct(model, video):
+    with open_video(video) as v:
+        frames = torch.from_numpy(v.read(range(v.num_frames))).permute(0, 3, 1, 2).float()
+    with torch.no_grad():
+        return model(frames[None] / 255)[0].permute(0, 2, 3, 1).numpy()
+
+
+def test_prefetch_keeps_order_and_raises_the_producers_error():
+    assert list(prefetch(iter(range(50)), depth=2)) == list(range(50))
+
+    def broken():
+        yield 1
+        raise ValueError("decoder broke")
+
+    got = []
+    with pytest.raises(ValueError, match="decoder broke"):
+        for item in prefetch(broken()):
+            got.append(item)
+    assert got == [1]
+
+
+def test_prefetch_stops_its_thread_when_the_consumer_stops():
+    produced = []
+
+    def endless():
+        i = 0
+        while True:
+            produced.append(i)
+            yield i
+            i += 1
+
+    before = threading.active_count()
+    stream = prefetch(endless(), depth=2)
+    assert next(stream) == 0
+    stream.close()  # the consumer gives up (an error, Ctrl-C)
+    time.sleep(0.2)
+    assert threading.active_count() == before
+    assert len(produced) <= 5  # it stopped, a queue's depth ahead at most
+
+
+def test_predict_uses_the_containers_count_without_decoding_to_count(model, tmp_path):
+    video = _video(tmp_path / "clip.mp4")
+    out = tmp_path / "flow.npy"
+    predict_flow(model, video, out, device="cpu", batch_frames=4, progress=False)
+    assert not _index_path(video).exists()  # no full decode just to count the frames
+    flow = np.load(out)
+    assert flow.shape == (10, 48, 48, 2)
+    np.testing.assert_allclose(flow, _direct(model, video), atol=1e-4)
+
+
+@pytest.mark.parametrize("error", [+3, -3])
+def test_a_wrong_container_count_falls_back_to_the_exact_count(
+    model, tmp_path, monkeypatch, caplog, error
+):
+    video = _video(tmp_path / "clip.mp4")
+    honest = index_module.header_index
+
+    def lying(path):
+        stated = honest(path)
+        return replace(stated, num_frames=stated.num_frames + error)
+
+    monkeypatch.setattr(index_module, "header_index", lying)
+    out = tmp_path / "flow.npy"
+    with caplog.at_level(logging.WARNING):
+        pred = predict_flow(model, video, out, device="cpu", batch_frames=4, progress=False)
+    assert "counting the frames by decoding" in caplog.text
+    assert pred.shape[0] == 10 and np.load(out).shape == (10, 48, 48, 2)
+    np.testing.assert_allclose(np.load(out), _direct(model, video), atol=1e-4)
+    assert _index_path(video).exists()  # the exact index, built and cached
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
