@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 
 from flowvid import __version__
+from flowvid.cli.bench import add_bench
 from flowvid.cli.common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED
 from flowvid.cli.data import add_synth, add_validate
 from flowvid.cli.kymo import add_kymo
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_measure,
         add_kymo,
         add_summary,
+        add_bench,
     ):
         add(sub)
     return parser
