@@ -206,7 +206,7 @@ def raft_rate(name: str, size: int, device: torch.device, batch: int, rounds: in
 
 
 _PEAK = """
-import json, resource, sys, torch
+import json, sys, torch
 from flowvid.checkpoint import load_model
 from flowvid.inference import predict_flow
 model, _ = load_model(None)
@@ -214,13 +214,16 @@ if torch.cuda.is_available() and sys.argv[3] == "cuda":
     torch.cuda.reset_peak_memory_stats()
 pred = predict_flow(model, sys.argv[1], sys.argv[2], device=sys.argv[3], progress=False)
 cuda = torch.cuda.max_memory_allocated() / 2**20 if sys.argv[3] == "cuda" else None
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+with open("/proc/self/status") as status:  # VmHWM: this process's own peak, from exec on
+    rss = next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
 print(json.dumps({"maps": pred.shape[0], "rss_mb": rss, "cuda_mb": cuda}))
 """
 
 
 def peak_memory(video: Path, device: torch.device) -> dict[str, float]:
-    """Peak RSS (and CUDA memory) of a fresh process predicting the whole video."""
+    """Peak RSS (and CUDA memory) of a fresh process predicting the whole video. The peak is
+    the process's VmHWM (Linux), not ru_maxrss, which carries the parent's peak across
+    fork and exec."""
     with tempfile.TemporaryDirectory() as tmp:
         out = subprocess.run(
             [sys.executable, "-c", _PEAK, str(video), str(Path(tmp) / "f.npy"), device.type],
