@@ -46,6 +46,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
+    arch: str = "flowvid"  # flowvid (video model) | raft_small | raft_large (two-frame anchor)
     task: str = "flow"  # flow | frames
     encoder: str = "tf_efficientnet_lite0"
     pretrained: str = "imagenet"  # imagenet | none

@@ -20,6 +20,7 @@ from flowvid.cli.data import add_synth, add_validate
 from flowvid.cli.kymo import add_kymo
 from flowvid.cli.measure import add_measure, add_summary
 from flowvid.cli.predict import add_embed, add_overlay, add_predict
+from flowvid.cli.study import add_study
 from flowvid.cli.train import add_eval, add_train
 from flowvid.errors import InputError, Terminated
 
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_kymo,
         add_summary,
         add_bench,
+        add_study,
     ):
         add(sub)
     return parser

@@ -250,6 +250,7 @@ class FlowVid(nn.Module):
 
 def create_model(
     *,
+    arch: str = DEFAULTS.arch,
     encoder: str = DEFAULTS.encoder,
     pretrained: str = DEFAULTS.pretrained,
     weights: str | None = DEFAULTS.weights,
@@ -266,10 +267,20 @@ def create_model(
     refine_radius: int = DEFAULTS.refine_radius,
 ) -> FlowVid:
     """Build a FlowVid model by name; unknown names raise an error listing the valid ones.
+    ``arch`` other than ``flowvid`` builds torchvision's RAFT instead (random init, a
+    two-frame anchor for comparisons; :mod:`flowvid.models.raft`), ignoring the rest.
 
     The defaults are :class:`~flowvid.config.ModelConfig`'s (their one home), and the keyword
     arguments are exactly the fields of ``model:`` in a config and what a checkpoint stores.
     """
+    if arch != "flowvid":
+        from flowvid.models.raft import RAFT_MODELS, RaftFlow
+
+        if arch not in RAFT_MODELS:
+            raise InputError(f"unknown arch {arch!r}; choose one of {['flowvid', *RAFT_MODELS]}")
+        if task != "flow":
+            raise InputError(f"a {arch} model predicts flow only, not {task!r}")
+        return RaftFlow(arch)
     for kind, name, registry in (("core", core, CORES), ("task", task, HEADS)):
         if name not in registry:
             raise InputError(f"unknown {kind} {name!r}; choose one of {sorted(registry)}")

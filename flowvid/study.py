@@ -1,0 +1,407 @@
+"""The transfer study: with a few labelled clips of your own, does ImageNet pretraining help,
+and how (fully fine-tuned, frozen, from scratch, or through the curriculum)? And does the
+video model beat a two-frame network trained the same way?
+
+A look held out of the vessel corpus stands in for the user's clips (the *target*): a pool
+of its clips for training (the first 5, 10, 40 of it, nested), a few for validation and a
+separate set for the test. Every arm trains on the target with the same steps, schedule,
+augmentation and loss, for every seed:
+
+- ``imagenet``: ImageNet encoder, fully unfrozen;
+- ``frozen``: ImageNet encoder, frozen;
+- ``scratch``: random initialisation;
+- ``curriculum``: ImageNet -> generic motion -> vessels (every look but the target) -> target;
+- ``scratch_curriculum``: random init -> motion -> vessels -> target;
+- ``raft_small``: torchvision's RAFT-small (random init, no download) through the same
+  curriculum, data pipeline and loss;
+
+and zero flow, OpenCV Farneback and DIS are scored on the same test clips. The pretraining
+stages are trained once per initialisation (seed 0) and shared by the seeds of an arm.
+
+Everything lands under one folder and a finished step is never redone (corpora with a
+``dataset.yaml``, runs with a ``model.pt``), so an interrupted study resumes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from flowvid.checkpoint import load_model
+from flowvid.config import load_config
+from flowvid.data.corpus import write_corpus
+from flowvid.data.looks import LOOKS
+from flowvid.data.synthetic import SynthConfig
+from flowvid.errors import InputError
+from flowvid.evaluate import evaluate
+from flowvid.io.atomic import atomic_output
+from flowvid.training.train import train
+
+CURRICULUM = Path(__file__).resolve().parent.parent / "configs" / "curriculum"
+BASELINES = ("zero", "farneback", "dis_medium")
+METRICS = ("epe_vessel", "epe_outside", "acc_1px_vessel")
+
+
+@dataclass(frozen=True)
+class Arm:
+    label: str
+    overrides: tuple[str, ...]
+    chain: str | None = None  # the curriculum's initialisation ("imagenet" or "none")
+
+
+ARMS: dict[str, Arm] = {
+    "imagenet": Arm("ImageNet, fully fine-tuned", ("model.pretrained=imagenet",)),
+    "frozen": Arm("ImageNet, frozen encoder", ("model.pretrained=imagenet", "model.freeze=all")),
+    "scratch": Arm("random init", ("model.pretrained=none",)),
+    "curriculum": Arm(
+        "ImageNet -> motion -> vessels -> target", ("model.pretrained=imagenet",), "imagenet"
+    ),
+    "scratch_curriculum": Arm(
+        "random -> motion -> vessels -> target", ("model.pretrained=none",), "none"
+    ),
+    "raft_small": Arm(
+        "RAFT-small (two frames) -> motion -> vessels -> target",
+        ("model.arch=raft_small", "model.pretrained=none"),
+        "raft_small",
+    ),
+}
+
+
+@dataclass
+class StudyConfig:
+    """``configs/experiments/transfer.yaml``: every size of the study (``small:`` holds the
+    values that replace these in the CPU small mode)."""
+
+    config: str = "configs/curriculum/3_finetune.yaml"  # the target stage's training config
+    target_look: str = "tracers"
+    train_clips: list[int] = field(default_factory=lambda: [5, 10, 40])
+    val_clips: int = 4
+    test_clips: int = 8
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    arms: list[str] = field(default_factory=lambda: list(ARMS))
+    size: int = 192
+    frames: int = 48
+    steps: int = 800
+    val_every: int = 100
+    motion_steps: int = 4000
+    vessel_steps: int = 4000
+    vessel_videos: int = 50
+    overrides: list[str] = field(default_factory=list)  # every training run, every stage
+    target_epe: float | None = None  # "steps to reach"; default: the better classical method
+    seed: int = 0  # of the corpora
+
+
+def load_study(path: str | Path, small: bool = False) -> StudyConfig:
+    """Read a study file; ``small`` applies its ``small:`` section."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("no such study file", path)
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise InputError("a study file is a mapping of keys to values", path)
+    smaller = raw.pop("small", {}) or {}
+    if small:
+        raw |= smaller
+    known = {f.name for f in fields(StudyConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise InputError(f"unknown keys {unknown}; the keys are {sorted(known)}", path)
+    study = StudyConfig(**raw)
+    if study.target_look not in LOOKS:
+        raise InputError(f"target_look must be one of {LOOKS}, not {study.target_look!r}", path)
+    bad = sorted(set(study.arms) - set(ARMS))
+    if bad:
+        raise InputError(f"unknown arms {bad}; the arms are {sorted(ARMS)}", path)
+    if not study.train_clips or min(study.train_clips) < 1:
+        raise InputError("train_clips must list positive clip counts", path)
+    return study
+
+
+# ------------------------------------------------------------------------------ corpora
+
+
+def _corpus(root: Path, videos: int, cfg: SynthConfig, seed: int) -> Path:
+    if not (root / "dataset.yaml").is_file():
+        write_corpus(root, videos, cfg, seed=seed, force=True, progress=False)
+    return root
+
+
+def target_datasets(out: Path, s: StudyConfig) -> dict[int, Path]:
+    """One dataset folder per training-set size: the first N clips of the target pool for
+    training (so the sets are nested), and the same validation and test clips for all."""
+    pool_size = max(s.train_clips) + s.val_clips + s.test_clips
+    synth = SynthConfig(size=s.size, frames=s.frames, looks=(s.target_look,))
+    pool = _corpus(out / "corpora" / f"target_{s.target_look}", pool_size, synth, s.seed + 7)
+    meta = yaml.safe_load((pool / "dataset.yaml").read_text())
+    names = sorted(meta["clips"])
+    val = names[: s.val_clips]
+    test = names[s.val_clips : s.val_clips + s.test_clips]
+    rest = names[s.val_clips + s.test_clips :]
+    out_roots = {}
+    for n in s.train_clips:
+        root = out / "corpora" / f"target_{s.target_look}_{n}"
+        out_roots[n] = _subset(pool, root, meta, {"train": rest[:n], "val": val, "test": test})
+    return out_roots
+
+
+def _subset(pool: Path, root: Path, meta: dict, split: dict[str, list[str]]) -> Path:
+    """A dataset folder of some of ``pool``'s clips (symbolic links) with its own split."""
+    if (root / "dataset.yaml").is_file():
+        return root
+    chosen = [n for names in split.values() for n in names]
+    for sub in ("videos", "flow", "masks"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        for item in (pool / sub).iterdir():
+            if item.name.split(".")[0] in chosen and not (root / sub / item.name).exists():
+                os.symlink(item.resolve(), root / sub / item.name)
+    doc = dict(meta, split=split, clips={n: meta["clips"][n] for n in chosen})
+    look = meta["clips"][chosen[0]]["meta"]["look"]["name"]
+    doc["notes"] = (
+        f"Stands in for a user's own labelled clips in the transfer study: the look '{look}' "
+        "is held out of every pretraining corpus (data_cards/transfer_target.md). "
+        + str(meta.get("notes", ""))
+    )
+    with atomic_output(root / "dataset.yaml") as tmp:
+        tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return root
+
+
+# ---------------------------------------------------------------------------- training
+
+
+def _run(config: str | Path, overrides: list[str], run_dir: Path) -> Path:
+    model = run_dir / "model.pt"
+    if not model.is_file():
+        train(load_config(config, [*overrides, f"train.run_dir={run_dir}"]))
+    return model
+
+
+def _sized(s: StudyConfig, steps: int) -> list[str]:
+    return [
+        *s.overrides,
+        f"data.crop={s.size}",
+        f"train.max_steps={steps}",
+        f"train.val_every_steps={min(s.val_every, steps)}",
+        f"train.warmup_steps={max(1, steps // 10)}",
+    ]
+
+
+def pretrained_chain(out: Path, s: StudyConfig, chain: str, arm: Arm) -> Path:
+    """Motion stage, then vessel stage (every look but the target): the model to start the
+    target stage from. Trained once per initialisation and reused."""
+    base = out / "pretrain" / chain
+    stage1 = _run(
+        CURRICULUM / "1_motion.yaml",
+        [*_sized(s, s.motion_steps), *arm.overrides, "train.seed=0"],
+        base / "1_motion",
+    )
+    others = tuple(look for look in LOOKS if look != s.target_look)
+    vessels = _corpus(
+        out / "corpora" / f"vessels_without_{s.target_look}",
+        s.vessel_videos,
+        SynthConfig(size=s.size, frames=s.frames, looks=others),
+        s.seed,
+    )
+    return _run(
+        CURRICULUM / "2_vessels.yaml",
+        [
+            *_sized(s, s.vessel_steps),
+            *arm.overrides,
+            f"data.root={vessels}",
+            f"train.init_from={stage1}",
+            "train.seed=0",
+        ],
+        base / "2_vessels",
+    )
+
+
+def _val_curve(run_dir: Path) -> list[tuple[int, float]]:
+    """(step, validation vessel EPE) from the run's CSV logs."""
+    points = []
+    for path in sorted((run_dir / "logs").glob("version_*/metrics.csv")):
+        with path.open() as f:
+            for row in csv.DictReader(f):
+                value = row.get("val/epe_vessel")
+                if value not in (None, ""):
+                    points.append((int(row["step"]), float(value)))
+    return sorted(points)
+
+
+def run_study(out: str | Path, s: StudyConfig, progress: bool = False) -> dict[str, Any]:
+    """Train and score every arm, size and seed; write results.json beside the runs."""
+    out = Path(out)
+    datasets = target_datasets(out, s)
+    first = datasets[min(s.train_clips)]
+    classical = evaluate(
+        first, "test", None, baselines=True, out_dir=out / "eval_classical", progress=progress
+    )["overall"]
+    val_classical = evaluate(
+        first, "val", None, baselines=True, out_dir=out / "eval_classical_val", progress=progress
+    )["overall"]
+    target_epe = s.target_epe or min(
+        val_classical[m]["epe_vessel"] for m in ("farneback", "dis_medium")
+    )
+    runs = []
+    for name in s.arms:
+        arm = ARMS[name]
+        start = None if arm.chain is None else pretrained_chain(out, s, arm.chain, arm)
+        for n, root in datasets.items():
+            for seed in s.seeds:
+                run_dir = out / "runs" / name / f"clips{n}" / f"seed{seed}"
+                extra = [f"train.init_from={start or 'none'}"]  # no stage-3 default start
+                model_path = _run(
+                    s.config,
+                    [
+                        *_sized(s, s.steps),
+                        *arm.overrides,
+                        *extra,
+                        f"data.root={root}",
+                        f"train.seed={seed}",
+                    ],
+                    run_dir,
+                )
+                model, _ = load_model(model_path)
+                report = evaluate(root, "test", model, out_dir=run_dir / "eval", progress=progress)
+                scores = report["overall"]["flowvid"]
+                curve = _val_curve(run_dir)
+                reached = next((step for step, epe in curve if epe <= target_epe), None)
+                runs.append(
+                    {
+                        "arm": name,
+                        "clips": n,
+                        "seed": seed,
+                        **{m: scores[m] for m in METRICS},
+                        "val_curve": curve,
+                        "steps_to_target": reached,
+                    }
+                )
+    result = {
+        "study": s.__dict__,
+        "target_epe": target_epe,
+        "classical": {m: {k: classical[m][k] for k in METRICS} for m in BASELINES},
+        "runs": runs,
+    }
+    with atomic_output(out / "results.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=2))
+    return result
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def summarise(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Mean and spread (min-max) over seeds, per arm and training-set size."""
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for run in result["runs"]:
+        groups.setdefault((run["arm"], run["clips"]), []).append(run)
+    rows = []
+    for (arm, clips), runs in groups.items():
+        row: dict[str, Any] = {"arm": arm, "clips": clips, "seeds": len(runs)}
+        for m in METRICS:
+            values = np.array([r[m] for r in runs], float)
+            row[m] = (float(values.mean()), float(values.min()), float(values.max()))
+        steps = [r["steps_to_target"] for r in runs]
+        row["steps_to_target"] = steps
+        rows.append(row)
+    return rows
+
+
+def _cell(v: tuple[float, float, float]) -> str:
+    mean, lo, hi = v
+    return f"{mean:.3f} ({lo:.3f}-{hi:.3f})" if hi > lo else f"{mean:.3f}"
+
+
+def _steps(steps: list[int | None]) -> str:
+    reached = [s for s in steps if s is not None]
+    if not reached:
+        return "never"
+    median = int(np.median(reached))
+    return f"{median} ({len(reached)}/{len(steps)} seeds)"
+
+
+def render_table(result: dict[str, Any]) -> str:
+    lines = [
+        "| arm | train clips | vessel EPE | outside EPE | <1 px (vessel) | steps to target |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in summarise(result):
+        lines.append(
+            f"| {ARMS[row['arm']].label} | {row['clips']} | {_cell(row['epe_vessel'])} | "
+            f"{_cell(row['epe_outside'])} | {_cell(row['acc_1px_vessel'])} | "
+            f"{_steps(row['steps_to_target'])} |"
+        )
+    names = {"zero": "zero flow", "farneback": "OpenCV Farneback", "dis_medium": "OpenCV DIS"}
+    for m, scores in result["classical"].items():
+        lines.append(
+            f"| {names[m]} | - | {scores['epe_vessel']:.3f} | {scores['epe_outside']:.3f} | "
+            f"{scores['acc_1px_vessel']:.3f} | - |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(result: dict[str, Any], path: Path) -> None:
+    """Validation vessel EPE against steps: per arm the mean over seeds with its range, one
+    panel per training-set size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = sorted({r["clips"] for r in result["runs"]})
+    fig, axes = plt.subplots(
+        1,
+        len(sizes),
+        figsize=(4.5 * len(sizes), 3.8),
+        sharey=True,
+        constrained_layout=True,
+        squeeze=False,
+    )
+    for ax, n in zip(axes[0], sizes, strict=True):
+        for arm in ARMS:
+            curves = [r["val_curve"] for r in result["runs"] if r["arm"] == arm and r["clips"] == n]
+            curves = [c for c in curves if c]
+            if not curves:
+                continue
+            length = min(len(c) for c in curves)
+            steps = [c[i][0] for i in range(length) for c in curves[:1]]
+            values = np.array([[c[i][1] for i in range(length)] for c in curves])
+            (line,) = ax.plot(steps, values.mean(0), label=ARMS[arm].label)
+            ax.fill_between(steps, values.min(0), values.max(0), color=line.get_color(), alpha=0.2)
+        ax.axhline(
+            result["target_epe"], color="k", ls=":", lw=1, label="target (best classical, val)"
+        )
+        ax.set(title=f"{n} training clips", xlabel="step")
+    axes[0][0].set_ylabel("validation vessel EPE (px/frame)")
+    axes[0][-1].legend(fontsize=7)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(out: Path, result: dict[str, Any], command: str) -> Path:
+    """OUT/transfer_study.md (the table and how it was made) and OUT/val_curves.png."""
+    s = result["study"]
+    with atomic_output(out / "val_curves.png") as tmp:
+        plot_curves(result, tmp)
+    text = (
+        f"Command: `{command}`\n\n"
+        f"Target look (stands in for the user's clips): **{s['target_look']}**, "
+        f"{s['size']} px, {s['frames']} frames per clip; {s['val_clips']} validation and "
+        f"{s['test_clips']} test clips. Target stage: {s['steps']} steps from "
+        f"`{s['config']}`; seeds {s['seeds']}. Pretraining: {s['motion_steps']} motion steps, "
+        f"{s['vessel_steps']} vessel steps on {s['vessel_videos']} clips of the other looks.\n\n"
+        "Test-set figures, px/frame: mean over seeds (min-max). *Steps to target*: the first "
+        f"validation step at which the vessel EPE was at or below {result['target_epe']:.3f} "
+        "(the better classical method on the validation clips); median over the seeds that "
+        "reached it.\n\n" + render_table(result) + "\n![validation EPE](val_curves.png)\n"
+    )
+    path = out / "transfer_study.md"
+    with atomic_output(path) as tmp:
+        tmp.write_text(text)
+    return path

@@ -1,0 +1,141 @@
+"""The transfer study's pieces: its file, its nested target datasets, the RAFT anchor, and one
+tiny end-to-end run (two arms, one seed, a few steps)."""
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from flowvid.data.dataset import load_dataset
+from flowvid.errors import InputError
+from flowvid.models import create_model
+from flowvid.models.raft import RaftFlow
+from flowvid.study import StudyConfig, load_study, run_study, target_datasets, write_report
+
+
+def test_the_study_file_and_its_small_mode_load():
+    full = load_study("configs/experiments/transfer.yaml")
+    small = load_study("configs/experiments/transfer.yaml", small=True)
+    assert full.train_clips == [5, 10, 40] and len(full.seeds) == 3
+    assert small.size < full.size and small.steps < full.steps
+    assert set(full.arms) == {
+        "imagenet",
+        "frozen",
+        "scratch",
+        "curriculum",
+        "scratch_curriculum",
+        "raft_small",
+    }
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("target_look: purple\n", "target_look must be one of"),
+        ("arms: [imagenet, magic]\n", "unknown arms ['magic']"),
+        ("colour: red\n", "unknown keys ['colour']"),
+        ("train_clips: [0]\n", "positive clip counts"),
+    ],
+)
+def test_a_bad_study_file_is_refused_with_the_reason(tmp_path, text, message):
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    with pytest.raises(InputError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_study(path)
+
+
+def test_target_datasets_are_nested_and_share_val_and_test(tmp_path):
+    s = StudyConfig(size=32, frames=5, train_clips=[1, 3], val_clips=1, test_clips=2)
+    roots = target_datasets(tmp_path, s)
+    splits = {}
+    for n, root in roots.items():
+        data = load_dataset(root)  # a valid dataset folder
+        splits[n] = {k: sorted(c.name for c in data.split(k)) for k in ("train", "val", "test")}
+        assert len(splits[n]["train"]) == n
+        clips = yaml.safe_load((root / "dataset.yaml").read_text())["clips"].values()
+        looks = {c["meta"]["look"]["name"] for c in clips}
+        assert looks == {"tracers"}  # the held-out look only
+    assert set(splits[1]["train"]) < set(splits[3]["train"])
+    assert splits[1]["val"] == splits[3]["val"] and splits[1]["test"] == splits[3]["test"]
+    used = [set(v) for v in splits[3].values()]
+    assert not (used[0] & used[1] or used[0] & used[2] or used[1] & used[2])
+
+
+class _ConstantNet(torch.nn.Module):
+    """Stands in for RAFT's network: flow (3, -1) on whatever grid it is given."""
+
+    def forward(self, a, b, num_flow_updates):
+        self.seen = a.shape
+        flow = torch.zeros(a.shape[0], 2, *a.shape[-2:])
+        flow[:, 0], flow[:, 1] = 3.0, -1.0
+        return [flow]
+
+
+def test_raft_on_small_clips_is_enlarged_and_its_flow_brought_back_to_the_clip():
+    model = RaftFlow("raft_small")
+    model.net = _ConstantNet()
+    flow = model(torch.rand(1, 3, 3, 40, 52))
+    assert flow.shape == (1, 2, 2, 40, 52)
+    assert model.net.seen[-2:] == (160, 208)  # enlarged x4 to reach 128 px
+    assert torch.allclose(flow[:, :, 0], torch.tensor(0.75)) and torch.allclose(
+        flow[:, :, 1], torch.tensor(-0.25)
+    )
+
+
+def test_raft_streams_like_it_runs_on_the_whole_clip():
+    torch.manual_seed(0)
+    model = create_model(arch="raft_small").eval()
+    clip = torch.rand(1, 5, 3, 64, 64)
+    with torch.no_grad():
+        whole = model(clip)
+        first, state = model.step(clip[:, :2], model.init_state())
+        rest, _ = model.step(clip[:, 2:], state)
+    assert first.shape[1] == 1 and rest.shape[1] == 3
+    torch.testing.assert_close(torch.cat([first, rest], 1), whole, atol=1e-4, rtol=1e-4)
+
+
+def test_a_tiny_study_runs_end_to_end_and_resumes(tmp_path):
+    s = StudyConfig(
+        size=32,
+        frames=6,
+        train_clips=[1],
+        val_clips=1,
+        test_clips=1,
+        seeds=[0],
+        arms=["scratch", "raft_small"],
+        steps=2,
+        val_every=1,
+        motion_steps=1,
+        vessel_steps=1,
+        vessel_videos=2,
+        overrides=[
+            "data.clip_len=3",
+            "data.batch_size=1",
+            "data.workers=0",
+            "train.watch_motion=false",
+            "data.rendered_val_clips=1",
+            "data.val_windows=1",
+            "train.checkpoint_minutes=none",
+        ],
+    )
+    result = run_study(tmp_path, s)
+    assert {(r["arm"], r["clips"], r["seed"]) for r in result["runs"]} == {
+        ("scratch", 1, 0),
+        ("raft_small", 1, 0),
+    }
+    for run in result["runs"]:
+        assert run["epe_vessel"] > 0 and run["val_curve"]
+    assert (tmp_path / "pretrain" / "raft_small" / "2_vessels" / "model.pt").is_file()
+    report = write_report(tmp_path, result, "flowvid study test.yaml --out x")
+    text = report.read_text()
+    assert "| random init | 1 |" in text and "OpenCV DIS" in text
+    assert (tmp_path / "val_curves.png").stat().st_size > 0
+    stamp = (tmp_path / "runs" / "scratch" / "clips1" / "seed0" / "model.pt").stat().st_mtime_ns
+    again = run_study(tmp_path, s)  # resumes: nothing is retrained
+    assert (
+        tmp_path / "runs" / "scratch" / "clips1" / "seed0" / "model.pt"
+    ).stat().st_mtime_ns == stamp
+    assert json.loads((tmp_path / "results.json").read_text())["runs"] == json.loads(
+        json.dumps(again["runs"])
+    )
