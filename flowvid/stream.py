@@ -236,7 +236,7 @@ def _ready(item: tuple[torch.Tensor, torch.cuda.Event | None]) -> np.ndarray:
     if done is not None:
         done.synchronize()
     out = host.numpy()
-    return out.astype(np.float32) if out.dtype != np.float16 else out
+    return out if out.dtype == np.float16 else out.astype(np.float32, copy=False)
 
 
 def to_clip_size(out: torch.Tensor, height: int, width: int, is_flow: bool) -> torch.Tensor:
@@ -249,4 +249,4 @@ def to_clip_size(out: torch.Tensor, height: int, width: int, is_flow: bool) -> t
         out = F.interpolate(out, size=(height, width), mode="bilinear", align_corners=False)
         if is_flow:
             out = out * out.new_tensor([width / w, height / h]).view(1, 2, 1, 1)
-    return out.permute(0, 2, 3, 1).contiguous()
+    return out.permute(0, 2, 3, 1)

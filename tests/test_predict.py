@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import TINY
 
 from flowvid.checkpoint import load_model, save_checkpoint
 from flowvid.cli import main
@@ -15,18 +16,6 @@ from flowvid.io.flowfile import read_flow
 from flowvid.io.video import open_video, write_video
 from flowvid.models import create_model
 from flowvid.stream import to_clip_size
-
-TINY = dict(
-    encoder="resnet18",
-    pretrained="none",
-    hidden=16,
-    context=16,
-    corr_radius=1,
-    coarse_corr_radius=1,
-    decoder_widths=[16, 8, 8],
-    core="gru",
-    task="flow",
-)
 
 
 @pytest.fixture(scope="module")

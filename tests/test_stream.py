@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from helpers import TINY
 
 from flowvid.inference import predict_flow
 from flowvid.io import index as index_module
@@ -16,18 +17,6 @@ from flowvid.io.index import _index_path
 from flowvid.io.video import open_video, write_video
 from flowvid.models import create_model
 from flowvid.stream import prefetch
-
-TINY = dict(
-    encoder="resnet18",
-    pretrained="none",
-    hidden=16,
-    context=16,
-    corr_radius=1,
-    coarse_corr_radius=1,
-    decoder_widths=[16, 8, 8],
-    core="gru",
-    task="flow",
-)
 
 
 @pytest.fixture(scope="module")
