@@ -51,25 +51,32 @@ def directions(path: np.ndarray) -> np.ndarray:
     return d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-9)
 
 
-def _sample(image: np.ndarray, path: np.ndarray) -> np.ndarray:
+def sample(image: np.ndarray, path: np.ndarray) -> np.ndarray:
     """Bilinear samples of a 2-D image at path points (x, y)."""
     return ndimage.map_coordinates(image, [path[:, 1], path[:, 0]], order=1, mode="nearest")
 
 
+def grey_along(frame: np.ndarray, path: np.ndarray) -> np.ndarray:
+    """(N,) float32: one frame's grey level (mean of RGB, 0-255) along the path."""
+    return sample(np.asarray(frame, np.float32).mean(-1), path).astype(np.float32)
+
+
+def flow_along(flow_map: np.ndarray, path: np.ndarray, tangent: np.ndarray) -> np.ndarray:
+    """(N,) float32: one flow map's component along the path (px/frame); ``tangent`` is
+    :func:`directions` of the path."""
+    u, v = sample(flow_map[..., 0], path), sample(flow_map[..., 1], path)
+    return (u * tangent[:, 0] + v * tangent[:, 1]).astype(np.float32)
+
+
 def video_kymograph(frames: Iterable[np.ndarray], path: np.ndarray) -> np.ndarray:
-    """(T, N) float32: the grey level (mean of RGB, 0-255) along the path in each frame."""
-    rows = [_sample(np.asarray(f, np.float32).mean(-1), path) for f in frames]
-    return np.stack(rows).astype(np.float32)
+    """(T, N) float32: the grey level along the path in each frame."""
+    return np.stack([grey_along(f, path) for f in frames])
 
 
 def flow_kymograph(flow: Iterable[np.ndarray], path: np.ndarray) -> np.ndarray:
     """(T-1, N) float32: the flow along the path's direction (px/frame), pair by pair."""
     tangent = directions(path)
-    rows = []
-    for f in flow:
-        u, v = _sample(f[..., 0], path), _sample(f[..., 1], path)
-        rows.append(u * tangent[:, 0] + v * tangent[:, 1])
-    return np.stack(rows).astype(np.float32)
+    return np.stack([flow_along(f, path, tangent) for f in flow])
 
 
 def stripe_speed(window: np.ndarray, step_deg: float = 0.1) -> float:

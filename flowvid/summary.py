@@ -28,6 +28,8 @@ from flowvid.errors import InputError
 from flowvid.kymo import (
     KymoSpeeds,
     directions,
+    flow_along,
+    grey_along,
     segment_path,
     window_speeds,
 )
@@ -57,12 +59,6 @@ class ClipSummary:
     def scale(self) -> float | None:
         """µm/s per px/frame, when the calibration is known."""
         return self.um_per_px * self.fps if self.um_per_px and self.fps else None
-
-
-def _sample(image: np.ndarray, path: np.ndarray) -> np.ndarray:
-    from scipy import ndimage
-
-    return ndimage.map_coordinates(image, [path[:, 1], path[:, 0]], order=1, mode="nearest")
 
 
 def summarise_clip(
@@ -102,9 +98,7 @@ def summarise_clip(
         f = np.asarray(flow[i], np.float64)
         speed_sum += np.hypot(f[..., 0], f[..., 1])
         rows += frame_rows(i, f, segs, um_per_px, fps)
-        along_path.append(
-            _sample(f[..., 0], path) * tangent[:, 0] + _sample(f[..., 1], path) * tangent[:, 1]
-        )
+        along_path.append(flow_along(f, path, tangent))
     centre = np.array([r["centreline_speed_px_per_frame"] for r in rows]).reshape(
         len(flow), len(segs)
     )
@@ -112,7 +106,7 @@ def summarise_clip(
     for frame in frames:
         frame = np.asarray(frame)
         frame_sum = frame.astype(np.float64) if frame_sum is None else frame_sum + frame
-        kymo.append(_sample(frame.astype(np.float32).mean(-1), path))
+        kymo.append(grey_along(frame, path))
         count += 1
     if count != len(flow) + 1:
         raise InputError(f"the video has {count} frames; the flow is for {len(flow) + 1}")
