@@ -96,6 +96,7 @@ class StudyConfig:
     overrides: list[str] = field(default_factory=list)  # every training run, every stage
     target_epe: float | None = None  # "steps to reach"; default: the better classical method
     seed: int = 0  # of the corpora
+    workers: int | None = None  # processes that render the corpora (default: all cores)
 
 
 def load_study(path: str | Path, small: bool = False) -> StudyConfig:
@@ -127,9 +128,11 @@ def load_study(path: str | Path, small: bool = False) -> StudyConfig:
 # ------------------------------------------------------------------------------ corpora
 
 
-def _corpus(root: Path, videos: int, cfg: SynthConfig, seed: int) -> Path:
+def _corpus(
+    root: Path, videos: int, cfg: SynthConfig, seed: int, workers: int | None = None
+) -> Path:
     if not (root / "dataset.yaml").is_file():
-        write_corpus(root, videos, cfg, seed=seed, force=True, progress=False)
+        write_corpus(root, videos, cfg, seed=seed, workers=workers, force=True, progress=False)
     return root
 
 
@@ -138,7 +141,9 @@ def target_datasets(out: Path, s: StudyConfig) -> dict[int, Path]:
     training (so the sets are nested), and the same validation and test clips for all."""
     pool_size = max(s.train_clips) + s.val_clips + s.test_clips
     synth = SynthConfig(size=s.size, frames=s.frames, looks=(s.target_look,))
-    pool = _corpus(out / "corpora" / f"target_{s.target_look}", pool_size, synth, s.seed + 7)
+    pool = _corpus(
+        out / "corpora" / f"target_{s.target_look}", pool_size, synth, s.seed + 7, s.workers
+    )
     meta = yaml.safe_load((pool / "dataset.yaml").read_text())
     names = sorted(meta["clips"])
     val = names[: s.val_clips]
@@ -208,6 +213,7 @@ def pretrained_chain(out: Path, s: StudyConfig, chain: str, arm: Arm) -> Path:
         s.vessel_videos,
         SynthConfig(size=s.size, frames=s.frames, looks=others),
         s.seed,
+        s.workers,
     )
     return _run(
         CURRICULUM / "2_vessels.yaml",
@@ -358,7 +364,7 @@ def plot_curves(result: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(
         1,
         len(sizes),
-        figsize=(4.5 * len(sizes), 3.8),
+        figsize=(4.5 * len(sizes), 4.4),
         sharey=True,
         constrained_layout=True,
         squeeze=False,
@@ -379,7 +385,8 @@ def plot_curves(result: dict[str, Any], path: Path) -> None:
         )
         ax.set(title=f"{n} training clips", xlabel="step")
     axes[0][0].set_ylabel("validation vessel EPE (px/frame)")
-    axes[0][-1].legend(fontsize=7)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=4, fontsize=8)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

@@ -46,7 +46,7 @@ def test_a_bad_study_file_is_refused_with_the_reason(tmp_path, text, message):
 
 
 def test_target_datasets_are_nested_and_share_val_and_test(tmp_path):
-    s = StudyConfig(size=32, frames=5, train_clips=[1, 3], val_clips=1, test_clips=2)
+    s = StudyConfig(size=32, frames=5, train_clips=[1, 3], val_clips=1, test_clips=2, workers=1)
     roots = target_datasets(tmp_path, s)
     splits = {}
     for n, root in roots.items():
@@ -109,6 +109,7 @@ def test_a_tiny_study_runs_end_to_end_and_resumes(tmp_path):
         motion_steps=1,
         vessel_steps=1,
         vessel_videos=2,
+        workers=1,
         overrides=[
             "data.clip_len=3",
             "data.batch_size=1",

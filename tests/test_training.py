@@ -20,7 +20,9 @@ from flowvid.models import create_model
 from flowvid.training.losses import balanced_flow_loss
 
 CONFIG_ROOT = Path(__file__).parents[1] / "configs"
-CONFIGS = sorted(CONFIG_ROOT.rglob("*.yaml"))
+CONFIGS = sorted(
+    p for p in CONFIG_ROOT.rglob("*.yaml") if "experiments" not in p.parts
+)  # studies: test_study
 
 
 @pytest.fixture(scope="module")
