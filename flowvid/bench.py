@@ -148,7 +148,7 @@ def model_rate(model, size: int, device: torch.device, batch_frames: int, chunks
         _sync(device)
 
     run(2)  # warm-up: first chunk and steady state
-    return _rate(chunks * batch_frames, lambda: run(chunks)) * 1.0
+    return _rate(chunks * batch_frames, lambda: run(chunks))
 
 
 def predict_rate(model, video: Path, device: torch.device, batch_frames: int) -> float:  # noqa: ANN001
