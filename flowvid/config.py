@@ -61,6 +61,10 @@ class ModelConfig:
     decoder_widths: list[int] = field(default_factory=lambda: [64, 32, 16])
     refine_iters: int = 0  # flow: lookup-and-update steps at stride 4 after the core (0: none)
     refine_radius: int = 1  # lookup window, cells of 4 px
+    lk_iters: int = 0  # flow: Gauss-Newton steps on the frames after the decoder (0: none)
+    lk_sigma: float = 2.0  # their window, Gaussian sigma in px
+    lk_levels: int = 1  # coarse-to-fine levels (1: full resolution only)
+    lk_prior: float = 0.25  # px: how far off the model's flow may be where it has no opinion
 
 
 @dataclass
@@ -275,6 +279,12 @@ def validate(cfg: Config) -> None:
         raise InputError("data.motion_mix renders clips of data.crop px: set data.crop >= 16")
     if cfg.model.refine_iters < 0 or cfg.model.refine_radius < 0:
         raise InputError("model.refine_iters and model.refine_radius must be 0 or more")
+    lk = cfg.model
+    if lk.lk_iters < 0 or lk.lk_levels < 1 or lk.lk_sigma <= 0 or lk.lk_prior <= 0:
+        raise InputError(
+            "model.lk_iters must be >= 0, model.lk_levels >= 1, "
+            "model.lk_sigma and model.lk_prior > 0"
+        )
     if len(cfg.model.decoder_widths) != 3:
         raise InputError("model.decoder_widths must list 3 widths")
 

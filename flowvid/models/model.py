@@ -29,6 +29,7 @@ from flowvid.errors import InputError
 from flowvid.models.decoder import FeaturePyramid, UNetDecoder
 from flowvid.models.encoder import Encoder
 from flowvid.models.heads import HEADS
+from flowvid.models.lk import DenseLK
 from flowvid.models.matching import SoftMatch, contrast
 from flowvid.models.refine import FlowRefiner
 from flowvid.models.temporal import CORES, local_correlation
@@ -60,6 +61,10 @@ class FlowVid(nn.Module):
         decoder_widths: tuple[int, int, int],
         refine_iters: int,
         refine_radius: int,
+        lk_iters: int = 0,
+        lk_sigma: float = 2.0,
+        lk_levels: int = 1,
+        lk_prior: float = 0.25,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -88,6 +93,16 @@ class FlowVid(nn.Module):
             if refine_iters and self.head.on_previous
             else None
         )
+        # the frames have the last word where they have texture: Gauss-Newton on the output
+        self.lk = (
+            DenseLK(lk_iters, lk_sigma, lk_levels, lk_prior)
+            if lk_iters and self.head.on_previous
+            else None
+        )
+        if self.lk is not None:  # the model's own confidence: how far off may its flow be, px
+            self.lk_confidence = nn.Conv2d(self.decoder.out_dim, 1, 3, padding=1)
+            nn.init.zeros_(self.lk_confidence.weight)
+            nn.init.zeros_(self.lk_confidence.bias)
         self.multiple = max(encoder.reductions)
 
     @property
@@ -180,6 +195,8 @@ class FlowVid(nn.Module):
         }
         if self.refiner is not None:
             anchors["next_n4"] = feats["n4"][:, skip:]
+        if self.lk is not None:
+            anchors["next_rgb"] = feats["rgb"][:, skip:]
         prev = {k: None if v is None else v[:, -1] for k, v in feats.items()}
         return torch.stack(hiddens, 1), skip, anchors, StreamState(core, prev, (h, w))
 
@@ -219,7 +236,11 @@ class FlowVid(nn.Module):
             coarse = self.refiner(coarse, flat["state"], flat["n4"], flat["next_n4"])
         rgb = flat["rgb"]
         coarse = F.interpolate(coarse, size=rgb.shape[-2:], mode="bilinear", align_corners=False)
-        out = self.head(self.decoder(flat["state"], flat["skip"], rgb), rgb, coarse)
+        feat = self.decoder(flat["state"], flat["skip"], rgb)
+        out = self.head(feat, rgb, coarse)
+        if self.lk is not None:
+            prior = self.lk.prior * self.lk_confidence(feat).clamp(-5.0, 3.0).exp()
+            out = self.lk(out, rgb, flat["next_rgb"], prior)
         return rearrange(out, "(b m) ... -> b m ...", b=b)
 
     def rollout(
@@ -265,6 +286,10 @@ def create_model(
     decoder_widths: tuple[int, int, int] | list[int] = tuple(DEFAULTS.decoder_widths),
     refine_iters: int = DEFAULTS.refine_iters,
     refine_radius: int = DEFAULTS.refine_radius,
+    lk_iters: int = DEFAULTS.lk_iters,
+    lk_sigma: float = DEFAULTS.lk_sigma,
+    lk_levels: int = DEFAULTS.lk_levels,
+    lk_prior: float = DEFAULTS.lk_prior,
 ) -> FlowVid:
     """Build a FlowVid model by name; unknown names raise an error listing the valid ones.
     ``arch`` other than ``flowvid`` builds torchvision's RAFT instead (random init, a
@@ -298,4 +323,8 @@ def create_model(
         decoder_widths=tuple(decoder_widths),
         refine_iters=refine_iters,
         refine_radius=refine_radius,
+        lk_iters=lk_iters,
+        lk_sigma=lk_sigma,
+        lk_levels=lk_levels,
+        lk_prior=lk_prior,
     )

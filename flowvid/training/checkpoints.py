@@ -39,7 +39,7 @@ class LastCheckpoint(Checkpoint):
         self.stopped_by: BaseException | None = None
 
     def save(self, trainer: L.Trainer) -> None:
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # resuming needs the optimiser
         self.saved_at, self.saved_step = time.monotonic(), trainer.global_step
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

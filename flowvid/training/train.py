@@ -131,7 +131,10 @@ def train(cfg: Config) -> Path | None:
     if cfg.train.init_from:
         ckpt = read_checkpoint(cfg.train.init_from)
         fresh = load_weights(
-            module.model, ckpt["state_dict"], cfg.train.init_from, new_modules=("refiner.",)
+            module.model,
+            ckpt["state_dict"],
+            cfg.train.init_from,
+            new_modules=("refiner.", "lk_confidence."),
         )
         if fresh:
             log.warning("%d refiner tensors start from their initialisation", len(fresh))

@@ -1,0 +1,182 @@
+"""Dense Lucas-Kanade refinement: Gauss-Newton steps on the photometric error of a flow.
+
+The network's flow is an estimate; where the frames have texture, the frames themselves say
+how far off it is. Each step backward-warps frame t by the current flow onto frame t-1's
+grid, linearises the warped image around it and solves, per pixel, the weighted least
+squares problem over a Gaussian window
+
+    min_{d, c}  sum_w  sum_channels  (g . d + c + r)^2  +  lambda |d|^2
+
+for the flow update d (px) and a local brightness offset c, with
+r = frame_t(p + flow) - frame_{t-1}(p) and g the mean of both images' gradients (efficient
+second-order minimisation). Eliminating c centres the window's statistics, so the 2x2 system
+is a covariance matrix; lambda damps the update where the window has little texture, which
+leaves the estimate as it is there (the network's prior decides where the frames cannot).
+Before each step, frame t's channels are matched to frame t-1's in mean and spread over the
+image: illumination flicker and bleaching change brightness, not position. Frame t is
+sampled bicubically (bilinear sampling biases sub-pixel steps). Updates are clipped to 1 px
+per step, the range where the linearisation holds; a coarse-to-fine pass (``levels`` > 1)
+applies the same steps on images averaged 2x, 4x, ... first, adding only their update to
+the estimate.
+
+There are no learned weights; the steps are differentiable, so a model trains through them.
+Flow convention as everywhere: (N, 2, H, W), channel 0 = u (x, right), 1 = v (y, down),
+on frame t-1's grid, frame_{t-1}(p) ~ frame_t(p + flow(p)).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from kornia.filters import gaussian_blur2d, spatial_gradient
+from torch import nn
+
+from flowvid.flowops import sample_grid
+
+PRESMOOTH = 1.0  # px: Gaussian sigma that takes pixel noise out of the gradients
+STEP_LIMIT = 1.0  # px per Gauss-Newton step at its level
+NOISE_FLOOR = 1e-5  # step damping floor, (intensity/px)^2 per channel
+
+
+class DenseLK(nn.Module):
+    def __init__(
+        self,
+        iters: int,
+        sigma: float = 2.0,
+        levels: int = 1,
+        prior: float = 0.5,
+        damping: float = 0.05,
+    ):
+        super().__init__()
+        if iters < 1 or levels < 1 or sigma <= 0 or prior <= 0 or damping < 0:
+            raise ValueError(
+                "DenseLK needs iters >= 1, levels >= 1, sigma > 0, prior > 0, damping >= 0"
+            )
+        self.iters, self.sigma, self.levels = iters, sigma, levels
+        self.prior, self.damping = prior, damping
+        radius = max(1, round(3 * sigma))
+        self.kernel = 2 * radius + 1
+        # independent samples in a window: the pre-smoothing (sigma 1 px) correlates neighbours,
+        # so a window's mean of smoothed white noise has (sigma^2 + 1)x less variance than a pixel
+        self.samples = sigma**2 + PRESMOOTH**2
+
+    def forward(
+        self,
+        flow: torch.Tensor,
+        img0: torch.Tensor,
+        img1: torch.Tensor,
+        prior: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """flow (N, 2, H, W) px from frame t-1 (img0) to frame t (img1), images (N, C, H, W)
+        -> the refined flow (N, 2, H, W). ``prior`` (N, 1, H, W), px: how far off the estimate
+        may be at each pixel (a model's own confidence); default: the constant ``prior``."""
+        h, w = flow.shape[-2:]
+        dtype = flow.dtype
+        flow, img0, img1 = flow.float(), img0.float(), img1.float()
+        if prior is None:
+            prior = flow.new_full((flow.shape[0], 1, h, w), self.prior)
+        prior = prior.float()
+        for level in reversed(range(self.levels)):
+            s = 2**level
+            if s == 1:
+                flow = flow + self._refine(flow, img0, img1, prior)
+                continue
+            size = (max(h // s, 4), max(w // s, 4))
+            if min(size) < self.kernel:
+                continue  # too small to be worth a level
+            scale = flow.new_tensor([size[1] / w, size[0] / h]).view(1, 2, 1, 1)
+            coarse = F.interpolate(flow, size=size, mode="area") * scale
+            delta = self._refine(
+                coarse,
+                F.interpolate(img0, size=size, mode="area"),
+                F.interpolate(img1, size=size, mode="area"),
+                F.interpolate(prior, size=size, mode="area") * scale.mean(),
+            )
+            up = F.interpolate(delta, size=(h, w), mode="bilinear", align_corners=False)
+            flow = flow + up / scale
+        return flow.to(dtype)
+
+    @staticmethod
+    def _presmooth(x: torch.Tensor) -> torch.Tensor:
+        """Pixel noise out of the gradients; 1 px keeps the texture that matters."""
+        return gaussian_blur2d(x, 5, (PRESMOOTH, PRESMOOTH), border_type="replicate")
+
+    def _blur(self, x: torch.Tensor) -> torch.Tensor:
+        return gaussian_blur2d(x, self.kernel, (self.sigma, self.sigma), border_type="replicate")
+
+    def _refine(
+        self, flow: torch.Tensor, img0: torch.Tensor, img1: torch.Tensor, prior: torch.Tensor
+    ) -> torch.Tensor:
+        """The total update of ``iters`` steps at one level, (N, 2, h, w) px of that level."""
+        n, c, h, w = img0.shape
+        # the residual's pixel noise after pre-smoothing, summed over channels (N, 1, 1)
+        noise = (pixel_noise(img0) + pixel_noise(img1)).sum(1) / (4 * math.pi * PRESMOOTH**2)
+        img0, img1 = self._presmooth(img0), self._presmooth(img1)
+        grad0 = spatial_gradient(img0)  # (N, C, 2, H, W), d/dx then d/dy
+        start = flow
+        for _ in range(self.iters):
+            grid = sample_grid(flow)
+            warped = F.grid_sample(
+                img1, grid, mode="bicubic", padding_mode="border", align_corners=True
+            )
+            inside = ((grid.abs() <= 1.0).all(-1)).to(img0.dtype)[:, None]  # (N, 1, H, W)
+            warped = match_brightness(warped, img0, inside)
+            g = 0.5 * (grad0 + spatial_gradient(warped))
+            gx, gy, r = g[:, :, 0], g[:, :, 1], warped - img0
+            # windowed first and second moments of every channel, blurred in one pass
+            firsts = torch.cat([gx, gy, r], 1)
+            seconds = torch.cat([gx * gx, gy * gy, gx * gy, gx * r, gy * r], 1)
+            blurred = self._blur(torch.cat([inside, inside * firsts, inside * seconds], 1))
+            weight = blurred[:, :1].clamp_min(1e-6)
+            mx, my, mr = (blurred[:, 1 + k * c : 1 + (k + 1) * c] / weight for k in range(3))
+            exx, eyy, exy, exr, eyr = (
+                blurred[:, 1 + (3 + k) * c : 1 + (4 + k) * c] / weight for k in range(5)
+            )
+            sxx = (exx - mx * mx).sum(1)
+            syy = (eyy - my * my).sum(1)
+            sxy = (exy - mx * my).sum(1)
+            bx = (exr - mx * mr).sum(1)
+            by = (eyr - my * mr).sum(1)
+            # Levenberg-Marquardt damping of each step (flat windows, ill-posed systems) ...
+            step_damping = self.damping * 0.5 * (sxx + syy).mean((-2, -1), keepdim=True)
+            # ... and the MAP prior: the total change is ~N(0, prior^2) against the noise
+            lam = noise / (self.samples * prior[:, 0] ** 2)
+            axx = sxx + lam + step_damping + NOISE_FLOOR * c
+            ayy = syy + lam + step_damping + NOISE_FLOOR * c
+            det = axx * ayy - sxy * sxy
+            # the prior holds the total change, not each step: pull back towards the estimate
+            px, py = bx + lam * (flow[:, 0] - start[:, 0]), by + lam * (flow[:, 1] - start[:, 1])
+            du = -(ayy * px - sxy * py) / det
+            dv = -(axx * py - sxy * px) / det
+            step = torch.stack([du, dv], 1).clamp(-STEP_LIMIT, STEP_LIMIT)
+            flow = flow + step * (blurred[:, :1] > 0.5)
+        return flow - start
+
+
+def match_brightness(image: torch.Tensor, reference: torch.Tensor, weight: torch.Tensor):
+    """``image`` (N, C, H, W) with each channel's mean and spread (over ``weight`` > 0) set to
+    those of ``reference``: a global gain and offset, which moment matching finds even where
+    the two are not aligned yet."""
+    total = weight.sum((-2, -1), keepdim=True).clamp_min(1.0)
+
+    def moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = (x * weight).sum((-2, -1), keepdim=True) / total
+        var = (((x - mean) ** 2) * weight).sum((-2, -1), keepdim=True) / total
+        return mean, var.clamp_min(1e-12).sqrt()
+
+    (m, s), (m_ref, s_ref) = moments(image), moments(reference)
+    gain = torch.where(s > 1e-4, s_ref / s, torch.ones_like(s))
+    return (image - m) * gain + m_ref
+
+
+def pixel_noise(image: torch.Tensor) -> torch.Tensor:
+    """Variance of white pixel noise per image and channel (N, C, 1, 1), from the mean
+    absolute response to a Laplacian-difference mask that cancels smooth image content
+    (Immerkaer, "Fast noise variance estimation", CVIU 1996)."""
+    mask = image.new_tensor([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]])
+    c = image.shape[1]
+    response = F.conv2d(image, mask.expand(c, 1, 3, 3), groups=c)
+    sigma = math.sqrt(math.pi / 2.0) / 6.0 * response.abs().mean((-2, -1), keepdim=True)
+    return sigma**2

@@ -1,0 +1,134 @@
+"""Dense Lucas-Kanade refinement (flowvid/models/lk.py) against motion with known answers.
+
+Frames are exact Fourier shifts of a periodic band-limited texture, so the truth is known to
+float precision; errors are measured away from the border by the largest displacement.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from flowvid.models import create_model
+from flowvid.models.lk import DenseLK
+from flowvid.sanity import _shifted, noise_canvas
+from tests.helpers import TINY
+
+SIZE = 80
+
+
+def pair(d: tuple[float, float], size: int = SIZE, gain: float = 1.0, offset: float = 0.0):
+    """Frames 0 and 1 (1, 3, H, W) in [0, 1] where frame 1 is frame 0 moved by d = (dx, dy)."""
+    canvas = noise_canvas(size, seed=3)
+    f0 = _shifted(canvas, np.zeros(2), size)
+    f1 = _shifted(canvas, np.asarray(d, float), size) * gain + offset
+    return tuple(torch.from_numpy(f).permute(2, 0, 1)[None].float() for f in (f0, f1))
+
+
+def uniform(d: tuple[float, float], size: int = SIZE) -> torch.Tensor:
+    return torch.tensor(d, dtype=torch.float32).view(1, 2, 1, 1).expand(1, 2, size, size).clone()
+
+
+def error(flow: torch.Tensor, d: tuple[float, float], margin: int) -> float:
+    diff = flow - uniform(d, flow.shape[-1])
+    return float(diff[..., margin:-margin, margin:-margin].norm(dim=1).mean())
+
+
+@pytest.mark.parametrize("d", [(0.3, 0.2), (-0.7, 0.45), (2.0, -1.0)])
+def test_recovers_translation_from_a_rough_estimate(d):
+    """Starting 30 % off, three steps land within 0.06 px (what is left is the bicubic
+    resampling error at fractional shifts); the signs and axes are the flow's (u right,
+    v down): frame_t(p + flow) = frame_{t-1}(p)."""
+    f0, f1 = pair(d)
+    start = uniform(d) * 0.7
+    out = DenseLK(3)(start, f0, f1)
+    assert error(start, d, 6) > 0.09
+    assert error(out, d, 6) < 0.06
+
+
+def test_coarse_to_fine_reaches_motion_beyond_one_step():
+    """5 px from a zero estimate: one level cannot (steps are clipped to 1 px and the
+    linearisation fails), three levels can."""
+    d = (4.0, -3.0)
+    f0, f1 = pair(d, size=96)
+    zero = torch.zeros(1, 2, 96, 96)
+    assert error(DenseLK(3, levels=1)(zero, f0, f1), d, 10) > 2.0
+    assert error(DenseLK(3, levels=3)(zero, f0, f1), d, 10) < 0.1
+
+
+def test_static_frames_stay_static_and_a_wrong_estimate_is_pulled_back():
+    f0, _ = pair((0.0, 0.0))
+    assert DenseLK(3)(torch.zeros(1, 2, SIZE, SIZE), f0, f0).abs().max() < 1e-4
+    out = DenseLK(3)(uniform((0.4, -0.3)), f0, f0)
+    assert error(out, (0.0, 0.0), 6) < 0.03
+
+
+def test_brightness_change_is_not_motion():
+    """A global gain and offset (flicker, bleaching) between the frames leaves the flow right."""
+    d = (0.6, -0.4)
+    f0, f1 = pair(d, gain=0.85, offset=0.07)
+    out = DenseLK(3)(uniform(d) * 0.5, f0, f1)
+    assert error(out, d, 6) < 0.05
+
+
+def test_textureless_regions_keep_the_estimate():
+    """Where the frames are flat, nothing can be measured: the prior (the input) stands."""
+    flat = torch.full((1, 3, SIZE, SIZE), 0.4)
+    prior = torch.randn(1, 2, SIZE, SIZE) * 0.5
+    out = DenseLK(3, levels=3)(prior, flat, flat)
+    torch.testing.assert_close(out, prior, atol=1e-5, rtol=0)
+
+
+def test_differentiable():
+    d = (1.0, 0.5)
+    f0, f1 = pair(d)
+    start = (uniform(d) * 0.8).requires_grad_(True)
+    out = DenseLK(2)(start, f0, f1)
+    out.sum().backward()
+    assert start.grad is not None and torch.isfinite(start.grad).all()
+
+
+def test_bad_parameters_are_refused():
+    with pytest.raises(ValueError):
+        DenseLK(0)
+    with pytest.raises(ValueError):
+        DenseLK(2, sigma=0.0)
+
+
+def test_model_with_lk_streams_like_a_whole_clip():
+    """The refinement sits on every output map; chunked streaming stays identical."""
+    torch.manual_seed(0)
+    model = create_model(**TINY, lk_iters=2, lk_levels=2).eval()
+    clip = torch.rand(1, 7, 3, 64, 64)
+    with torch.no_grad():
+        whole = model(clip)
+        state = model.init_state()
+        parts = []
+        for chunk in (clip[:, :3], clip[:, 3:5], clip[:, 5:]):
+            out, state = model.step(chunk, state)
+            parts.append(out)
+    assert whole.shape == (1, 6, 2, 64, 64)
+    torch.testing.assert_close(torch.cat(parts, 1), whole, atol=1e-4, rtol=0)
+    assert create_model(**{**TINY, "task": "frames"}, lk_iters=2).lk is None
+
+
+def test_confidence_starts_at_the_configured_prior_and_a_plain_checkpoint_warm_starts_it():
+    """`lk_confidence` is new in a model that adds the refinement: a warm start from a model
+    without it keeps its zero initialisation (prior = `lk_prior` everywhere)."""
+    from flowvid.checkpoint import load_weights
+
+    torch.manual_seed(0)
+    plain = create_model(**TINY)
+    refined = create_model(**TINY, lk_iters=2, lk_prior=0.3)
+    kept = load_weights(refined, plain.state_dict(), "plain.pt", new_modules=("lk_confidence.",))
+    assert kept == ["lk_confidence.bias", "lk_confidence.weight"]
+    assert float(refined.lk_confidence.weight.detach().abs().max()) == 0.0
+    assert refined.lk.prior == 0.3
+
+
+def test_config_refuses_bad_lk_settings():
+    from flowvid.config import load_config
+    from flowvid.errors import InputError
+
+    for bad in ("model.lk_iters=-1", "model.lk_levels=0", "model.lk_prior=0"):
+        with pytest.raises(InputError, match="lk_"):
+            load_config(None, [bad])
