@@ -44,7 +44,10 @@ def build(path: str, lk: dict[str, float | int]):
     ckpt = read_checkpoint(path)
     kwargs = {**ckpt["model_kwargs"], "pretrained": "none", "weights": None, **lk}
     model = create_model(**kwargs)
-    load_weights(model, ckpt["state_dict"], path, new_modules=("lk_confidence.",))
+    state = ckpt["state_dict"]
+    if model.lk is None:  # switched off: the confidence has nothing to weigh
+        state = {k: v for k, v in state.items() if not k.startswith("lk_confidence.")}
+    load_weights(model, state, path, new_modules=("lk_confidence.",))
     return model.eval()
 
 
@@ -102,7 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--looks-root", required=True, help="folder of datasets, one per look")
     p.add_argument("--lk", nargs="+", default=["as-trained", "iters=3,prior=0.25"])
     p.add_argument("--device", default="auto")
-    return run(_main, p.parse_args(argv))
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    args = p.parse_args(argv)
+    args.command = "lk_ablation"
+    return run(_main, args)
 
 
 if __name__ == "__main__":
