@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from flowvid.models import create_model
-from flowvid.models.lk import DenseLK
+from flowvid.models.lk import DenseLK, pixel_noise
 from flowvid.sanity import _shifted, noise_canvas
 from tests.helpers import TINY
 
@@ -132,3 +132,32 @@ def test_config_refuses_bad_lk_settings():
     for bad in ("model.lk_iters=-1", "model.lk_levels=0", "model.lk_prior=0"):
         with pytest.raises(InputError, match="lk_"):
             load_config(None, [bad])
+
+
+def test_pixel_noise_estimate():
+    """Immerkaer's estimate finds white noise of known variance on a smooth image, and
+    little on the clean texture."""
+    f0, _ = pair((0.0, 0.0), size=128)
+    gen = torch.Generator().manual_seed(0)
+    noisy = f0 + 0.03 * torch.randn(f0.shape, generator=gen)
+    est = pixel_noise(noisy).sqrt().flatten()
+    assert torch.all((est > 0.027) & (est < 0.036)), est
+    assert float(pixel_noise(f0).sqrt().max()) < 0.005
+
+
+def test_noisy_frames_over_smooth_texture_hold_the_estimate():
+    """Static, smooth, noisy frames (the bright-field failure case): the frames cannot say
+    much, so a good estimate stays good, while clean frames would have moved it."""
+    size = 96
+    f0, _ = pair((0.0, 0.0), size=size)
+    smooth = f0.mean(1, keepdim=True).expand_as(f0)
+    smooth = torch.nn.functional.avg_pool2d(smooth, 9, 1, 4, count_include_pad=False)
+    gen = torch.Generator().manual_seed(1)
+    a = smooth + 0.04 * torch.randn(smooth.shape, generator=gen)
+    b = smooth + 0.04 * torch.randn(smooth.shape, generator=gen)
+    zero = torch.zeros(1, 2, size, size)
+    out = DenseLK(3, prior=0.25)(zero, a, b)
+    assert error(out, (0.0, 0.0), 8) < 0.1
+    # without the noise term, the same frames pull the flow much further
+    unguarded = DenseLK(3, prior=100.0)(zero, a, b)
+    assert error(unguarded, (0.0, 0.0), 8) > 2 * error(out, (0.0, 0.0), 8)

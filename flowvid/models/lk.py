@@ -5,13 +5,16 @@ how far off it is. Each step backward-warps frame t by the current flow onto fra
 grid, linearises the warped image around it and solves, per pixel, the weighted least
 squares problem over a Gaussian window
 
-    min_{d, c}  sum_w  sum_channels  (g . d + c + r)^2  +  lambda |d|^2
+    min_{d, c}  sum_w sum_channels (g . d + c + r)^2 / noise  +  |D + d|^2 / prior^2
 
 for the flow update d (px) and a local brightness offset c, with
-r = frame_t(p + flow) - frame_{t-1}(p) and g the mean of both images' gradients (efficient
-second-order minimisation). Eliminating c centres the window's statistics, so the 2x2 system
-is a covariance matrix; lambda damps the update where the window has little texture, which
-leaves the estimate as it is there (the network's prior decides where the frames cannot).
+r = frame_t(p + flow) - frame_{t-1}(p), g the mean of both images' gradients (efficient
+second-order minimisation) and D the change made so far. The second term is a Gaussian prior
+centred on the network's flow: ``prior`` px is how far off it may be (a model passes its
+own per-pixel confidence). ``noise`` is the frames' pixel noise, estimated from each frame
+(:func:`pixel_noise`), so a noisy window over smooth tissue moves the flow little and a
+clean textured one moves it to the match. Eliminating c centres the window's statistics, so
+the 2x2 system is a covariance matrix. The frames are pre-smoothed (1 px) against noise.
 Before each step, frame t's channels are matched to frame t-1's in mean and spread over the
 image: illumination flicker and bleaching change brightness, not position. Frame t is
 sampled bicubically (bilinear sampling biases sub-pixel steps). Updates are clipped to 1 px
@@ -19,7 +22,7 @@ per step, the range where the linearisation holds; a coarse-to-fine pass (``leve
 applies the same steps on images averaged 2x, 4x, ... first, adding only their update to
 the estimate.
 
-There are no learned weights; the steps are differentiable, so a model trains through them.
+The steps have no learned weights and are differentiable, so a model trains through them.
 Flow convention as everywhere: (N, 2, H, W), channel 0 = u (x, right), 1 = v (y, down),
 on frame t-1's grid, frame_{t-1}(p) ~ frame_t(p + flow(p)).
 """
