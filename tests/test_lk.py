@@ -46,13 +46,15 @@ def test_recovers_translation_from_a_rough_estimate(d):
 
 
 def test_coarse_to_fine_reaches_motion_beyond_one_step():
-    """5 px from a zero estimate: one level cannot (steps are clipped to 1 px and the
-    linearisation fails), three levels can."""
+    """5 px from a zero estimate known to be poor (prior 5 px): one level cannot (steps are
+    clipped to 1 px and the linearisation fails), three levels can. With a tight prior the
+    estimate holds instead: the frames must outweigh it."""
     d = (4.0, -3.0)
     f0, f1 = pair(d, size=96)
     zero = torch.zeros(1, 2, 96, 96)
-    assert error(DenseLK(3, levels=1)(zero, f0, f1), d, 10) > 2.0
-    assert error(DenseLK(3, levels=3)(zero, f0, f1), d, 10) < 0.1
+    assert error(DenseLK(3, levels=1, prior=5.0)(zero, f0, f1), d, 10) > 2.0
+    assert error(DenseLK(3, levels=3, prior=5.0)(zero, f0, f1), d, 10) < 0.1
+    assert error(DenseLK(3, levels=3, prior=0.05)(zero, f0, f1), d, 10) > 2.0
 
 
 def test_static_frames_stay_static_and_a_wrong_estimate_is_pulled_back():

@@ -49,7 +49,7 @@ class DenseLK(nn.Module):
         iters: int,
         sigma: float = 2.0,
         levels: int = 1,
-        prior: float = 0.5,
+        prior: float = 0.25,
         damping: float = 0.05,
     ):
         super().__init__()
