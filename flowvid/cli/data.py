@@ -123,6 +123,8 @@ def add_synth(sub: argparse._SubParsersAction) -> None:
 def _cmd_validate(args: argparse.Namespace) -> int:
     from flowvid.data.dataset import scan_dataset, validate_dataset
 
+    if args.pairs < 1:
+        raise InputError(f"--pairs must be at least 1, not {args.pairs}")
     problems = validate_dataset(args.dir)
     if problems:
         print(f"{args.dir}: {len(problems)} problem(s):", file=sys.stderr)
@@ -130,6 +132,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             print(f"  - {p}", file=sys.stderr)
         return EXIT_BAD_INPUT
     data, _ = scan_dataset(args.dir)
+    if args.photometric and not _photometric(data.clips, args.pairs):
+        return EXIT_BAD_INPUT
     counts = {s: len(data.split(s)) for s in ("train", "val", "test")}
     print(
         f"{args.dir}: OK, {len(data.clips)} clips "
@@ -138,12 +142,46 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _photometric(clips: list, pairs: int) -> bool:
+    """One line per clip: does its flow move its frames? False where a clip's is off."""
+    from flowvid.gtcheck import FIXES, check_ground_truth
+
+    print("clip: verdict | residual under the stated flow / under zero flow")
+    suspects = []
+    for clip in clips:
+        r = check_ground_truth(clip, pairs)
+        zero = r.residual["zero flow"]
+        ratio = f"{r.residual['as stated'] / zero:.2f}" if zero > 0 and r.pixels else "-"
+        if r.suspect:
+            verdict = f"'{r.suspect}' fits the frames better"
+            suspects.append(f"  - {clip.flow}: {verdict} -> {FIXES[r.suspect]}")
+        elif r.best is None:
+            verdict = f"too little motion to tell ({r.pixels} moving px)"
+        else:
+            verdict = "ok"
+        print(f"  {clip.name}: {verdict} | {ratio}")
+    if suspects:
+        print(f"{len(suspects)} clip(s) whose flow does not move their frames:", file=sys.stderr)
+        print("\n".join(suspects), file=sys.stderr)
+    return not suspects
+
+
 def add_validate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "validate",
         formatter_class=HelpFormatter,
         help="check a dataset folder and list every problem",
-        epilog="example: flowvid validate demo_synth",
+        epilog="example: flowvid validate demo_synth\n"
+        "example: flowvid validate my_dataset --photometric",
     )
     p.add_argument("dir", type=Path, help="dataset folder")
+    p.add_argument(
+        "--photometric",
+        action="store_true",
+        help="also warp frames by their flow: is it negated, u/v swapped, one pair off, in "
+        "the wrong units? (decodes a few pairs per clip; flowvid/gtcheck.py)",
+    )
+    p.add_argument(
+        "--pairs", type=int, default=8, help="--photometric: frame pairs per clip (default 8)"
+    )
     p.set_defaults(func=_cmd_validate)
