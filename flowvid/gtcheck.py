@@ -1,16 +1,20 @@
 """Does a clip's ground truth move its frames? A photometric check of the flow convention.
 
 Flow files are easy to get subtly wrong: negated (or backward, frame i+1 to i), u and v
-swapped, in the wrong units (um/s or px/s instead of px/frame: twice or half the motion,
-out of the frame, or worse than no motion at all), or one pair off (T vs T-1).
-Each reading of ``flow[i]`` is tried on frame pairs sampled over the clip: frame i+1 is
-warped back by it onto frame i's grid (bicubic) and compared with frame i, both smoothed
-1 px against pixel noise, with a global gain and offset matched. The comparison is made
-where the stated flow moves (> 0.25 px/frame) and lands inside frame i+1; another reading
-that points out of the frame there samples the frame's edge and pays for it. The stated
-reading must fit at least as well as every other; a clip where another one fits clearly
-better (residual below ``FLAG`` times the stated one's), or whose flow sends most moving
-pixels out of the frame, has a problem to fix before training or evaluation.
+swapped, one pair off (T vs T-1), or in the wrong units (um/s or px/s instead of
+px/frame, which sends the pixels out of the frame). Each reading of ``flow[i]`` is tried
+on frame pairs sampled over the clip: frame i+1 is warped back by it onto frame i's grid
+(bicubic) and compared with frame i, both smoothed 1 px against pixel noise, with a global
+gain and offset matched, where the stated flow moves (> 0.25 px/frame) and lands inside
+frame i+1. The stated reading must fit at least as well as every other; a clip where
+another one fits clearly better (residual below ``FLAG`` times the stated one's), or whose
+flow sends most moving pixels out of the frame, has a problem to fix before training or
+evaluation.
+
+Zero flow is the reference, not a verdict: ``still`` is the stated flow's residual over
+zero flow's. Above 1, the frames look still where the flow moves. That is a flow in the
+wrong units or for other frames, or a clear lumen whose sparse tracers are the only moving
+thing (the label moves the whole lumen, the pixels show the still tissue behind it).
 """
 
 from __future__ import annotations
@@ -41,9 +45,7 @@ READINGS: dict[str, Reading] = {
     "u, v swapped": lambda maps: maps[1][..., ::-1],
     "one pair early": lambda maps: maps[0],  # flow[i] belongs to the frames (i+1, i+2)
     "one pair late": lambda maps: maps[2],  # flow[i] belongs to the frames (i-1, i)
-    "half as fast": lambda maps: 0.5 * maps[1],  # e.g. um/s at 2 px/um
-    "twice as fast": lambda maps: 2.0 * maps[1],
-    "zero flow": lambda maps: np.zeros_like(maps[1]),
+    "zero flow": lambda maps: np.zeros_like(maps[1]),  # the reference, never a verdict
 }
 SHIFTED = ("one pair early", "one pair late")
 
@@ -53,12 +55,6 @@ FIXES = {
     "u, v swapped": "channel 0 must be u (x, to the right), channel 1 v (y, down): swap them",
     "one pair early": "flow[i] must belong to the frames (i, i+1): the maps are one pair off",
     "one pair late": "flow[i] must belong to the frames (i, i+1): the maps are one pair off",
-    "half as fast": "the flow is twice the motion of the frames: check its units (px/frame; "
-    "um/s divides by um_per_px * fps)",
-    "twice as fast": "the flow is half the motion of the frames: check its units (px/frame; "
-    "um/s divides by um_per_px * fps)",
-    "zero flow": "the flow moves the frames onto each other less well than no motion at all: "
-    "check its units (px/frame; um/s divides by um_per_px * fps) and its sign",
     "out of frame": "the flow sends most moving pixels out of the frame: check its units "
     "(px/frame; um/s divides by um_per_px * fps)",
 }
@@ -66,20 +62,22 @@ FIXES = {
 
 @dataclass
 class GroundTruthCheck:
-    """One clip's verdict: mean |residual| per reading over its moving pixels."""
+    """One clip's verdict: mean |residual| per reading over the pixels its flow moves."""
 
     clip: str
     pairs: list[int]
-    pixels: int  # moving pixels compared (inside the frame), over all sampled pairs
-    leaving: int = 0  # moving pixels the stated flow sends out of the frame
+    pixels: int = 0  # pixels compared: the stated flow moves them and keeps them in view
+    leaving: int = 0  # pixels the stated flow moves out of the frame
+    still: float = float("nan")  # residual of the stated flow / of zero flow
     residual: dict[str, float] = field(default_factory=dict)
 
     @property
     def best(self) -> str | None:
-        """The reading that fits best, or None where too little moves to tell."""
+        """The moving reading that fits best, or None where too little moves to tell."""
         if self.pixels < MIN_PIXELS:
             return None
-        return min(self.residual, key=self.residual.__getitem__)
+        moving = {k: v for k, v in self.residual.items() if k != "zero flow"}
+        return min(moving, key=moving.__getitem__)
 
     @property
     def suspect(self) -> str | None:
@@ -121,8 +119,8 @@ def check_ground_truth(clip: Clip, pairs: int = 8) -> GroundTruthCheck:
     pool = list(range(1, n - 1)) if n >= 3 else list(range(n))
     chosen = sorted({pool[round(k)] for k in np.linspace(0, len(pool) - 1, min(pairs, len(pool)))})
     readings = {k: v for k, v in READINGS.items() if n >= 3 or k not in SHIFTED}
+    result = GroundTruthCheck(clip.name, chosen)
     sums = dict.fromkeys(readings, 0.0)
-    pixels = leaving = 0
     with open_video(clip.video) as video:
         for i in chosen:
             frames = video.read([i, i + 1]).astype(np.float32) / 255.0
@@ -131,17 +129,17 @@ def check_ground_truth(clip: Clip, pairs: int = 8) -> GroundTruthCheck:
                 np.nan_to_num(np.asarray(gt[min(max(j, 0), n - 1)])) for j in (i - 1, i, i + 1)
             )
             moving = torch.from_numpy(_compared(gt, i, np.asarray(gt[i])))
-            residuals = {}
+            res, inside = {}, {}
             for name, reading in readings.items():
-                residuals[name], inside = _warp_residual(f0, f1, _tensor(reading(maps)))
-                if name == "as stated":
-                    keep = moving & inside
-                    leaving += int((moving & ~inside).sum())
-            pixels += int(keep.sum())
-            for name, r in residuals.items():
+                res[name], inside[name] = _warp_residual(f0, f1, _tensor(reading(maps)))
+            keep = moving & inside["as stated"]
+            result.pixels += int(keep.sum())
+            result.leaving += int((moving & ~inside["as stated"]).sum())
+            for name, r in res.items():
                 sums[name] += float(r[keep].sum())
-    result = GroundTruthCheck(clip.name, chosen, pixels, leaving)
-    result.residual = {k: v / max(pixels, 1) for k, v in sums.items()}
+    result.residual = {k: v / max(result.pixels, 1) for k, v in sums.items()}
+    if sums["zero flow"] > 0:
+        result.still = sums["as stated"] / sums["zero flow"]
     return result
 
 

@@ -55,8 +55,6 @@ def test_the_stated_convention_fits_best(alternating):
         ("negated", lambda f: -f, "negated"),
         ("swapped", lambda f: f[..., ::-1], "u, v swapped"),
         ("px_per_s", lambda f: 30.0 * f, "out of frame"),  # px/s at 30 fps, not px/frame
-        ("um_per_s", lambda f: 2.0 * f, "half as fast"),  # um/s at 2 px/um
-        ("coarse", lambda f: 0.5 * f, "twice as fast"),  # px of a 2x-binned frame
         ("late", lambda f: np.roll(f, 1, 0), "one pair late"),  # flow[i] is pair (i-1, i)
         ("early", lambda f: np.roll(f, -1, 0), "one pair early"),  # flow[i] is pair (i+1, i+2)
     ],
@@ -68,10 +66,15 @@ def test_each_mistake_is_named(alternating, tmp_path, tag, transform, expected):
 
 
 def test_flow_on_static_frames_is_worse_than_none(tmp_path):
+    """Still frames under a moving flow: no reading is a verdict (a clear lumen with sparse
+    tracers looks like this too), but the stated flow fits worse than zero flow."""
     clip = _translation_clip(tmp_path, np.zeros((4, 2)), "still")
     moving = np.broadcast_to(np.float32([2.0, -1.0]), (4, SIZE, SIZE, 2))
     check = check_ground_truth(_with_flow(clip, moving, tmp_path, "moving"))
-    assert check.suspect == "zero flow", check.residual
+    assert check.still > 2.0 and check.suspect is None, check.residual
+    assert (
+        check_ground_truth(_with_flow(clip, np.load(clip.flow) + 0.5, tmp_path, "offset")).still > 1
+    )
 
 
 def test_a_two_frame_clip_is_checked_without_the_shifted_readings(tmp_path):
@@ -102,7 +105,8 @@ def test_rendered_motion_clips_pass(motion_dataset):
         assert check.suspect is None, (clip.name, check.residual)
         stated = check.residual["as stated"]
         assert stated <= 1.02 * min(check.residual.values())  # ties with a shift at most
-        for other in ("negated", "u, v swapped", "half as fast", "twice as fast", "zero flow"):
+        assert check.still < 0.8
+        for other in ("negated", "u, v swapped", "zero flow"):
             assert stated < 0.9 * check.residual[other], (clip.name, other, check.residual)
 
 

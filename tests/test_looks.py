@@ -61,6 +61,7 @@ def test_every_look_renders_and_validates(tmp_path, capsys):
     args = ["synth", "--out", str(data), "--videos", "8", "--frames", "4", "--size", "64"]
     assert main([*args, "--workers", "1", "--looks", "all", "--seed", "2"]) == 0
     assert main(["validate", str(data)]) == 0
+    assert main(["validate", str(data), "--photometric"]) == 0  # each flow moves its frames
     import yaml
 
     doc = yaml.safe_load((data / "dataset.yaml").read_text())

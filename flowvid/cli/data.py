@@ -150,16 +150,18 @@ def _photometric(clips: list, pairs: int) -> bool:
     suspects = []
     for clip in clips:
         r = check_ground_truth(clip, pairs)
-        zero = r.residual["zero flow"]
-        ratio = f"{r.residual['as stated'] / zero:.2f}" if zero > 0 and r.pixels else "-"
-        if r.suspect:
+        if r.suspect == "out of frame":
+            verdict = f"the flow sends {r.leaving} of {r.leaving + r.pixels} moving px out of view"
+        elif r.suspect:
             verdict = f"'{r.suspect}' fits the frames better"
-            suspects.append(f"  - {clip.flow}: {verdict} -> {FIXES[r.suspect]}")
         elif r.best is None:
             verdict = f"too little motion to tell ({r.pixels} moving px)"
         else:
             verdict = "ok"
-        print(f"  {clip.name}: {verdict} | {ratio}")
+        if r.suspect:
+            suspects.append(f"  - {clip.flow}: {verdict} -> {FIXES[r.suspect]}")
+        note = " (the frames look still where the flow moves)" if r.still > 1 else ""
+        print(f"  {clip.name}: {verdict} | {r.still:.2f}{note}")
     if suspects:
         print(f"{len(suspects)} clip(s) whose flow does not move their frames:", file=sys.stderr)
         print("\n".join(suspects), file=sys.stderr)
