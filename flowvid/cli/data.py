@@ -160,7 +160,9 @@ def _photometric(clips: list, pairs: int) -> bool:
             verdict = "ok"
         if r.suspect:
             suspects.append(f"  - {clip.flow}: {verdict} -> {FIXES[r.suspect]}")
-        note = " (the frames look still where the flow moves)" if r.still > 1 else ""
+        note = ""
+        if r.still > 1:
+            note = " (frames look still where the flow moves: a clear lumen, or wrong units?)"
         print(f"  {clip.name}: {verdict} | {r.still:.2f}{note}")
     if suspects:
         print(f"{len(suspects)} clip(s) whose flow does not move their frames:", file=sys.stderr)
