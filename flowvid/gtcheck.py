@@ -4,7 +4,7 @@ Flow files are easy to get subtly wrong: negated (or backward, frame i+1 to i), 
 swapped, one pair off (T vs T-1), or in the wrong units (um/s or px/s instead of
 px/frame, which sends the pixels out of the frame). Each reading of ``flow[i]`` is tried
 on frame pairs sampled over the clip: frame i+1 is warped back by it onto frame i's grid
-(bicubic) and compared with frame i, both smoothed 1 px against pixel noise, with a global
+(cubic) and compared with frame i, both smoothed 1 px against pixel noise, with a global
 gain and offset matched, where the stated flow moves (> 0.25 px/frame) and lands inside
 frame i+1. The stated reading must fit at least as well as every other; a clip where
 another one fits clearly better (residual below ``FLAG`` times the stated one's), or whose
@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from flowvid.data.dataset import Clip
-from flowvid.flowops import sample_grid
+from flowvid.flowops import cubic_warp, sample_grid
 from flowvid.io.flowfile import FlowSequence, open_flow
 from flowvid.io.video import open_video
 from flowvid.models.lk import DenseLK, match_brightness
@@ -102,7 +101,7 @@ def _warp_residual(
     where the warp stays inside the frame (H, W) bool."""
     grid = sample_grid(flow)
     inside = (grid.abs() <= 1.0).all(-1)[0]
-    warped = F.grid_sample(frame1, grid, mode="bicubic", padding_mode="border", align_corners=True)
+    warped = cubic_warp(frame1, flow)
     warped = match_brightness(warped, frame0, inside[None, None].float())
     smooth = DenseLK._presmooth
     return (smooth(warped) - smooth(frame0)).abs().mean(1)[0], inside

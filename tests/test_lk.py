@@ -35,14 +35,14 @@ def error(flow: torch.Tensor, d: tuple[float, float], margin: int) -> float:
 
 @pytest.mark.parametrize("d", [(0.3, 0.2), (-0.7, 0.45), (2.0, -1.0)])
 def test_recovers_translation_from_a_rough_estimate(d):
-    """Starting 30 % off, three steps land within 0.06 px (what is left is the bicubic
-    resampling error at fractional shifts); the signs and axes are the flow's (u right,
-    v down): frame_t(p + flow) = frame_{t-1}(p)."""
+    """Starting 30 % off, three steps land within 0.02 px (the cubic sampling's bias at
+    fractional shifts, about 0.01 px, is most of what is left); the signs and axes are the
+    flow's (u right, v down): frame_t(p + flow) = frame_{t-1}(p)."""
     f0, f1 = pair(d)
     start = uniform(d) * 0.7
     out = DenseLK(3)(start, f0, f1)
     assert error(start, d, 6) > 0.09
-    assert error(out, d, 6) < 0.06
+    assert error(out, d, 6) < 0.02
 
 
 def test_coarse_to_fine_reaches_motion_beyond_one_step():
@@ -61,7 +61,7 @@ def test_static_frames_stay_static_and_a_wrong_estimate_is_pulled_back():
     f0, _ = pair((0.0, 0.0))
     assert DenseLK(3)(torch.zeros(1, 2, SIZE, SIZE), f0, f0).abs().max() < 1e-4
     out = DenseLK(3)(uniform((0.4, -0.3)), f0, f0)
-    assert error(out, (0.0, 0.0), 6) < 0.03
+    assert error(out, (0.0, 0.0), 6) < 0.015
 
 
 def test_brightness_change_is_not_motion():
