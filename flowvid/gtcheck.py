@@ -95,16 +95,13 @@ def _tensor(x: np.ndarray) -> torch.Tensor:
 
 
 def _warp_residual(
-    frame0: torch.Tensor, frame1: torch.Tensor, flow: torch.Tensor
+    frame0: torch.Tensor, smooth0: torch.Tensor, frame1: torch.Tensor, flow: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """|smoothed frame1(p + flow) - smoothed frame0(p)| averaged over channels (H, W), and
-    where the warp stays inside the frame (H, W) bool."""
-    grid = sample_grid(flow)
-    inside = (grid.abs() <= 1.0).all(-1)[0]
-    warped = cubic_warp(frame1, flow)
-    warped = match_brightness(warped, frame0, inside[None, None].float())
-    smooth = DenseLK._presmooth
-    return (smooth(warped) - smooth(frame0)).abs().mean(1)[0], inside
+    where the warp stays inside the frame (H, W) bool; ``smooth0`` is smoothed frame0."""
+    inside = (sample_grid(flow).abs() <= 1.0).all(-1)[0]
+    warped = match_brightness(cubic_warp(frame1, flow), frame0, inside[None, None].float())
+    return (DenseLK._presmooth(warped) - smooth0).abs().mean(1)[0], inside
 
 
 def check_ground_truth(clip: Clip, pairs: int = 8) -> GroundTruthCheck:
@@ -128,9 +125,11 @@ def check_ground_truth(clip: Clip, pairs: int = 8) -> GroundTruthCheck:
                 np.nan_to_num(np.asarray(gt[min(max(j, 0), n - 1)])) for j in (i - 1, i, i + 1)
             )
             moving = torch.from_numpy(_compared(gt, i, np.asarray(gt[i])))
+            smooth0 = DenseLK._presmooth(f0)
             res, inside = {}, {}
             for name, reading in readings.items():
-                res[name], inside[name] = _warp_residual(f0, f1, _tensor(reading(maps)))
+                flow = _tensor(reading(maps))
+                res[name], inside[name] = _warp_residual(f0, smooth0, f1, flow)
             keep = moving & inside["as stated"]
             result.pixels += int(keep.sum())
             result.leaving += int((moving & ~inside["as stated"]).sum())
