@@ -91,6 +91,8 @@ class LossConfig:
     charbonnier_eps: float = 0.01
     charbonnier_power: float = 0.5
     ssim_weight: float = 0.2  # frames task: L1 + ssim_weight * (1 - SSIM)
+    confidence_weight: float = 0.0  # flow with model.lk_iters: NLL of the flow's own error
+    # under the prior width the model gives the Lucas-Kanade steps (a calibrated confidence)
 
 
 @dataclass
@@ -284,6 +286,15 @@ def validate(cfg: Config) -> None:
         raise InputError(
             "model.lk_iters must be >= 0, model.lk_levels >= 1, "
             "model.lk_sigma and model.lk_prior > 0"
+        )
+    if cfg.loss.confidence_weight < 0:
+        raise InputError("loss.confidence_weight must be 0 or more")
+    if cfg.loss.confidence_weight > 0 and not (
+        lk.lk_iters > 0 and lk.arch == "flowvid" and lk.task == "flow"
+    ):
+        raise InputError(
+            "loss.confidence_weight trains the prior width of the Lucas-Kanade steps: "
+            "set model.lk_iters > 0 (a flowvid flow model)"
         )
     if len(cfg.model.decoder_widths) != 3:
         raise InputError("model.decoder_widths must list 3 widths")

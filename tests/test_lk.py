@@ -136,6 +136,112 @@ def test_config_refuses_bad_lk_settings():
             load_config(None, [bad])
 
 
+def test_model_reports_where_the_steps_started_and_how_far_they_may_go():
+    """``aux`` gets the flow before the steps and the prior width, cropped like the output;
+    asking for them changes nothing; the steps start from that flow with that width."""
+    torch.manual_seed(0)
+    model = create_model(**TINY, lk_iters=2, lk_prior=0.3).eval()
+    clip = torch.rand(2, 4, 3, 64, 64)
+    aux: dict = {}
+    with torch.no_grad():
+        out = model(clip, aux=aux)
+        plain = model(clip)
+        again = model.lk(
+            aux["lk_start"].flatten(0, 1),
+            clip[:, :-1].flatten(0, 1),
+            clip[:, 1:].flatten(0, 1),
+            aux["lk_prior"].flatten(0, 1),
+        )
+        odd: dict = {}
+        model(clip[..., :60, :52], aux=odd)  # padded to the encoder's stride, then cropped
+    torch.testing.assert_close(out, plain)
+    torch.testing.assert_close(again.view(out.shape), out)
+    assert aux["lk_start"].shape == (2, 3, 2, 64, 64)
+    torch.testing.assert_close(aux["lk_prior"], torch.full((2, 3, 1, 64, 64), 0.3))
+    assert odd["lk_start"].shape == (2, 3, 2, 60, 52) and odd["lk_prior"].shape[-2:] == (60, 52)
+    none: dict = {}
+    create_model(**TINY).eval()(clip[:, :2], aux=none)
+    assert none == {}  # no steps, nothing to report
+
+
+def test_prior_nll_is_lowest_at_the_calibrated_width_and_never_moves_the_flow():
+    """|e|^2 / (2 s^2) + 2 log s over s has its minimum at s = |e| / sqrt(2), with e = (3, 4)
+    px: 3.536 px; the gradient reaches the width, not the flow."""
+    from flowvid.training.losses import prior_nll
+
+    target = torch.zeros(1, 2, 8, 8)
+    start = torch.zeros(1, 2, 8, 8)
+    start[:, 0], start[:, 1] = 3.0, 4.0
+    start.requires_grad_(True)
+    mask = torch.zeros(1, 8, 8, dtype=torch.bool)
+    mask[:, 2:6] = True
+    valid = torch.ones_like(mask)
+    widths = torch.linspace(0.5, 10.0, 3801)
+    losses = [
+        float(
+            prior_nll(
+                start,
+                torch.full((1, 1, 8, 8), float(s)),
+                target,
+                mask,
+                valid,
+                inside_weight=1.0,
+                outside_weight=0.5,
+            )
+        )
+        for s in widths
+    ]
+    assert float(widths[int(np.argmin(losses))]) == pytest.approx(5 / 2**0.5, abs=0.005)
+    width = torch.full((1, 1, 8, 8), 1.0, requires_grad=True)
+    prior_nll(start, width, target, mask, valid, inside_weight=1.0, outside_weight=1.0).backward()
+    assert start.grad is None
+    assert float(width.grad.sum()) < 0  # too narrow for a 5-px error: the loss widens it
+
+
+def test_confidence_loss_calibrates_the_width_to_the_models_own_error():
+    """Trained on the NLL alone, a uniform width (the confidence's bias) settles at the RMS of
+    the model's own error over sqrt(2); it passes the upper bound (20 x lk_prior) on the way
+    and comes back: the bound does not trap it."""
+    from flowvid.training.objectives import FlowObjective
+
+    torch.manual_seed(0)
+    model = create_model(**TINY, lk_iters=1, lk_prior=0.5).train()
+    objective = FlowObjective(
+        inside_weight=1.0, outside_weight=1.0, eps=0.01, power=0.5, confidence_weight=1.0
+    )
+    clip = torch.rand(1, 3, 3, 32, 32)
+    batch = {
+        "flow": torch.full((1, 2, 2, 32, 32), 2.0),
+        "mask": torch.ones(1, 2, 32, 32, dtype=torch.bool),
+        "valid": torch.ones(1, 2, 32, 32, dtype=torch.bool),
+    }
+    optimiser = torch.optim.SGD([model.lk_confidence.bias], lr=0.2)
+    widths = []
+    for _ in range(40):
+        aux: dict = {}
+        pred = model(clip, aux=aux)
+        nll = objective.loss(pred, batch, aux) - objective.loss(pred, batch)
+        optimiser.zero_grad()
+        nll.backward()
+        optimiser.step()
+        widths.append(float(aux["lk_prior"].detach().mean()))
+    rms = float((aux["lk_start"].detach() - batch["flow"]).norm(dim=2).pow(2).mean().sqrt())
+    assert widths[0] == pytest.approx(0.5)
+    assert max(widths) > 10.0  # overshot to the bound, 0.5 * e^3 px
+    assert widths[-1] == pytest.approx(rms / 2**0.5, rel=1e-3)
+
+
+def test_config_refuses_a_confidence_loss_without_lk():
+    from flowvid.config import load_config
+    from flowvid.errors import InputError
+
+    with pytest.raises(InputError, match="lk_iters"):
+        load_config(None, ["loss.confidence_weight=0.1"])
+    with pytest.raises(InputError, match="confidence_weight"):
+        load_config(None, ["loss.confidence_weight=-1", "model.lk_iters=2"])
+    assert load_config(None, ["loss.confidence_weight=0.1", "model.lk_iters=2"])
+
+
 def test_pixel_noise_estimate():
     """Immerkaer's estimate finds white noise of known variance on a smooth image, and
     little on the clean texture."""

@@ -200,18 +200,26 @@ class FlowVid(nn.Module):
         prev = {k: None if v is None else v[:, -1] for k, v in feats.items()}
         return torch.stack(hiddens, 1), skip, anchors, StreamState(core, prev, (h, w))
 
-    def step(self, frames: torch.Tensor, state: StreamState) -> tuple[torch.Tensor, StreamState]:
+    def step(
+        self, frames: torch.Tensor, state: StreamState, aux: dict | None = None
+    ) -> tuple[torch.Tensor, StreamState]:
         """Consume a chunk (B, N, 3, H, W) in [0, 1]; return this chunk's outputs and the state.
 
         Flow head: one (2, H, W) map per frame that has a predecessor (N, or N-1 for the
         first chunk), flow from frame t-1 to t. Frames head: one (3, H, W) prediction of
         frame t+1 per frame t (N). Output: (B, N_out, C, H, W).
+
+        ``aux``, a dict when given, receives what the Lucas-Kanade steps started from (models
+        with ``lk_iters``): ``lk_start``, the network's flow before them, and ``lk_prior``, how
+        far off it may be, px, (B, N_out, 1, H, W); training supervises the latter.
         """
         b, _, _, h, w = frames.shape
         hiddens, skip, anchors, new_state = self._advance(frames, state)
         if hiddens.shape[1] == skip:
             return frames.new_zeros(b, 0, self.head.out_channels, h, w), new_state
-        out = self._decode(hiddens[:, skip:], anchors)
+        out = self._decode(hiddens[:, skip:], anchors, aux)
+        if aux is not None:
+            aux.update({k: v[..., :h, :w] for k, v in aux.items()})
         return out[..., :h, :w], new_state
 
     def embed(self, frames: torch.Tensor, state: StreamState) -> tuple[torch.Tensor, StreamState]:
@@ -223,7 +231,10 @@ class FlowVid(nn.Module):
         return hiddens, new_state
 
     def _decode(
-        self, states: torch.Tensor, anchors: dict[str, torch.Tensor | None]
+        self,
+        states: torch.Tensor,
+        anchors: dict[str, torch.Tensor | None],
+        aux: dict | None = None,
     ) -> torch.Tensor:
         """states (B, M, S, h, w) and the outputs' anchors (B, M, ...) -> (B, M, C, H, W)."""
         b = states.shape[0]
@@ -239,7 +250,14 @@ class FlowVid(nn.Module):
         feat = self.decoder(flat["state"], flat["skip"], rgb)
         out = self.head(feat, rgb, coarse)
         if self.lk is not None:
-            prior = self.lk.prior * self.lk_confidence(feat).clamp(-5.0, 3.0).exp()
+            # bounded to [e^-5, e^3] x lk_prior; the bound passes gradients straight through,
+            # so a width pushed past it is not stuck there
+            log_width = self.lk_confidence(feat)
+            log_width = log_width + (log_width.clamp(-5.0, 3.0) - log_width).detach()
+            prior = self.lk.prior * log_width.exp()
+            if aux is not None:
+                aux["lk_start"] = rearrange(out, "(b m) ... -> b m ...", b=b)
+                aux["lk_prior"] = rearrange(prior, "(b m) ... -> b m ...", b=b)
             out = self.lk(out, rgb, flat["next_rgb"], prior)
         return rearrange(out, "(b m) ... -> b m ...", b=b)
 
@@ -260,12 +278,13 @@ class FlowVid(nn.Module):
             outs.append(prediction)
         return torch.stack(outs, 1), state
 
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+    def forward(self, frames: torch.Tensor, aux: dict | None = None) -> torch.Tensor:
         """A whole clip (B, T, 3, H, W) in [0, 1] -> (B, T-1, C, H, W).
 
         Flow: flow[:, i] moves frame i to i+1. Frames: out[:, i] predicts frame i+1.
+        ``aux``: see :meth:`step`.
         """
-        out, _ = self.step(frames, self.init_state())
+        out, _ = self.step(frames, self.init_state(), aux)
         return self.head.clip_outputs(out)
 
 

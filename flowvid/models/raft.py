@@ -74,8 +74,9 @@ class RaftFlow(nn.Module):
         flow = self.pairs(a, z).unflatten(0, (b, n - 1))
         return flow, PairState(frames[:, -1])
 
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        """A clip (B, T, 3, H, W) in [0, 1] -> flow (B, T-1, 2, H, W)."""
+    def forward(self, frames: torch.Tensor, aux: dict | None = None) -> torch.Tensor:
+        """A clip (B, T, 3, H, W) in [0, 1] -> flow (B, T-1, 2, H, W). ``aux`` stays empty
+        (FlowVid's interface: RAFT has no Lucas-Kanade steps)."""
         return self.step(frames, self.init_state())[0]
 
     def embed(self, frames: torch.Tensor, state: PairState):  # noqa: ANN201

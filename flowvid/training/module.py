@@ -56,8 +56,9 @@ class FlowVidModule(L.LightningModule):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """One training forward on a uint8 batch: the loss and the batch's statistics."""
         batch = self._prepare(batch, train=True)
-        pred = self.model(batch["frames"])
-        loss = self.objective.loss(pred, batch)
+        aux: dict[str, torch.Tensor] = {}
+        pred = self.model(batch["frames"], aux=aux)
+        loss = self.objective.loss(pred, batch, aux)
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"loss became {loss.item()} at step {self.global_step}")
         return loss, self.objective.batch_stats(pred, batch)
@@ -107,6 +108,7 @@ def objective_kwargs(cfg: Config) -> dict[str, Any]:
         "eps": c.charbonnier_eps,
         "power": c.charbonnier_power,
         "watch_motion": cfg.train.watch_motion,
+        "confidence_weight": c.confidence_weight,
     }
 
 

@@ -13,7 +13,7 @@ from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMe
 
 from flowvid.metrics import FlowMetrics
 from flowvid.sanity import watch_epe
-from flowvid.training.losses import balanced_flow_loss, frames_loss
+from flowvid.training.losses import balanced_flow_loss, frames_loss, prior_nll
 
 Batch = dict[str, torch.Tensor]
 
@@ -23,6 +23,9 @@ class FlowObjective(nn.Module):
 
     ``watch_motion``: also log ``suite_epe``, the EPE on a small motion suite of textures no
     corpus holds (:mod:`flowvid.sanity`): does the model measure motion or recall a prior?
+    ``confidence_weight``: for models with Lucas-Kanade steps, add this times the NLL of the
+    network's own error under the prior width it gives the steps
+    (:func:`~flowvid.training.losses.prior_nll`), so the width is a calibrated confidence.
     """
 
     def __init__(
@@ -33,15 +36,18 @@ class FlowObjective(nn.Module):
         eps: float,
         power: float,
         watch_motion: bool = True,
+        confidence_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.weights = dict(inside_weight=inside_weight, outside_weight=outside_weight)
         self.eps, self.power, self.watch_motion = eps, power, watch_motion
+        self.confidence_weight = confidence_weight
         self.metrics = FlowMetrics()
 
-    def loss(self, pred: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """pred (B, T-1, 2, H, W) px/frame against the batch's flow, mask and valid."""
-        return balanced_flow_loss(
+    def loss(self, pred: torch.Tensor, batch: Batch, aux: dict | None = None) -> torch.Tensor:
+        """pred (B, T-1, 2, H, W) px/frame against the batch's flow, mask and valid; ``aux``,
+        the model's ``lk_start`` and ``lk_prior`` (see ``FlowVid.step``), when it has them."""
+        loss = balanced_flow_loss(
             pred,
             batch["flow"],
             batch["mask"],
@@ -50,6 +56,16 @@ class FlowObjective(nn.Module):
             eps=self.eps,
             power=self.power,
         )
+        if self.confidence_weight and aux and "lk_prior" in aux:
+            loss = loss + self.confidence_weight * prior_nll(
+                aux["lk_start"],
+                aux["lk_prior"],
+                batch["flow"],
+                batch["mask"],
+                batch["valid"],
+                **self.weights,
+            )
+        return loss
 
     @torch.no_grad()
     def batch_stats(self, pred: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
@@ -77,7 +93,7 @@ class FramesObjective(nn.Module):
         self.psnr = PeakSignalNoiseRatio(data_range=1.0)  # one MSE over all pixels and channels
         self.ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
 
-    def loss(self, pred: torch.Tensor, batch: Batch) -> torch.Tensor:
+    def loss(self, pred: torch.Tensor, batch: Batch, aux: dict | None = None) -> torch.Tensor:
         """pred (B, T-1, 3, H, W): frames 1..T-1 predicted from the frames before each."""
         return frames_loss(pred, batch["frames"][:, 1:], ssim_weight=self.ssim_weight)
 
