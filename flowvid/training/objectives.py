@@ -35,8 +35,8 @@ class FlowObjective(nn.Module):
         outside_weight: float,
         eps: float,
         power: float,
+        confidence_weight: float,
         watch_motion: bool = True,
-        confidence_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.weights = dict(inside_weight=inside_weight, outside_weight=outside_weight)
