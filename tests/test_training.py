@@ -242,7 +242,9 @@ def test_nan_loss_stops_with_a_clear_message(tiny_data, tmp_path, monkeypatch):
     from flowvid.training.train import train
 
     monkeypatch.setattr(
-        objectives.FlowObjective, "loss", lambda self, pred, batch: pred.sum() * float("nan")
+        objectives.FlowObjective,
+        "loss",
+        lambda self, pred, batch, aux=None: pred.sum() * float("nan"),
     )
     with pytest.raises(module.TrainingDiverged, match="loss became nan at step 0.*no checkpoint"):
         train(_debug_cfg(tiny_data, tmp_path / "nan"))
