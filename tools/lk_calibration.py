@@ -43,8 +43,9 @@ def clip_pixels(model, clip, frames: int, generator: np.random.Generator) -> dic
         n = min(frames, reader.num_frames)
         rgb = reader.read(list(range(n)))
         h, w = reader.height, reader.width
-    flow = np.asarray(open_flow(clip.flow)[: n - 1], np.float32)  # (n-1, H, W, 2)
-    mask = read_mask(clip.mask, len(open_flow(clip.flow)), h, w)
+    sequence = open_flow(clip.flow)
+    flow = np.asarray(sequence[: n - 1], np.float32)  # (n-1, H, W, 2)
+    mask = read_mask(clip.mask, len(sequence), h, w)
     mask = np.broadcast_to(mask[: n - 1] if mask.shape[0] > 1 else mask, (n - 1, h, w))
     x = torch.from_numpy(rgb).permute(0, 3, 1, 2)[None].float() / 255.0
     aux: dict = {}
