@@ -65,6 +65,7 @@ class ModelConfig:
     lk_sigma: float = 2.0  # their window, Gaussian sigma in px
     lk_levels: int = 1  # coarse-to-fine levels (1: full resolution only)
     lk_prior: float = 0.25  # px: how far off the model's flow may be where it has no opinion
+    lk_trust: bool = False  # with lk_iters: learn a per-pixel trust in the frames' evidence
 
 
 @dataclass
@@ -286,6 +287,11 @@ def validate(cfg: Config) -> None:
         raise InputError(
             "model.lk_iters must be >= 0, model.lk_levels >= 1, "
             "model.lk_sigma and model.lk_prior > 0"
+        )
+    if lk.lk_trust and not (lk.lk_iters > 0 and lk.arch == "flowvid" and lk.task == "flow"):
+        raise InputError(
+            "model.lk_trust weighs the evidence of the Lucas-Kanade steps: "
+            "set model.lk_iters > 0 (a flowvid flow model)"
         )
     if cfg.loss.confidence_weight < 0:
         raise InputError("loss.confidence_weight must be 0 or more")

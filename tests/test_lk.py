@@ -269,3 +269,73 @@ def test_noisy_frames_over_smooth_texture_hold_the_estimate():
     # without the noise term, the same frames pull the flow much further
     unguarded = DenseLK(3, prior=100.0)(zero, a, b)
     assert error(unguarded, (0.0, 0.0), 8) > 2 * error(out, (0.0, 0.0), 8)
+
+
+def two_layers(size: int = SIZE, split: int = SIZE // 2, d: float = 2.0):
+    """Frame 1 moves the left columns (< split) of frame 0 by d px to the right and leaves the
+    right ones still; the true flow on frame 0's grid, (1, 2, H, W)."""
+    canvas = noise_canvas(size, seed=3)
+    f0 = _shifted(canvas, np.zeros(2), size)
+    f1 = f0.copy()
+    f1[:, :split] = _shifted(canvas, np.array([d, 0.0]), size)[:, :split]
+    truth = torch.zeros(1, 2, size, size)
+    truth[:, 0, :, :split] = d
+    return *(torch.from_numpy(f).permute(2, 0, 1)[None].float() for f in (f0, f1)), truth
+
+
+def test_unit_trust_is_no_trust_at_all():
+    """trust = 1 everywhere is the default, to float precision, at every level."""
+    f0, f1 = pair((1.3, -0.6))
+    start = uniform((1.0, -0.4))
+    lk = DenseLK(3, levels=2, prior=1.0)
+    torch.testing.assert_close(
+        lk(start, f0, f1, trust=torch.ones(1, 1, SIZE, SIZE)), lk(start, f0, f1), atol=1e-5, rtol=0
+    )
+
+
+def test_untrusted_pixels_leave_a_window_and_untrusted_frames_leave_the_estimate():
+    """Two layers: a window on the moving side near the edge also holds still pixels, which
+    pull its displacement toward 0 (0.1-1.1 px off); trusting only the moving side keeps it
+    at the truth, up to the edge.
+    Trusting no pixel leaves the estimate where it started, though the frames say otherwise."""
+    f0, f1, truth = two_layers()
+    lk = DenseLK(3, prior=1.0)
+    band = (slice(8, -8), slice(SIZE // 2 - 6, SIZE // 2))  # moving side, up to the edge
+    # trusted: the moving side less the 2 columns it occludes and the 2 that pre-smoothing
+    # mixes with them
+    moving = torch.zeros(1, 1, SIZE, SIZE)
+    moving[..., : SIZE // 2 - 4] = 1.0
+
+    def band_error(flow: torch.Tensor) -> float:
+        return float((flow - truth)[0][:, band[0], band[1]].norm(dim=0).mean())
+
+    assert band_error(lk(truth, f0, f1)) > 0.2
+    assert band_error(lk(truth, f0, f1, trust=moving)) < 0.02
+    off = uniform((0.5, 0.0))  # everywhere wrong; the frames would correct it
+    assert error(lk(off, f0, f0), (0.0, 0.0), 8) < 0.05
+    kept = lk(off, f0, f0, trust=torch.zeros(1, 1, SIZE, SIZE))
+    torch.testing.assert_close(kept, off, atol=2e-3, rtol=0)
+
+
+def test_trust_is_learned_through_the_steps():
+    """`lk_trust` starts at 1 everywhere (the model equals one without it), is reported in
+    ``aux``, takes gradients, and needs the steps."""
+    from flowvid.config import load_config
+    from flowvid.errors import InputError
+
+    torch.manual_seed(0)
+    plain = create_model(**TINY, lk_iters=2, lk_prior=0.5).eval()
+    trusting = create_model(**TINY, lk_iters=2, lk_prior=0.5, lk_trust=True).eval()
+    missing = trusting.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == ["lk_trust.bias", "lk_trust.weight"]
+    clip = torch.rand(1, 3, 3, 64, 64)
+    aux: dict = {}
+    with torch.no_grad():
+        torch.testing.assert_close(trusting(clip, aux), plain(clip), atol=1e-5, rtol=0)
+    torch.testing.assert_close(aux["lk_trust"], torch.ones(1, 2, 1, 64, 64))
+    trusting.train()
+    trusting(clip).square().mean().backward()
+    assert float(trusting.lk_trust.weight.grad.abs().sum()) > 0
+    with pytest.raises(InputError, match="lk_trust"):
+        load_config(None, ["model.lk_trust=true"])
+    assert load_config(None, ["model.lk_iters=2", "model.lk_trust=true"]).model.lk_trust

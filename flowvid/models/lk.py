@@ -5,7 +5,7 @@ how far off it is. Each step backward-warps frame t by the current flow onto fra
 grid, linearises the warped image around it and solves, at every pixel, for the
 displacement D of the Gaussian window around it (and a local brightness offset c):
 
-    min_{D, c}  sum_{q in window} sum_channels (g(q) . (D - flow(q)) + c + r(q))^2 / noise
+    min_{D, c}  sum_{q in window} t(q) sum_channels (g(q) . (D - flow(q)) + c + r(q))^2 / noise
                 +  |D - F|^2 / prior^2
 
 with r = frame_t(q + flow(q)) - frame_{t-1}(q), g the mean of both images' gradients
@@ -14,7 +14,9 @@ the window is linearised around its own current flow, so the window's solution i
 displacement, not an update of one pixel's flow; flow differences inside a window are not
 left standing (updating each pixel by its window's mean correction leaves them). The
 second term is a Gaussian prior centred on the network's flow: ``prior`` px is how far off
-it may be (a model passes its own per-pixel confidence). ``noise`` is the frames' pixel
+it may be (a model passes its own per-pixel confidence). t is how much each pixel's
+evidence counts (1 by default; a model may pass its own per-pixel trust in the frames, low
+where their best match is not the motion it measures). ``noise`` is the frames' pixel
 noise, estimated from each frame (:func:`pixel_noise`), so a noisy window over smooth
 tissue moves the flow little and a clean textured one moves it to the match. Eliminating c
 centres the window's statistics, so the 2x2 system is a covariance matrix. The frames are
@@ -76,20 +78,24 @@ class DenseLK(nn.Module):
         img0: torch.Tensor,
         img1: torch.Tensor,
         prior: torch.Tensor | None = None,
+        trust: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """flow (N, 2, H, W) px from frame t-1 (img0) to frame t (img1), images (N, C, H, W)
         -> the refined flow (N, 2, H, W). ``prior`` (N, 1, H, W), px: how far off the estimate
-        may be at each pixel (a model's own confidence); default: the constant ``prior``."""
+        may be at each pixel (a model's own confidence); default: the constant ``prior``.
+        ``trust`` (N, 1, H, W) >= 0: how much each pixel's photometric evidence counts, relative
+        to the frames' pixel noise (1: as measured, 0: not at all); default 1 everywhere."""
         h, w = flow.shape[-2:]
         dtype = flow.dtype
         flow, img0, img1 = flow.float(), img0.float(), img1.float()
         if prior is None:
             prior = flow.new_full((flow.shape[0], 1, h, w), self.prior)
         prior = prior.float()
+        trust = None if trust is None else trust.float()
         for level in reversed(range(self.levels)):
             s = 2**level
             if s == 1:
-                flow = flow + self._refine(flow, img0, img1, prior)
+                flow = flow + self._refine(flow, img0, img1, prior, trust)
                 continue
             size = (max(h // s, 4), max(w // s, 4))
             if min(size) < self.kernel:
@@ -101,6 +107,7 @@ class DenseLK(nn.Module):
                 F.interpolate(img0, size=size, mode="area"),
                 F.interpolate(img1, size=size, mode="area"),
                 F.interpolate(prior, size=size, mode="area") * scale.mean(),
+                None if trust is None else F.interpolate(trust, size=size, mode="area"),
             )
             up = F.interpolate(delta, size=(h, w), mode="bilinear", align_corners=False)
             flow = flow + up / scale
@@ -115,7 +122,12 @@ class DenseLK(nn.Module):
         return gaussian_blur2d(x, self.kernel, (self.sigma, self.sigma), border_type="replicate")
 
     def _refine(
-        self, flow: torch.Tensor, img0: torch.Tensor, img1: torch.Tensor, prior: torch.Tensor
+        self,
+        flow: torch.Tensor,
+        img0: torch.Tensor,
+        img1: torch.Tensor,
+        prior: torch.Tensor,
+        trust: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The total update of ``iters`` steps at one level, (N, 2, h, w) px of that level."""
         n, c, h, w = img0.shape
@@ -138,7 +150,12 @@ class DenseLK(nn.Module):
             # windowed first and second moments of every channel, blurred in one pass
             firsts = torch.cat([gx, gy, r], 1)
             seconds = torch.cat([gx * gx, gy * gy, gx * gy, gx * r, gy * r], 1)
-            blurred = self._blur(torch.cat([inside, inside * firsts, inside * seconds], 1))
+            # each pixel of a window counts by its trust: the moments are trust-weighted means
+            # and the window's evidence scales with its mean trust (against the prior below)
+            counted = inside if trust is None else inside * trust
+            maps = [inside] if trust is None else [inside, counted]
+            blurred = self._blur(torch.cat([*maps, counted * firsts, counted * seconds], 1))
+            coverage, blurred = blurred[:, :1], blurred[:, len(maps) - 1 :]
             weight = blurred[:, :1].clamp_min(1e-6)
             mx, my, mr = (blurred[:, 1 + k * c : 1 + (k + 1) * c] / weight for k in range(3))
             exx, eyy, exy, exr, eyr = (
@@ -153,6 +170,8 @@ class DenseLK(nn.Module):
             step_damping = self.damping * 0.5 * (sxx + syy).mean((-2, -1), keepdim=True)
             # ... and the MAP prior: D ~ N(the network's flow, prior^2) against the noise
             lam = noise / (self.samples * prior[:, 0] ** 2)
+            if trust is not None:  # a window of trust t holds t x the samples it has
+                lam = lam * (coverage / weight.clamp_min(1e-4 * coverage + 1e-6))[:, 0]
             damp = step_damping + NOISE_FLOOR * c
             axx, ayy = sxx + lam + damp, syy + lam + damp
             det = axx * ayy - sxy * sxy
@@ -160,7 +179,7 @@ class DenseLK(nn.Module):
             py = -by + lam * start[:, 1] + damp * flow[:, 1]
             window = torch.stack([ayy * px - sxy * py, axx * py - sxy * px], 1) / det[:, None]
             step = (window - flow).clamp(-STEP_LIMIT, STEP_LIMIT)
-            flow = flow + step * (blurred[:, :1] > 0.5)
+            flow = flow + step * (coverage > 0.5)
         return flow - start
 
 

@@ -65,6 +65,7 @@ class FlowVid(nn.Module):
         lk_sigma: float = 2.0,
         lk_levels: int = 1,
         lk_prior: float = 0.25,
+        lk_trust: bool = False,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -103,6 +104,15 @@ class FlowVid(nn.Module):
             self.lk_confidence = nn.Conv2d(self.decoder.out_dim, 1, 3, padding=1)
             nn.init.zeros_(self.lk_confidence.weight)
             nn.init.zeros_(self.lk_confidence.bias)
+        # and, optionally, its trust in the frames' evidence at each pixel (1 at initialisation)
+        self.lk_trust = (
+            nn.Conv2d(self.decoder.out_dim, 1, 3, padding=1)
+            if self.lk is not None and lk_trust
+            else None
+        )
+        if self.lk_trust is not None:
+            nn.init.zeros_(self.lk_trust.weight)
+            nn.init.zeros_(self.lk_trust.bias)
         self.multiple = max(encoder.reductions)
 
     @property
@@ -211,7 +221,8 @@ class FlowVid(nn.Module):
 
         ``aux``, a dict when given, receives what the Lucas-Kanade steps started from (models
         with ``lk_iters``): ``lk_start``, the network's flow before them, and ``lk_prior``, how
-        far off it may be, px, (B, N_out, 1, H, W); training supervises the latter.
+        far off it may be, px, (B, N_out, 1, H, W); training supervises the latter. Models
+        with ``lk_trust`` add ``lk_trust``, the weight of the frames' evidence (B, N_out, 1, H, W).
         """
         b, _, _, h, w = frames.shape
         hiddens, skip, anchors, new_state = self._advance(frames, state)
@@ -255,10 +266,14 @@ class FlowVid(nn.Module):
             log_width = self.lk_confidence(feat)
             log_width = log_width + (log_width.clamp(-5.0, 3.0) - log_width).detach()
             prior = self.lk.prior * log_width.exp()
+            # in (0, 2): the frames count from not at all to twice their noise's say
+            trust = None if self.lk_trust is None else 2.0 * torch.sigmoid(self.lk_trust(feat))
             if aux is not None:
                 aux["lk_start"] = rearrange(out, "(b m) ... -> b m ...", b=b)
                 aux["lk_prior"] = rearrange(prior, "(b m) ... -> b m ...", b=b)
-            out = self.lk(out, rgb, flat["next_rgb"], prior)
+                if trust is not None:
+                    aux["lk_trust"] = rearrange(trust, "(b m) ... -> b m ...", b=b)
+            out = self.lk(out, rgb, flat["next_rgb"], prior, trust)
         return rearrange(out, "(b m) ... -> b m ...", b=b)
 
     def rollout(
@@ -309,6 +324,7 @@ def create_model(
     lk_sigma: float = DEFAULTS.lk_sigma,
     lk_levels: int = DEFAULTS.lk_levels,
     lk_prior: float = DEFAULTS.lk_prior,
+    lk_trust: bool = DEFAULTS.lk_trust,
 ) -> FlowVid:
     """Build a FlowVid model by name; unknown names raise an error listing the valid ones.
     ``arch`` other than ``flowvid`` builds torchvision's RAFT instead (random init, a
@@ -346,4 +362,5 @@ def create_model(
         lk_sigma=lk_sigma,
         lk_levels=lk_levels,
         lk_prior=lk_prior,
+        lk_trust=lk_trust,
     )

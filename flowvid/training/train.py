@@ -134,7 +134,7 @@ def train(cfg: Config) -> Path | None:
             module.model,
             ckpt["state_dict"],
             cfg.train.init_from,
-            new_modules=("refiner.", "lk_confidence."),
+            new_modules=("refiner.", "lk_confidence.", "lk_trust."),
         )
         if fresh:
             log.warning("%d refiner tensors start from their initialisation", len(fresh))
