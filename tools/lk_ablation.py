@@ -45,9 +45,10 @@ def build(path: str, lk: dict[str, float | int]):
     kwargs = {**ckpt["model_kwargs"], "pretrained": "none", "weights": None, **lk}
     model = create_model(**kwargs)
     state = ckpt["state_dict"]
-    if model.lk is None:  # switched off: the confidence has nothing to weigh
-        state = {k: v for k, v in state.items() if not k.startswith("lk_confidence.")}
-    load_weights(model, state, path, new_modules=("lk_confidence.",))
+    heads = ("lk_confidence.", "lk_trust.")
+    if model.lk is None:  # switched off: the confidence and the trust have nothing to weigh
+        state = {k: v for k, v in state.items() if not k.startswith(heads)}
+    load_weights(model, state, path, new_modules=heads)
     return model.eval()
 
 

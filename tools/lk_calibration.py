@@ -8,7 +8,8 @@ Lucas-Kanade settings and reports, inside and outside the vessels: the EPE of th
 flow before the steps and after them; the prior width the model gives the steps (mean, px);
 the width a calibrated model would give, RMS(error before the steps) / sqrt(2) (the width
 at which the true flow is most likely under the Gaussian prior); and the rank correlation of
-width and error over pixels (does it know *where* it is wrong?). Writes OUT/results.md and
+width and error over pixels (does it know *where* it is wrong?). For a model with a learned
+trust in the frames (``model.lk_trust``), also the mean trust. Writes OUT/results.md and
 OUT/results.json.
 """
 
@@ -53,6 +54,7 @@ def clip_pixels(model, clip, frames: int, generator: np.random.Generator) -> dic
         out = model(x, aux=aux)[0].permute(0, 2, 3, 1).numpy()
     start = aux["lk_start"][0].permute(0, 2, 3, 1).numpy()
     width = aux["lk_prior"][0, :, 0].numpy()
+    trust = aux["lk_trust"][0, :, 0].numpy() if "lk_trust" in aux else np.full_like(width, np.nan)
     valid = np.isfinite(flow).all(-1)
     e0 = np.linalg.norm(start - flow, axis=-1)
     e1 = np.linalg.norm(out - flow, axis=-1)
@@ -64,6 +66,7 @@ def clip_pixels(model, clip, frames: int, generator: np.random.Generator) -> dic
             "e0": e0.ravel()[pick],
             "e1": e1.ravel()[pick],
             "width": width.ravel()[pick],
+            "trust": trust.ravel()[pick],
         }
     return result
 
@@ -71,8 +74,8 @@ def clip_pixels(model, clip, frames: int, generator: np.random.Generator) -> dic
 def summarise(samples: list[dict]) -> dict:
     out = {}
     for region in REGIONS:
-        e0, e1, width = (
-            np.concatenate([s[region][k] for s in samples]) for k in ("e0", "e1", "width")
+        e0, e1, width, trust = (
+            np.concatenate([s[region][k] for s in samples]) for k in ("e0", "e1", "width", "trust")
         )
         out[region] = {
             "epe_before": float(e0.mean()),
@@ -80,6 +83,7 @@ def summarise(samples: list[dict]) -> dict:
             "width_mean": float(width.mean()),
             "width_calibrated": float(np.sqrt((e0**2).mean() / 2)),
             "rank_corr": float(spearmanr(width, e0).statistic) if width.std() > 0 else 0.0,
+            "trust_mean": None if np.isnan(trust).all() else float(trust.mean()),
         }
     return out
 
@@ -103,14 +107,16 @@ def _main(args: argparse.Namespace) -> int:
         f"`{args.checkpoint}`, first {args.frames} frames of each {args.split} clip",
         "",
         "| look | region | EPE before steps | after | width, mean px | calibrated width px "
-        "| rank corr. width-error |",
-        "|---|---|---|---|---|---|---|",
+        "| rank corr. width-error | trust, mean |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for look, regions in rows.items():
         for region, r in regions.items():
             lines.append(
                 f"| {look} | {region} | {r['epe_before']:.3f} | {r['epe_after']:.3f} | "
-                f"{r['width_mean']:.3f} | {r['width_calibrated']:.3f} | {r['rank_corr']:.2f} |"
+                f"{r['width_mean']:.3f} | {r['width_calibrated']:.3f} | {r['rank_corr']:.2f} | "
+                + ("-" if r["trust_mean"] is None else f"{r['trust_mean']:.2f}")
+                + " |"
             )
     (out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
