@@ -17,7 +17,9 @@ second term is a Gaussian prior centred on the network's flow: ``prior`` px is h
 it may be (a model passes its own per-pixel confidence). t is how much each pixel's
 evidence counts (1 by default; a model may pass its own per-pixel trust in the frames, low
 where their best match is not the motion it measures). ``noise`` is the frames' pixel
-noise, estimated from each frame (:func:`pixel_noise`), so a noisy window over smooth
+noise, the larger of a spatial estimate from each frame (:func:`pixel_noise`) and the
+frames' difference where the network's flow is still (:func:`still_noise`, which sees the
+noise a video codec has smoothed and the spatial one misses), so a noisy window over smooth
 tissue moves the flow little and a clean textured one moves it to the match. Eliminating c
 centres the window's statistics, so the 2x2 system is a covariance matrix. The frames are
 pre-smoothed (1 px) against noise. Before each step, frame t's channels are matched to
@@ -47,6 +49,8 @@ from flowvid.flowops import cubic_warp, sample_grid
 
 PRESMOOTH = 1.0  # px: Gaussian sigma that takes pixel noise out of the gradients
 STEP_LIMIT = 1.0  # px per Gauss-Newton step at its level
+STILL = 0.1  # px: flow under which a pixel counts as still for the temporal noise estimate
+STILL_SHARE = 0.1  # of the pixels at least, or the temporal estimate is not used
 NOISE_FLOOR = 1e-5  # step damping floor, (intensity/px)^2 per channel
 
 
@@ -68,8 +72,8 @@ class DenseLK(nn.Module):
         self.prior, self.damping = prior, damping
         radius = max(1, round(3 * sigma))
         self.kernel = 2 * radius + 1
-        # independent samples in a window: the pre-smoothing (sigma 1 px) correlates neighbours,
-        # so a window's mean of smoothed white noise has (sigma^2 + 1)x less variance than a pixel
+        # white noise of variance v per pixel, pre-smoothed and averaged over a window, has
+        # variance v / (4 pi samples): the two Gaussians make one of sigma^2 = samples
         self.samples = sigma**2 + PRESMOOTH**2
 
     def forward(
@@ -131,8 +135,12 @@ class DenseLK(nn.Module):
     ) -> torch.Tensor:
         """The total update of ``iters`` steps at one level, (N, 2, h, w) px of that level."""
         n, c, h, w = img0.shape
-        # the residual's pixel noise after pre-smoothing, summed over channels (N, 1, 1)
-        noise = (pixel_noise(img0) + pixel_noise(img1)).sum(1) / (4 * math.pi * PRESMOOTH**2)
+        # the noise of a window's mean of the pre-smoothed residual, summed over channels
+        # (N, 1, 1): the larger of the white-noise reading of the spatial estimate and the
+        # frames' difference where the network sees no motion (codec-smoothed noise escapes
+        # the first, not the second)
+        white = (pixel_noise(img0) + pixel_noise(img1)) / (4 * math.pi * self.samples)
+        noise = torch.maximum(white, still_noise(img0, img1, flow, self.sigma)).sum(1)
         img0, img1 = self._presmooth(img0), self._presmooth(img1)
         grad0 = spatial_gradient(img0)  # (N, C, 2, H, W), d/dx then d/dy
         start = flow
@@ -169,7 +177,7 @@ class DenseLK(nn.Module):
             # Levenberg-Marquardt damping of each step (flat windows, ill-posed systems) ...
             step_damping = self.damping * 0.5 * (sxx + syy).mean((-2, -1), keepdim=True)
             # ... and the MAP prior: D ~ N(the network's flow, prior^2) against the noise
-            lam = noise / (self.samples * prior[:, 0] ** 2)
+            lam = noise / prior[:, 0] ** 2
             if trust is not None:  # a window of trust t holds t x the samples it has
                 lam = lam * (coverage / weight.clamp_min(1e-4 * coverage + 1e-6))[:, 0]
             damp = step_damping + NOISE_FLOOR * c
@@ -197,6 +205,36 @@ def match_brightness(image: torch.Tensor, reference: torch.Tensor, weight: torch
     (m, s), (m_ref, s_ref) = moments(image), moments(reference)
     gain = torch.where(s > 1e-4, s_ref / s, torch.ones_like(s))
     return (image - m) * gain + m_ref
+
+
+def still_noise(
+    img0: torch.Tensor, img1: torch.Tensor, flow: torch.Tensor, window: float
+) -> torch.Tensor:
+    """The noise of a Gaussian window's mean (sigma ``window`` px) of the pre-smoothed frames'
+    difference, per image and channel (N, C, 1, 1), measured where the flow is under
+    ``STILL`` px: there the difference is both frames' noise, whatever its spatial spectrum
+    (a codec smooths it away from :func:`pixel_noise`). The pre-smoothing's effect on it
+    gives the noise's own correlation length sigma_c (for noise smoothed by a Gaussian,
+    var_smoothed / var = sigma_c^2 / (sigma_c^2 + PRESMOOTH^2)); the window then averages
+    (sigma_c^2 + PRESMOOTH^2 + window^2) / (sigma_c^2 + PRESMOOTH^2) independent samples of it.
+    Robust variances (1.4826 x the median absolute deviation), so a brightness offset and a
+    minority of moving pixels among the still ones do not count. 0 where fewer than
+    ``STILL_SHARE`` of the pixels are still: moving texture would count as noise."""
+    c = img0.shape[1]
+    mask = (flow.norm(dim=1, keepdim=True) < STILL).expand(-1, c, -1, -1).flatten(2)
+
+    def robust_var(diff: torch.Tensor) -> torch.Tensor:
+        diff = diff.flatten(2).masked_fill(~mask, float("nan"))
+        centre = diff.nanmedian(-1, keepdim=True).values
+        return (1.4826 * (diff - centre).abs().nanmedian(-1, keepdim=True).values) ** 2
+
+    raw = robust_var(img1 - img0)
+    smoothed = robust_var(DenseLK._presmooth(img1) - DenseLK._presmooth(img0))
+    ratio = (smoothed / raw.clamp_min(1e-12)).clamp(1e-3, 0.95)
+    own = PRESMOOTH**2 * ratio / (1 - ratio)  # sigma_c^2
+    var = smoothed * (own + PRESMOOTH**2) / (own + PRESMOOTH**2 + window**2)
+    enough = mask.float().mean(-1, keepdim=True) >= STILL_SHARE
+    return torch.where(enough, var.nan_to_num(0.0), 0.0).unsqueeze(-1)
 
 
 def pixel_noise(image: torch.Tensor) -> torch.Tensor:
