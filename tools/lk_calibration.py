@@ -10,7 +10,8 @@ the width a calibrated model would give, RMS(error before the steps) / sqrt(2) (
 at which the true flow is most likely under the Gaussian prior); and the rank correlation of
 width and error over pixels (does it know *where* it is wrong?). For a model with a learned
 trust in the frames (``model.lk_trust``), also the mean trust. Writes OUT/results.md and
-OUT/results.json.
+OUT/results.json, with the EPE before and after the steps per clip (and its quality, where the
+dataset records one).
 """
 
 from __future__ import annotations
@@ -58,8 +59,9 @@ def clip_pixels(model, clip, frames: int, generator: np.random.Generator) -> dic
     valid = np.isfinite(flow).all(-1)
     e0 = np.linalg.norm(start - flow, axis=-1)
     e1 = np.linalg.norm(out - flow, axis=-1)
-    result = {}
+    result = {"clip": {"name": clip.name, "quality": clip.meta.get("quality", "?")}}
     for region, where in zip(REGIONS, (mask & valid, ~mask & valid), strict=True):
+        result["clip"][region] = (float(e0[where].mean()), float(e1[where].mean()))
         idx = np.flatnonzero(where)
         pick = generator.choice(idx, size=min(20_000, idx.size), replace=False)
         result[region] = {
@@ -95,14 +97,15 @@ def _main(args: argparse.Namespace) -> int:
         raise SystemExit(f"{args.checkpoint} has no Lucas-Kanade steps (model.lk_iters=0)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = {}
+    rows, clips = {}, {}
     for root in sorted(Path(args.looks_root).glob("*/dataset.yaml")):
         dataset = load_dataset(root.parent)
         generator = np.random.default_rng(0)
         samples = [clip_pixels(model, c, args.frames, generator) for c in dataset.split(args.split)]
         rows[root.parent.name] = summarise(samples)
+        clips[root.parent.name] = [s["clip"] for s in samples]
         print(root.parent.name, json.dumps(rows[root.parent.name]), flush=True)
-    (out / "results.json").write_text(json.dumps(rows, indent=2))
+    (out / "results.json").write_text(json.dumps({**rows, "clips": clips}, indent=2))
     lines = [
         f"`{args.checkpoint}`, first {args.frames} frames of each {args.split} clip",
         "",
@@ -117,6 +120,18 @@ def _main(args: argparse.Namespace) -> int:
                 f"{r['width_mean']:.3f} | {r['width_calibrated']:.3f} | {r['rank_corr']:.2f} | "
                 + ("-" if r["trust_mean"] is None else f"{r['trust_mean']:.2f}")
                 + " |"
+            )
+    lines += [
+        "",
+        "| look | clip | quality | vessel: before -> after | outside: before -> after |",
+        "|---|---|---|---|---|",
+    ]
+    for look, per_clip in clips.items():
+        for c in per_clip:
+            (v0, v1), (o0, o1) = c["vessel"], c["outside"]
+            lines.append(
+                f"| {look} | {c['name']} | {c['quality']} | {v0:.3f} -> {v1:.3f} "
+                f"| {o0:.3f} -> {o1:.3f} |"
             )
     (out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
