@@ -340,7 +340,7 @@ def test_codec_smoothed_noise_does_not_move_a_still_estimate(monkeypatch):
     zero = torch.zeros(1, 2, 96, 96)
     lk = DenseLK(6, levels=2, prior=1.0)
     held = error(lk(zero, a, b), (0.0, 0.0), 8)
-    monkeypatch.setattr(lk_module, "still_noise", lambda *args: torch.zeros(1))
+    monkeypatch.setattr(lk_module, "still_noise", lambda *args, **kwargs: torch.zeros(1))
     fooled = error(lk(zero, a, b), (0.0, 0.0), 8)
     assert held < 0.25 and fooled > 5 * held, (held, fooled)
 

@@ -139,9 +139,11 @@ class DenseLK(nn.Module):
         # (N, 1, 1): the larger of the white-noise reading of the spatial estimate and the
         # frames' difference where the network sees no motion (codec-smoothed noise escapes
         # the first, not the second)
+        smooth0, smooth1 = self._presmooth(img0), self._presmooth(img1)
         white = (pixel_noise(img0) + pixel_noise(img1)) / (4 * math.pi * self.samples)
-        noise = torch.maximum(white, still_noise(img0, img1, flow, self.sigma)).sum(1)
-        img0, img1 = self._presmooth(img0), self._presmooth(img1)
+        still = still_noise(img0, img1, flow, self.sigma, smoothed=(smooth0, smooth1))
+        noise = torch.maximum(white, still).sum(1)
+        img0, img1 = smooth0, smooth1
         grad0 = spatial_gradient(img0)  # (N, C, 2, H, W), d/dx then d/dy
         start = flow
         for _ in range(self.iters):
@@ -208,7 +210,11 @@ def match_brightness(image: torch.Tensor, reference: torch.Tensor, weight: torch
 
 
 def still_noise(
-    img0: torch.Tensor, img1: torch.Tensor, flow: torch.Tensor, window: float
+    img0: torch.Tensor,
+    img1: torch.Tensor,
+    flow: torch.Tensor,
+    window: float,
+    smoothed: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """The noise of a Gaussian window's mean (sigma ``window`` px) of the pre-smoothed frames'
     difference, per image and channel (N, C, 1, 1), measured where the flow is under
@@ -219,7 +225,8 @@ def still_noise(
     (sigma_c^2 + PRESMOOTH^2 + window^2) / (sigma_c^2 + PRESMOOTH^2) independent samples of it.
     Robust variances (1.4826 x the median absolute deviation), so a brightness offset and a
     minority of moving pixels among the still ones do not count. 0 where fewer than
-    ``STILL_SHARE`` of the pixels are still: moving texture would count as noise."""
+    ``STILL_SHARE`` of the pixels are still: moving texture would count as noise.
+    ``smoothed``: the two frames already pre-smoothed, when the caller has them."""
     c = img0.shape[1]
     mask = (flow.norm(dim=1, keepdim=True) < STILL).expand(-1, c, -1, -1).flatten(2)
 
@@ -229,10 +236,11 @@ def still_noise(
         return (1.4826 * (diff - centre).abs().nanmedian(-1, keepdim=True).values) ** 2
 
     raw = robust_var(img1 - img0)
-    smoothed = robust_var(DenseLK._presmooth(img1) - DenseLK._presmooth(img0))
-    ratio = (smoothed / raw.clamp_min(1e-12)).clamp(1e-3, 0.95)
+    smooth0, smooth1 = smoothed or (DenseLK._presmooth(img0), DenseLK._presmooth(img1))
+    pre = robust_var(smooth1 - smooth0)
+    ratio = (pre / raw.clamp_min(1e-12)).clamp(1e-3, 0.95)
     own = PRESMOOTH**2 * ratio / (1 - ratio)  # sigma_c^2
-    var = smoothed * (own + PRESMOOTH**2) / (own + PRESMOOTH**2 + window**2)
+    var = pre * (own + PRESMOOTH**2) / (own + PRESMOOTH**2 + window**2)
     enough = mask.float().mean(-1, keepdim=True) >= STILL_SHARE
     return torch.where(enough, var.nan_to_num(0.0), 0.0).unsqueeze(-1)
 
