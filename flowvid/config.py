@@ -66,6 +66,7 @@ class ModelConfig:
     lk_levels: int = 1  # coarse-to-fine levels (1: full resolution only)
     lk_prior: float = 0.25  # px: how far off the model's flow may be where it has no opinion
     lk_trust: bool = False  # with lk_iters: learn a per-pixel trust in the frames' evidence
+    lk_floor: float = 0.0  # px: the least width the model's confidence may give its flow
 
 
 @dataclass
@@ -287,6 +288,10 @@ def validate(cfg: Config) -> None:
         raise InputError(
             "model.lk_iters must be >= 0, model.lk_levels >= 1, "
             "model.lk_sigma and model.lk_prior > 0"
+        )
+    if not 0 <= lk.lk_floor <= lk.lk_prior:
+        raise InputError(
+            f"model.lk_floor must be in [0, model.lk_prior = {lk.lk_prior}] px, not {lk.lk_floor}"
         )
     if lk.lk_trust and not (lk.lk_iters > 0 and lk.arch == "flowvid" and lk.task == "flow"):
         raise InputError(

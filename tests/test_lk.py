@@ -134,6 +134,41 @@ def test_config_refuses_bad_lk_settings():
     for bad in ("model.lk_iters=-1", "model.lk_levels=0", "model.lk_prior=0"):
         with pytest.raises(InputError, match="lk_"):
             load_config(None, [bad])
+    for bad in ("model.lk_floor=-0.1", "model.lk_floor=0.5"):  # lk_prior is 0.25
+        with pytest.raises(InputError, match="lk_floor"):
+            load_config(None, [bad])
+
+
+def test_the_floor_keeps_an_overconfident_width_from_overruling_the_frames():
+    """A confidence that claims 0.007 px (its lowest) on a network flow 0.4 px off locks the
+    flow there; with ``lk_floor`` the same confidence is held to the floor and the frames
+    move the flow to the truth. The floor passes gradients through, like the bound it sets."""
+    torch.manual_seed(0)
+    sure = create_model(**TINY, lk_iters=3, lk_prior=0.5).eval()
+    floored = create_model(**TINY, lk_iters=3, lk_prior=0.5, lk_floor=0.1).eval()
+    floored.load_state_dict(sure.state_dict())
+    for model in (sure, floored):
+        torch.nn.init.constant_(model.lk_confidence.bias, -20.0)  # as sure as it can be
+    f0, f1 = pair((0.3, 0.2), size=64)
+    clip = torch.stack([f0[0], f1[0]])[None]
+    for model in (sure, floored):  # the network's flow: 0.4 px off
+        model.head.register_forward_hook(lambda m, i, o: torch.full_like(o, 0.0))
+        model.coarse.register_forward_hook(lambda m, i, o: torch.zeros_like(o))
+    aux_sure: dict = {}
+    aux_floor: dict = {}
+    with torch.no_grad():
+        locked = sure(clip, aux=aux_sure)[:, 0]
+        freed = floored(clip, aux=aux_floor)[:, 0]
+    assert float(aux_sure["lk_prior"].max()) == pytest.approx(0.5 * np.exp(-5), rel=1e-4)
+    assert float(aux_floor["lk_prior"].min()) == pytest.approx(0.1, rel=1e-4)
+    assert float(aux_sure["lk_start"].abs().max()) < 1e-6  # both start from zero flow
+    assert error(locked, (0.3, 0.2), 8) > 0.3  # the confidence keeps the wrong flow
+    assert error(freed, (0.3, 0.2), 8) < 0.03  # the frames have the last word
+
+    floored.train()
+    floored.lk_confidence.bias.grad = None
+    floored(clip).abs().sum().backward()
+    assert float(floored.lk_confidence.bias.grad.abs()) > 0
 
 
 def test_model_reports_where_the_steps_started_and_how_far_they_may_go():
@@ -320,6 +355,47 @@ def test_still_noise_predicts_the_noise_of_a_window(sigma):
     torch.testing.assert_close(
         still_noise(a, b, half, 2.0), still_noise(a, b, zero, 2.0), rtol=0.3, atol=0
     )
+
+
+@pytest.mark.parametrize(
+    "case",
+    [("translate", 0.5, 0.3), ("rotate", 0.02, 0.0), ("zoom", 0.015, 0.0), ("drift", 1.57, 4.0)],
+    ids=lambda c: c[0],
+)
+def test_still_noise_is_not_fooled_by_motion_the_flow_missed(case):
+    """A flow that calls a whole moving texture still (what a network does on a look it never
+    saw) must not make its motion count as noise, which would hold the flow at zero: the
+    difference an affine motion explains is taken out first. The estimate stays within 2x of
+    the frames' true window noise, where the plain difference reads it 5x too high or more;
+    and the steps, started from zero flow, find the motion."""
+    from flowvid import sanity
+
+    kind, rate, angle = case
+    frames, truth = sanity.render_case(
+        sanity.Case(kind, kind, rate, angle), noise_canvas(96, seed=4), 96, 2
+    )
+    gen = torch.Generator().manual_seed(3)
+    a, b = (
+        torch.from_numpy(f).permute(2, 0, 1)[None].float() / 255
+        + 0.01 * torch.randn(1, 3, 96, 96, generator=gen)
+        for f in frames
+    )
+    zero = torch.zeros(1, 2, 96, 96)
+    est = float(still_noise(a, b, zero, 2.0).mean())
+    still_a = sanity.render_case(sanity.Case("s", "static", 0.0), noise_canvas(96, 4), 96, 1)[0]
+    base = torch.from_numpy(still_a[0]).permute(2, 0, 1)[None].float() / 255
+    noise_only = window_noise(
+        base + 0.01 * torch.randn(1, 3, 96, 96, generator=gen),
+        base + 0.01 * torch.randn(1, 3, 96, 96, generator=gen),
+    )
+    truth_noise = float(noise_only.mean())
+    assert 0.5 < est / truth_noise < 2.0, (est, truth_noise)
+    lk = DenseLK(1)
+    naive = lk._blur(DenseLK._presmooth(b) - DenseLK._presmooth(a))[..., 12:-12, 12:-12]
+    assert float(naive.flatten(2).var(-1).mean()) > 5 * truth_noise  # what the guard prevents
+    out = DenseLK(6, levels=2, prior=1.0)(zero, a, b)
+    epe = (out[0].permute(1, 2, 0).numpy() - truth[0])[12:-12, 12:-12]
+    assert float(np.linalg.norm(epe, axis=-1).mean()) < 0.1 * max(1.0, rate)
 
 
 def noisy_still_pair(size: int = 96, std: float = 0.03):

@@ -5,7 +5,8 @@
         --looks-root runs/looks_eval --lk as-trained iters=3,prior=0.25 iters=3,levels=2,prior=0.5
 
 Every checkpoint runs with each ``--lk`` setting: ``as-trained`` (its own settings),
-``iters=0`` (none), or other ``model.lk_*`` keys, e.g. ``iters=3,levels=2,prior=0.5``.
+``iters=0`` (none), or other ``model.lk_*`` keys, e.g. ``iters=3,levels=2,prior=0.5`` or
+``floor=0.1`` (its own settings, with the confidence's width held to 0.1 px or more).
 A checkpoint trained without the refinement gets it with an untrained confidence (the
 constant prior). Scores: the motion sanity suite (mean EPE over its cases, and over those at
 <= 1 px/frame), and vessel / outside EPE on the test split of every dataset under
@@ -34,8 +35,8 @@ def parse_lk(text: str) -> dict[str, float | int]:
     out: dict[str, float | int] = {}
     for item in text.split(","):
         key, _, value = item.partition("=")
-        if key not in ("iters", "levels", "prior", "sigma"):
-            raise SystemExit(f"--lk: unknown key {key!r} (iters, levels, prior, sigma)")
+        if key not in ("iters", "levels", "prior", "sigma", "floor"):
+            raise SystemExit(f"--lk: unknown key {key!r} (iters, levels, prior, sigma, floor)")
         out[f"lk_{key}"] = int(value) if key in ("iters", "levels") else float(value)
     return out
 

@@ -226,23 +226,89 @@ def still_noise(
     Robust variances (1.4826 x the median absolute deviation), so a brightness offset and a
     minority of moving pixels among the still ones do not count. 0 where fewer than
     ``STILL_SHARE`` of the pixels are still: moving texture would count as noise.
+
+    The flow's word that a pixel is still is checked against the frames: the part of the
+    difference that an affine motion of the still pixels explains (translation, rotation,
+    zoom, shear: camera drift, or a whole texture the flow missed) is motion, not noise, and
+    is taken out first (:func:`_unexplained`). Noise, uncorrelated with the image's
+    gradients, keeps all but 6 of its thousands of degrees of freedom.
     ``smoothed``: the two frames already pre-smoothed, when the caller has them."""
     c = img0.shape[1]
-    mask = (flow.norm(dim=1, keepdim=True) < STILL).expand(-1, c, -1, -1).flatten(2)
+    still = flow.norm(dim=1, keepdim=True) < STILL  # (N, 1, H, W)
+    mask = still.expand(-1, c, -1, -1).flatten(2)
 
     def robust_var(diff: torch.Tensor) -> torch.Tensor:
         diff = diff.flatten(2).masked_fill(~mask, float("nan"))
         centre = diff.nanmedian(-1, keepdim=True).values
         return (1.4826 * (diff - centre).abs().nanmedian(-1, keepdim=True).values) ** 2
 
-    raw = robust_var(img1 - img0)
+    enough = mask.float().mean(-1, keepdim=True) >= STILL_SHARE
+    if not bool(enough.any()):
+        return img0.new_zeros(img0.shape[0], c, 1, 1)
     smooth0, smooth1 = smoothed or (DenseLK._presmooth(img0), DenseLK._presmooth(img1))
-    pre = robust_var(smooth1 - smooth0)
+    # the motion is fitted on the pre-smoothed frames (the wider range of the linearisation),
+    # at half resolution first (a quarter of the work), and taken out of the raw ones by the
+    # same warp
+    coef = None
+    if min(img0.shape[-2:]) >= 64:
+        half = [F.avg_pool2d(x, 2) for x in (smooth0, smooth1, still.to(img0.dtype))]
+        coef = 2.0 * _unexplained(half[0], half[1], half[2] > 0.5, steps=2)[2]
+    pre, motion, _ = _unexplained(
+        smooth0, smooth1, still, steps=1 if coef is not None else 3, coef=coef
+    )
+    raw = robust_var(cubic_warp(img1, motion) - img0)
+    pre = robust_var(pre)
     ratio = (pre / raw.clamp_min(1e-12)).clamp(1e-3, 0.95)
     own = PRESMOOTH**2 * ratio / (1 - ratio)  # sigma_c^2
     var = pre * (own + PRESMOOTH**2) / (own + PRESMOOTH**2 + window**2)
-    enough = mask.float().mean(-1, keepdim=True) >= STILL_SHARE
     return torch.where(enough, var.nan_to_num(0.0), 0.0).unsqueeze(-1)
+
+
+def _unexplained(
+    img0: torch.Tensor,
+    img1: torch.Tensor,
+    where: torch.Tensor,
+    steps: int = 3,
+    coef: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """img1 - img0 (N, C, H, W), less what one affine motion d(x, y) = A (1, x, y) shared by
+    the channels explains over the pixels ``where`` (N, 1, H, W): a few Gauss-Newton steps on
+    img1(p + d(p)) - img0(p), each channel's mean difference (a brightness offset) set aside,
+    the last step's linear fit subtracted. Also returns that motion, (N, 2, H, W) px, and A
+    (N, 2, 3) px over x, y in [-1, 1], from which further steps can start (``coef``). Pixels
+    whose match leaves the frame do not count."""
+    n, c, h, w = img0.shape
+    ys = torch.linspace(-1.0, 1.0, h, device=img0.device, dtype=img0.dtype)
+    xs = torch.linspace(-1.0, 1.0, w, device=img0.device, dtype=img0.dtype)
+    y, x = torch.meshgrid(ys, xs, indexing="ij")
+    basis = torch.stack([torch.ones_like(x), x, y]).flatten(1)  # (3, P)
+    pairs = torch.stack([basis[i] * basis[j] for i in range(3) for j in range(3)])  # (9, P)
+    eye = torch.eye(6, device=img0.device, dtype=img0.dtype)
+    coef = img0.new_zeros(n, 2, 3) if coef is None else coef  # u, v by (1, x, y)
+    flow = torch.einsum("nki,ip->nkp", coef, basis).view(n, 2, h, w)
+    for _ in range(steps):
+        warped = cubic_warp(img1, flow)
+        inside = (sample_grid(flow).abs() <= 1.0).all(-1)[:, None]
+        weight = (where & inside).to(img0.dtype)  # (N, 1, H, W)
+        total = weight.sum((-2, -1), keepdim=True).clamp_min(1.0)
+        g = spatial_gradient(0.5 * (img0 + warped))  # (N, C, 2, H, W)
+        gx, gy = g[:, :, 0], g[:, :, 1]
+        r = warped - img0
+        r = r - (r * weight).sum((-2, -1), keepdim=True) / total
+        # normal equations of the 6 coefficients from 3 gradient products x 9 basis products
+        products = torch.stack([(gx * gx).sum(1), (gx * gy).sum(1), (gy * gy).sum(1)], 1)
+        m = torch.einsum("nkp,qp->nkq", (products * weight).flatten(2), pairs).view(n, 3, 3, 3)
+        normal = torch.cat(
+            [torch.cat([m[:, 0], m[:, 1]], -1), torch.cat([m[:, 1], m[:, 2]], -1)], -2
+        )  # (N, 6, 6): (u; v) x (1, x, y)
+        sides = torch.stack([(gx * r).sum(1), (gy * r).sum(1)], 1) * weight  # (N, 2, H, W)
+        right = -torch.einsum("nkp,ip->nki", sides.flatten(2), basis).reshape(n, 6)
+        scale = normal.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-12)[:, None, None]
+        step = torch.linalg.solve(normal + 1e-6 * scale * eye, right[..., None]).view(n, 2, 3)
+        coef = coef + step
+        change = torch.einsum("nki,ip->nkp", step, basis).view(n, 2, h, w)
+        flow = torch.einsum("nki,ip->nkp", coef, basis).view(n, 2, h, w)
+    return r + gx * change[:, :1] + gy * change[:, 1:], flow, coef
 
 
 def pixel_noise(image: torch.Tensor) -> torch.Tensor:
