@@ -66,7 +66,7 @@ class ModelConfig:
     lk_levels: int = 1  # coarse-to-fine levels (1: full resolution only)
     lk_prior: float = 0.25  # px: how far off the model's flow may be where it has no opinion
     lk_trust: bool = False  # with lk_iters: learn a per-pixel trust in the frames' evidence
-    lk_floor: float = 0.0  # px: the least width the model's confidence may give its flow
+    lk_floor: float = 0.0  # px: the least width of the prior, after confidence and trust
 
 
 @dataclass

@@ -139,36 +139,48 @@ def test_config_refuses_bad_lk_settings():
             load_config(None, [bad])
 
 
-def test_the_floor_keeps_an_overconfident_width_from_overruling_the_frames():
-    """A confidence that claims 0.007 px (its lowest) on a network flow 0.4 px off locks the
-    flow there; with ``lk_floor`` the same confidence is held to the floor and the frames
-    move the flow to the truth. The floor passes gradients through, like the bound it sets."""
+@pytest.mark.parametrize("how", ["confidence", "trust"])
+def test_the_floor_keeps_an_overconfident_network_from_overruling_the_frames(how):
+    """A network 0.36 px off that is as sure of its flow as it can be (a width of 0.007 px) or
+    gives the frames a 200th of their say (trust 0.005, with a width of 0.15 px, over the
+    floor) keeps its wrong flow; with ``lk_floor`` the prior is never narrower than the
+    floor, whatever the two heads say, and the frames move the flow to the truth. Where the
+    floor does not bind, the heads learn."""
     torch.manual_seed(0)
-    sure = create_model(**TINY, lk_iters=3, lk_prior=0.5).eval()
-    floored = create_model(**TINY, lk_iters=3, lk_prior=0.5, lk_floor=0.1).eval()
+    kwargs = dict(**TINY, lk_iters=3, lk_prior=0.5, lk_trust=how == "trust")
+    sure = create_model(**kwargs).eval()
+    floored = create_model(**kwargs, lk_floor=0.1).eval()
     floored.load_state_dict(sure.state_dict())
-    for model in (sure, floored):
-        torch.nn.init.constant_(model.lk_confidence.bias, -20.0)  # as sure as it can be
+    head = "lk_confidence" if how == "confidence" else "lk_trust"
     f0, f1 = pair((0.3, 0.2), size=64)
     clip = torch.stack([f0[0], f1[0]])[None]
-    for model in (sure, floored):  # the network's flow: 0.4 px off
-        model.head.register_forward_hook(lambda m, i, o: torch.full_like(o, 0.0))
+    for model in (sure, floored):
+        if how == "confidence":  # the surest width, e^-5 x lk_prior
+            torch.nn.init.constant_(model.lk_confidence.bias, -20.0)
+        else:  # a width over the floor (0.15 px), and a 200-fold distrust of the frames
+            torch.nn.init.constant_(model.lk_confidence.bias, float(np.log(0.3)))
+            torch.nn.init.constant_(model.lk_trust.bias, -6.0)
+        # the network's own flow: zero, 0.36 px off
+        model.head.register_forward_hook(lambda m, i, o: torch.zeros_like(o))
         model.coarse.register_forward_hook(lambda m, i, o: torch.zeros_like(o))
-    aux_sure: dict = {}
-    aux_floor: dict = {}
+    aux: dict = {}
     with torch.no_grad():
-        locked = sure(clip, aux=aux_sure)[:, 0]
-        freed = floored(clip, aux=aux_floor)[:, 0]
-    assert float(aux_sure["lk_prior"].max()) == pytest.approx(0.5 * np.exp(-5), rel=1e-4)
-    assert float(aux_floor["lk_prior"].min()) == pytest.approx(0.1, rel=1e-4)
-    assert float(aux_sure["lk_start"].abs().max()) < 1e-6  # both start from zero flow
-    assert error(locked, (0.3, 0.2), 8) > 0.3  # the confidence keeps the wrong flow
+        locked = sure(clip, aux=aux)[:, 0]
+        freed = floored(clip)[:, 0]
+    assert float(aux["lk_start"].abs().max()) == 0.0
+    if how == "confidence":
+        assert float(aux["lk_prior"].max()) == pytest.approx(0.5 * np.exp(-5), rel=1e-4)
+    else:
+        assert float(aux["lk_prior"].min()) == pytest.approx(0.15, rel=1e-4)
+        assert float(aux["lk_trust"].max()) < 0.005
+    assert error(locked, (0.3, 0.2), 8) > 0.25  # most of the network's 0.36 px error stays
     assert error(freed, (0.3, 0.2), 8) < 0.03  # the frames have the last word
 
+    # where the floor does not bind, the head learns through the steps as before
+    torch.nn.init.zeros_(getattr(floored, head).bias)
     floored.train()
-    floored.lk_confidence.bias.grad = None
     floored(clip).abs().sum().backward()
-    assert float(floored.lk_confidence.bias.grad.abs()) > 0
+    assert float(getattr(floored, head).weight.grad.abs().sum()) > 0
 
 
 def test_model_reports_where_the_steps_started_and_how_far_they_may_go():

@@ -14,7 +14,9 @@ the window is linearised around its own current flow, so the window's solution i
 displacement, not an update of one pixel's flow; flow differences inside a window are not
 left standing (updating each pixel by its window's mean correction leaves them). The
 second term is a Gaussian prior centred on the network's flow: ``prior`` px is how far off
-it may be (a model passes its own per-pixel confidence). t is how much each pixel's
+it may be (a model passes its own per-pixel confidence), never less than ``floor`` px once
+the trust below has scaled it (0: no floor), so no confidence can hold the flow against
+texture that says otherwise. t is how much each pixel's
 evidence counts (1 by default; a model may pass its own per-pixel trust in the frames, low
 where their best match is not the motion it measures). ``noise`` is the frames' pixel
 noise, the larger of a spatial estimate from each frame (:func:`pixel_noise`) and the
@@ -62,14 +64,16 @@ class DenseLK(nn.Module):
         levels: int = 1,
         prior: float = 0.25,
         damping: float = 0.05,
+        floor: float = 0.0,
     ):
         super().__init__()
-        if iters < 1 or levels < 1 or sigma <= 0 or prior <= 0 or damping < 0:
+        if iters < 1 or levels < 1 or sigma <= 0 or prior <= 0 or damping < 0 or floor < 0:
             raise ValueError(
-                "DenseLK needs iters >= 1, levels >= 1, sigma > 0, prior > 0, damping >= 0"
+                "DenseLK needs iters >= 1, levels >= 1, sigma > 0, prior > 0, damping >= 0, "
+                "floor >= 0"
             )
         self.iters, self.sigma, self.levels = iters, sigma, levels
-        self.prior, self.damping = prior, damping
+        self.prior, self.damping, self.floor = prior, damping, floor
         radius = max(1, round(3 * sigma))
         self.kernel = 2 * radius + 1
         # white noise of variance v per pixel, pre-smoothed and averaged over a window, has
@@ -99,7 +103,7 @@ class DenseLK(nn.Module):
         for level in reversed(range(self.levels)):
             s = 2**level
             if s == 1:
-                flow = flow + self._refine(flow, img0, img1, prior, trust)
+                flow = flow + self._refine(flow, img0, img1, prior, trust, self.floor)
                 continue
             size = (max(h // s, 4), max(w // s, 4))
             if min(size) < self.kernel:
@@ -112,6 +116,7 @@ class DenseLK(nn.Module):
                 F.interpolate(img1, size=size, mode="area"),
                 F.interpolate(prior, size=size, mode="area") * scale.mean(),
                 None if trust is None else F.interpolate(trust, size=size, mode="area"),
+                self.floor * float(scale.mean()),
             )
             up = F.interpolate(delta, size=(h, w), mode="bilinear", align_corners=False)
             flow = flow + up / scale
@@ -132,8 +137,10 @@ class DenseLK(nn.Module):
         img1: torch.Tensor,
         prior: torch.Tensor,
         trust: torch.Tensor | None = None,
+        floor: float = 0.0,
     ) -> torch.Tensor:
-        """The total update of ``iters`` steps at one level, (N, 2, h, w) px of that level."""
+        """The total update of ``iters`` steps at one level, (N, 2, h, w) px of that level;
+        ``floor``, px of that level: the least width of the prior, after the trust."""
         n, c, h, w = img0.shape
         # the noise of a window's mean of the pre-smoothed residual, summed over channels
         # (N, 1, 1): the larger of the white-noise reading of the spatial estimate and the
@@ -182,6 +189,8 @@ class DenseLK(nn.Module):
             lam = noise / prior[:, 0] ** 2
             if trust is not None:  # a window of trust t holds t x the samples it has
                 lam = lam * (coverage / weight.clamp_min(1e-4 * coverage + 1e-6))[:, 0]
+            if floor > 0:  # however sure the network is, or distrustful of the frames
+                lam = torch.minimum(lam, noise / floor**2)
             damp = step_damping + NOISE_FLOOR * c
             axx, ayy = sxx + lam + damp, syy + lam + damp
             det = axx * ayy - sxy * sxy

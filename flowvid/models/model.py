@@ -17,7 +17,6 @@ chunk after chunk of a video of any length, in constant memory; ``forward(clip)`
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -98,13 +97,10 @@ class FlowVid(nn.Module):
         )
         # the frames have the last word where they have texture: Gauss-Newton on the output
         self.lk = (
-            DenseLK(lk_iters, lk_sigma, lk_levels, lk_prior)
+            DenseLK(lk_iters, lk_sigma, lk_levels, lk_prior, floor=lk_floor)
             if lk_iters and self.head.on_previous
             else None
         )
-        # the least width the confidence may claim: below it, the network's flow would stand
-        # against texture that says otherwise (no network is that sure on a look it never saw)
-        self.lk_floor = lk_floor
         if self.lk is not None:  # the model's own confidence: how far off may its flow be, px
             self.lk_confidence = nn.Conv2d(self.decoder.out_dim, 1, 3, padding=1)
             nn.init.zeros_(self.lk_confidence.weight)
@@ -266,11 +262,10 @@ class FlowVid(nn.Module):
         feat = self.decoder(flat["state"], flat["skip"], rgb)
         out = self.head(feat, rgb, coarse)
         if self.lk is not None:
-            # bounded to [max(e^-5, lk_floor / lk_prior), e^3] x lk_prior; the bound passes
-            # gradients straight through, so a width pushed past it is not stuck there
-            low = max(-5.0, math.log(self.lk_floor / self.lk.prior)) if self.lk_floor else -5.0
+            # bounded to [e^-5, e^3] x lk_prior; the bound passes gradients straight through,
+            # so a width pushed past it is not stuck there
             log_width = self.lk_confidence(feat)
-            log_width = log_width + (log_width.clamp(low, 3.0) - log_width).detach()
+            log_width = log_width + (log_width.clamp(-5.0, 3.0) - log_width).detach()
             prior = self.lk.prior * log_width.exp()
             # in (0, 2): the frames count from not at all to twice their noise's say
             trust = None if self.lk_trust is None else 2.0 * torch.sigmoid(self.lk_trust(feat))
