@@ -1,7 +1,7 @@
 """Is the confidence of a Lucas-Kanade model calibrated, and where do the steps help?
 
     python tools/lk_calibration.py --checkpoint runs/lk/ft3_B/model.pt \
-        --looks-root runs/looks_eval --out runs/lk/calibration_B
+        --looks-root runs/looks_eval --out runs/lk/calibration_B [--lk floor=0.1]
 
 For the test clips of every dataset under ``--looks-root``, the model runs with its own
 Lucas-Kanade settings and reports, inside and outside the vessels: the EPE of the network's
@@ -32,7 +32,7 @@ from flowvid.io.masks import read_mask
 from flowvid.io.video import open_video
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lk_ablation import build  # noqa: E402 - a sibling tool
+from lk_ablation import build, parse_lk  # noqa: E402 - a sibling tool
 
 REGIONS = ("vessel", "outside")
 
@@ -92,7 +92,7 @@ def summarise(samples: list[dict]) -> dict:
 
 def _main(args: argparse.Namespace) -> int:
     torch.set_grad_enabled(False)
-    model = build(args.checkpoint, {})
+    model = build(args.checkpoint, parse_lk(args.lk))
     if model.lk is None:
         raise SystemExit(f"{args.checkpoint} has no Lucas-Kanade steps (model.lk_iters=0)")
     out = Path(args.out)
@@ -147,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--looks-root", required=True, help="folder of datasets, one per look")
     p.add_argument("--split", default="test")
     p.add_argument("--frames", type=int, default=24, help="frames per clip (from the start)")
+    p.add_argument(
+        "--lk", default="as-trained", help="the steps' settings, as in lk_ablation.py --lk"
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     args = p.parse_args(argv)
     args.command = "lk_calibration"
