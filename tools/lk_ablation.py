@@ -6,7 +6,7 @@
 
 Every checkpoint runs with each ``--lk`` setting: ``as-trained`` (its own settings),
 ``iters=0`` (none), or other ``model.lk_*`` keys, e.g. ``iters=3,levels=2,prior=0.5`` or
-``floor=0.1`` (its own settings, with the confidence's width held to 0.1 px or more).
+``floor=0.1`` (its own settings, with the prior in the steps held to 0.1 px or wider).
 A checkpoint trained without the refinement gets it with an untrained confidence (the
 constant prior). Scores: the motion sanity suite (mean EPE over its cases, and over those at
 <= 1 px/frame), and vessel / outside EPE on the test split of every dataset under
