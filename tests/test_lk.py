@@ -141,11 +141,11 @@ def test_config_refuses_bad_lk_settings():
 
 @pytest.mark.parametrize("how", ["confidence", "trust"])
 def test_the_floor_keeps_an_overconfident_network_from_overruling_the_frames(how):
-    """A network 0.36 px off that is as sure of its flow as it can be (a width of 0.007 px) or
-    gives the frames a 200th of their say (trust 0.005, with a width of 0.15 px, over the
-    floor) keeps its wrong flow; with ``lk_floor`` the prior is never narrower than the
-    floor, whatever the two heads say, and the frames move the flow to the truth. Where the
-    floor does not bind, the heads learn."""
+    """A network 0.36 px off that is as sure of its flow as it can be (a width of e^-5 x
+    lk_prior = 0.003 px) or gives the frames a 200th of their say (trust 0.005, with a width
+    of 0.15 px, over the floor) keeps its wrong flow; with ``lk_floor`` the prior is never
+    narrower than the floor, whatever the two heads say, and the frames move the flow to the
+    truth. Where the floor does not bind, the heads learn."""
     torch.manual_seed(0)
     kwargs = dict(**TINY, lk_iters=3, lk_prior=0.5, lk_trust=how == "trust")
     sure = create_model(**kwargs).eval()
