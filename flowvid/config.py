@@ -104,6 +104,8 @@ class TrainConfig:
     max_minutes: float | None = None  # also stop after this long (the schedule keeps max_steps)
     lr: float = 4e-4
     encoder_lr_factor: float = 0.5  # encoder learning rate = lr * factor
+    train_only: list[str] = field(default_factory=list)  # module names, e.g. [lk_confidence]:
+    # train only these; the rest of the model is frozen, batch statistics included (empty: all)
     weight_decay: float = 1e-4
     warmup_steps: int = 500
     grad_clip: float = 1.0

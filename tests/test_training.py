@@ -237,6 +237,32 @@ def test_train_checkpoint_resume_and_load(tiny_data, tmp_path):
     assert read_checkpoint(again / "model.pt")["state_dict"].keys() == ckpt["state_dict"].keys()
 
 
+def test_train_only_trains_the_named_modules_and_nothing_else(tiny_data, tmp_path):
+    """Frozen means frozen: weights and batch statistics outside the named heads stay put."""
+    from flowvid.training.train import train
+
+    lk = ["model.lk_iters=1", "model.lk_trust=true"]
+    start = train(_debug_cfg(tiny_data, tmp_path / "start", *lk)) / "model.pt"
+    before = read_checkpoint(start)["state_dict"]
+    run = train(
+        _debug_cfg(
+            tiny_data,
+            tmp_path / "heads",
+            *lk,
+            f"train.init_from={start}",
+            "train.train_only=[lk_confidence, lk_trust]",
+            "train.lr=0.05",
+        )
+    )
+    after = read_checkpoint(run / "model.pt")["state_dict"]
+    moved = sorted(k for k in before if not torch.equal(before[k], after[k]))
+    assert moved and all(k.startswith(("lk_confidence.", "lk_trust.")) for k in moved), moved
+    assert any(k.startswith("encoder.") and "running_mean" in k for k in before)
+    with pytest.raises(InputError, match=r"no module \['lk_heads'\]; it has \[.*'encoder'"):
+        train(_debug_cfg(tiny_data, tmp_path / "bad", *lk, "train.train_only=[lk_heads]"))
+    assert not (tmp_path / "bad").exists()  # refused before the run folder
+
+
 def test_nan_loss_stops_with_a_clear_message(tiny_data, tmp_path, monkeypatch):
     from flowvid.training import module, objectives
     from flowvid.training.train import train

@@ -14,6 +14,7 @@ import torch
 
 from flowvid.config import Config, model_kwargs
 from flowvid.data.augment import FlowAugment
+from flowvid.errors import InputError
 from flowvid.models import create_model
 from flowvid.training.objectives import OBJECTIVES
 
@@ -39,6 +40,7 @@ class FlowVidModule(L.LightningModule):
         weight_decay: float,
         warmup_steps: int,
         max_steps: int,
+        train_only: tuple[str, ...] | list[str] = (),
         config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -46,6 +48,14 @@ class FlowVidModule(L.LightningModule):
         self.model = create_model(**model_kwargs)
         self.augment = FlowAugment(**augment)
         self.objective = OBJECTIVES[self.model.task](**objective)
+        self.frozen = freeze_all_but(self.model, train_only) if train_only else []
+        self.train(self.training)  # Lightning restores each submodule's mode as it found it
+
+    def train(self, mode: bool = True) -> FlowVidModule:
+        super().train(mode)
+        for module in self.frozen:  # frozen means frozen: no batch statistics, no dropout
+            module.eval()
+        return self
 
     def _prepare(self, batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
         batch = dict(batch, frames=batch["frames"].float() / 255.0)
@@ -123,8 +133,42 @@ def module_from_config(cfg: Config) -> FlowVidModule:
         weight_decay=t.weight_decay,
         warmup_steps=t.warmup_steps,
         max_steps=t.max_steps,
+        train_only=tuple(t.train_only),
         config=cfg.to_dict(),
     )
+
+
+def freeze_all_but(model: torch.nn.Module, names: tuple[str, ...] | list[str]) -> list:
+    """Freeze every parameter outside the submodules ``names`` (as in ``named_modules``).
+
+    Returns the largest submodules left with no trainable parameter, which training keeps in
+    eval mode. A name the model does not have is an error that lists the ones it has.
+    """
+    modules = dict(model.named_modules())
+    unknown = [n for n in names if not n or n not in modules]
+    if unknown:
+        have = [n for n, m in model.named_children() if any(True for _ in m.parameters())]
+        raise InputError(f"train.train_only: the model has no module {unknown}; it has {have}")
+    for name, param in model.named_parameters():
+        if not any(name.startswith(n + ".") for n in names):
+            param.requires_grad = False
+    if not any(p.requires_grad for p in model.parameters()):
+        raise InputError(f"train.train_only: {list(names)} leaves nothing to train")
+
+    def frozen(module: torch.nn.Module) -> bool:
+        return not any(p.requires_grad for p in module.parameters())
+
+    out: list[torch.nn.Module] = []
+
+    def collect(module: torch.nn.Module) -> None:
+        for child in module.children():
+            if frozen(child):
+                out.append(child)
+            else:
+                collect(child)
+
+    collect(model)
+    return out
 
 
 def warmup_cosine(warmup: int, total: int):  # noqa: ANN201 - a schedule function

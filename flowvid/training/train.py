@@ -122,12 +122,8 @@ def train(cfg: Config) -> Path | None:
     """
     datamodule = build_datamodule(cfg)  # first: bad data leaves no run folder behind
     datamodule.setup("fit")
-    run_dir = Path(cfg.train.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_output(run_dir / "config.yaml") as tmp:
-        tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
-    module = module_from_config(cfg)
+    module = module_from_config(cfg)  # and a model the config cannot build, none either
     if cfg.train.init_from:
         ckpt = read_checkpoint(cfg.train.init_from)
         fresh = load_weights(
@@ -137,7 +133,11 @@ def train(cfg: Config) -> Path | None:
             new_modules=("refiner.", "lk_confidence.", "lk_trust."),
         )
         if fresh:
-            log.warning("%d refiner tensors start from their initialisation", len(fresh))
+            log.warning("%d tensors of new modules start from their initialisation", len(fresh))
+    run_dir = Path(cfg.train.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_output(run_dir / "config.yaml") as tmp:
+        tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     trainer = build_trainer(cfg, run_dir)
     last = run_dir / "checkpoints" / "last.ckpt"
     try:
