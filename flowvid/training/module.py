@@ -26,7 +26,8 @@ class TrainingDiverged(RuntimeError):
 class FlowVidModule(L.LightningModule):
     """``model_kwargs`` build the model (:func:`~flowvid.models.create_model`); ``augment``
     builds :class:`~flowvid.data.augment.FlowAugment`; ``objective`` the task's objective
-    (:data:`~flowvid.training.objectives.OBJECTIVES`); the rest is the optimiser's schedule.
+    (:data:`~flowvid.training.objectives.OBJECTIVES`); ``train_only`` names the modules to
+    train (empty: all; :func:`freeze_all_but`); the rest is the optimiser's schedule.
     ``config``, when given, is only stored (the run's resolved config, for provenance)."""
 
     def __init__(
@@ -40,7 +41,7 @@ class FlowVidModule(L.LightningModule):
         weight_decay: float,
         warmup_steps: int,
         max_steps: int,
-        train_only: tuple[str, ...] | list[str] = (),
+        train_only: list[str],
         config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -133,7 +134,7 @@ def module_from_config(cfg: Config) -> FlowVidModule:
         weight_decay=t.weight_decay,
         warmup_steps=t.warmup_steps,
         max_steps=t.max_steps,
-        train_only=tuple(t.train_only),
+        train_only=list(t.train_only),
         config=cfg.to_dict(),
     )
 
