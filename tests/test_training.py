@@ -263,6 +263,21 @@ def test_train_only_trains_the_named_modules_and_nothing_else(tiny_data, tmp_pat
     assert not (tmp_path / "bad").exists()  # refused before the run folder
 
 
+def test_freeze_all_but_returns_the_largest_frozen_modules():
+    from torch import nn
+
+    from flowvid.training.module import freeze_all_but
+
+    model = nn.Sequential(
+        nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2)), nn.ReLU(), nn.Conv2d(2, 1, 1)
+    )
+    frozen = freeze_all_but(model, ["2"])
+    assert frozen == [model[0], model[1]]  # not model[0]'s children: their parent is enough
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == ["2.weight", "2.bias"]
+    with pytest.raises(InputError, match="leaves nothing to train"):
+        freeze_all_but(model, ["1"])  # a module without parameters
+
+
 def test_nan_loss_stops_with_a_clear_message(tiny_data, tmp_path, monkeypatch):
     from flowvid.training import module, objectives
     from flowvid.training.train import train

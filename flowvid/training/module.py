@@ -139,7 +139,9 @@ def module_from_config(cfg: Config) -> FlowVidModule:
     )
 
 
-def freeze_all_but(model: torch.nn.Module, names: tuple[str, ...] | list[str]) -> list:
+def freeze_all_but(
+    model: torch.nn.Module, names: tuple[str, ...] | list[str]
+) -> list[torch.nn.Module]:
     """Freeze every parameter outside the submodules ``names`` (as in ``named_modules``).
 
     Returns the largest submodules left with no trainable parameter, which training keeps in
@@ -156,20 +158,14 @@ def freeze_all_but(model: torch.nn.Module, names: tuple[str, ...] | list[str]) -
     if not any(p.requires_grad for p in model.parameters()):
         raise InputError(f"train.train_only: {list(names)} leaves nothing to train")
 
-    def frozen(module: torch.nn.Module) -> bool:
-        return not any(p.requires_grad for p in module.parameters())
-
-    out: list[torch.nn.Module] = []
-
-    def collect(module: torch.nn.Module) -> None:
-        for child in module.children():
-            if frozen(child):
-                out.append(child)
-            else:
-                collect(child)
-
-    collect(model)
-    return out
+    trains = {
+        name for name, m in model.named_modules() if any(p.requires_grad for p in m.parameters())
+    }
+    return [  # frozen, with a parent that trains (the root, "", always does here)
+        m
+        for name, m in model.named_modules()
+        if name and name not in trains and name.rpartition(".")[0] in trains
+    ]
 
 
 def warmup_cosine(warmup: int, total: int):  # noqa: ANN201 - a schedule function

@@ -123,7 +123,7 @@ def train(cfg: Config) -> Path | None:
     datamodule = build_datamodule(cfg)  # first: bad data leaves no run folder behind
     datamodule.setup("fit")
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
-    module = module_from_config(cfg)  # and a model the config cannot build, none either
+    module = module_from_config(cfg)  # a model the config cannot build leaves no folder either
     if cfg.train.init_from:
         ckpt = read_checkpoint(cfg.train.init_from)
         fresh = load_weights(
