@@ -79,6 +79,38 @@ def test_streaming_equals_whole_clip(core, task):
     torch.testing.assert_close(streamed, whole, atol=1e-5, rtol=1e-4)
 
 
+def test_channels_last_gives_the_same_flow_and_never_mixes_layouts(monkeypatch):
+    """Predict runs the model channels_last. Its outputs must match the default layout. Every
+    correlation must pair two tensors of one layout: a mixed pair ran 10x slower. The
+    frames themselves must follow the weights too."""
+    import flowvid.models.model as model_module
+
+    torch.manual_seed(0)
+    model = create_model(encoder="resnet18", **SMALL).eval()
+    _open(model)
+    clip = torch.rand(1, 6, 3, 48, 64)
+    with torch.no_grad():
+        plain = model(clip)
+    layouts = []
+
+    def spy(f1, f2, radius):
+        layouts.append(
+            tuple(f.is_contiguous(memory_format=torch.channels_last) for f in (f1, f2))
+        )
+        return local_correlation(f1, f2, radius)
+
+    monkeypatch.setattr(model_module, "local_correlation", spy)
+    fast = model.to(memory_format=torch.channels_last)
+    state, parts = fast.init_state(), []
+    with torch.no_grad():
+        for chunk in (clip[:, :3], clip[:, 3:]):  # the second chunk starts from the state
+            out, state = fast.step(chunk, state)
+            parts.append(out)
+    torch.testing.assert_close(torch.cat(parts, 1), plain, atol=1e-5, rtol=1e-4)
+    assert layouts and all(pair == (True, True) for pair in layouts), layouts
+    assert state.prev["rgb"].is_contiguous(memory_format=torch.channels_last)
+
+
 def test_flow_output_i_belongs_to_pair_i():
     """Changing only the last frame changes only the last flow map (T-1 maps, causal)."""
     torch.manual_seed(0)

@@ -47,6 +47,14 @@ class StreamState:
 DEFAULTS = ModelConfig()
 
 
+def _layout_of(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """x (B, N, C, H, W) in the memory layout of like's frames: channels_last or not."""
+    frames = like.flatten(0, 1)
+    if frames.is_contiguous() or not frames.is_contiguous(memory_format=torch.channels_last):
+        return x
+    return x.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, x.shape[:2])
+
+
 class FlowVid(nn.Module):
     def __init__(
         self,
@@ -121,6 +129,14 @@ class FlowVid(nn.Module):
         """What the model predicts: ``flow`` or ``frames`` (its head's task)."""
         return self.head.task
 
+    def _memory_format(self) -> torch.memory_format:
+        """channels_last after ``model.to(memory_format=torch.channels_last)``: the frames
+        follow the weights, so no operation mixes the two layouts (each mix takes a slow path)."""
+        w = self.coarse.weight
+        if not w.is_contiguous() and w.is_contiguous(memory_format=torch.channels_last):
+            return torch.channels_last
+        return torch.contiguous_format
+
     # ------------------------------------------------------------------ streaming
 
     def init_state(self) -> StreamState:
@@ -172,12 +188,14 @@ class FlowVid(nn.Module):
         ph, pw = -h % self.multiple, -w % self.multiple
         flat = F.pad(
             rearrange(frames, "b n c h w -> (b n) c h w"), (0, pw, 0, ph), mode="replicate"
-        )
+        ).contiguous(memory_format=self._memory_format())
         feats = {
             k: None if v is None else rearrange(v, "(b n) ... -> b n ...", b=b)
             for k, v in self._features(flat).items()
         }
-        # each frame's predecessor: the previous chunk's last frame, or itself at the start
+        # each frame's predecessor: the previous chunk's last frame, or itself at the start;
+        # in its frame's memory layout (channels_last when predict asks for it), or every
+        # operation that mixes the two takes a slow path (the correlations ran 10x slower)
         start = not state.prev
         before = {
             k: None
@@ -185,6 +203,7 @@ class FlowVid(nn.Module):
             else torch.cat([v[:, :1] if start else state.prev[k][:, None], v[:, :-1]], 1)
             for k, v in feats.items()
         }
+        before = {k: None if v is None else _layout_of(v, feats[k]) for k, v in before.items()}
         # the cues depend on frames alone: one batched pass for the chunk, then the core steps
         x, match = self._cues(
             {k: rearrange(before[k], "b n ... -> (b n) ...") for k in ("g4", "n4", "n8")},
