@@ -207,6 +207,8 @@ def raft_rate(name: str, size: int, device: torch.device, batch: int, rounds: in
 
 _PEAK = """
 import json, sys, torch
+from flowvid.allocator import keep_freed_memory
+keep_freed_memory()  # as the command line does
 from flowvid.checkpoint import load_model
 from flowvid.inference import predict_flow
 model, _ = load_model(None)

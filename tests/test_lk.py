@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from flowvid.models import create_model
-from flowvid.models.lk import DenseLK, pixel_noise, still_noise
+from flowvid.models.lk import DenseLK, pixel_noise, sobel, still_noise
 from flowvid.sanity import _shifted, noise_canvas
 from tests.helpers import TINY
 
@@ -31,6 +31,22 @@ def uniform(d: tuple[float, float], size: int = SIZE) -> torch.Tensor:
 def error(flow: torch.Tensor, d: tuple[float, float], margin: int) -> float:
     diff = flow - uniform(d, flow.shape[-1])
     return float(diff[..., margin:-margin, margin:-margin].norm(dim=1).mean())
+
+
+def test_sobel_is_kornias_spatial_gradient():
+    """The hand-written gradient gives kornia's numbers, the replicated border included, on
+    an image with strong edges at its border and a size that is not square."""
+    from kornia.filters import spatial_gradient
+
+    torch.manual_seed(0)
+    image = torch.rand(2, 3, 17, 23)
+    image[..., 0, :] = 5.0  # a bright top row and a dark left column: the border matters
+    image[..., :, 0] = -5.0
+    torch.testing.assert_close(sobel(image), spatial_gradient(image), atol=1e-6, rtol=1e-6)
+    ramp = torch.arange(23.0).expand(1, 1, 17, 23)  # d/dx = 1 inside, 1/2 at the edge columns
+    g = sobel(ramp)[0, 0]
+    assert torch.all(g[0, :, 1:-1] == 1.0) and torch.all(g[0, :, [0, -1]] == 0.5)
+    assert torch.all(g[1] == 0.0)
 
 
 @pytest.mark.parametrize("d", [(0.3, 0.2), (-0.7, 0.45), (2.0, -1.0)])

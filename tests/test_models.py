@@ -94,9 +94,7 @@ def test_channels_last_gives_the_same_flow_and_never_mixes_layouts(monkeypatch):
     layouts = []
 
     def spy(f1, f2, radius):
-        layouts.append(
-            tuple(f.is_contiguous(memory_format=torch.channels_last) for f in (f1, f2))
-        )
+        layouts.append(tuple(f.is_contiguous(memory_format=torch.channels_last) for f in (f1, f2)))
         return local_correlation(f1, f2, radius)
 
     monkeypatch.setattr(model_module, "local_correlation", spy)

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 
 from flowvid import __version__
+from flowvid.allocator import keep_freed_memory
 from flowvid.cli.bench import add_bench
 from flowvid.cli.common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED
 from flowvid.cli.data import add_synth, add_validate
@@ -100,4 +101,5 @@ def _detail(err: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_memory()  # chunk after chunk reuses freed memory instead of faulting it in anew
     return run(args.func, args)

@@ -44,7 +44,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from kornia.filters import gaussian_blur2d, spatial_gradient
+from kornia.filters import gaussian_blur2d
 from torch import nn
 
 from flowvid.flowops import cubic_warp, sample_grid
@@ -151,22 +151,29 @@ class DenseLK(nn.Module):
         still = still_noise(img0, img1, flow, self.sigma, smoothed=(smooth0, smooth1))
         noise = torch.maximum(white, still).sum(1)
         img0, img1 = smooth0, smooth1
-        grad0 = spatial_gradient(img0)  # (N, C, 2, H, W), d/dx then d/dy
+        grad0 = sobel(img0)  # (N, C, 2, H, W), d/dx then d/dy
         start = flow
         for _ in range(self.iters):
             grid = sample_grid(flow)
             warped = cubic_warp(img1, flow)
             inside = ((grid.abs() <= 1.0).all(-1)).to(img0.dtype)[:, None]  # (N, 1, H, W)
             warped = match_brightness(warped, img0, inside)
-            g = 0.5 * (grad0 + spatial_gradient(warped))
+            g = 0.5 * (grad0 + sobel(warped))
             gx, gy = g[:, :, 0], g[:, :, 1]
             # the residual linearised back to no displacement, r(q) + g(q).(D - flow(q)) =
             # r' + g.D: the window solves for its own displacement D, not for an update of
             # each pixel's flow, so differences of flow inside a window are not left standing
             r = warped - img0 - gx * flow[:, :1] - gy * flow[:, 1:]
-            # windowed first and second moments of every channel, blurred in one pass
+            # windowed first moments of every channel and second moments summed over the
+            # channels (the sum commutes with the blur; only the sums are used), in one pass
             firsts = torch.cat([gx, gy, r], 1)
-            seconds = torch.cat([gx * gx, gy * gy, gx * gy, gx * r, gy * r], 1)
+            seconds = torch.cat(
+                [
+                    (a * b).sum(1, keepdim=True)
+                    for a, b in ((gx, gx), (gy, gy), (gx, gy), (gx, r), (gy, r))
+                ],
+                1,
+            )
             # each pixel of a window counts by its trust: the moments are trust-weighted means
             # and the window's evidence scales with its mean trust (against the prior below)
             counted = inside if trust is None else inside * trust
@@ -175,14 +182,12 @@ class DenseLK(nn.Module):
             coverage, blurred = blurred[:, :1], blurred[:, len(maps) - 1 :]
             weight = blurred[:, :1].clamp_min(1e-6)
             mx, my, mr = (blurred[:, 1 + k * c : 1 + (k + 1) * c] / weight for k in range(3))
-            exx, eyy, exy, exr, eyr = (
-                blurred[:, 1 + (3 + k) * c : 1 + (4 + k) * c] / weight for k in range(5)
-            )
-            sxx = (exx - mx * mx).sum(1)
-            syy = (eyy - my * my).sum(1)
-            sxy = (exy - mx * my).sum(1)
-            bx = (exr - mx * mr).sum(1)
-            by = (eyr - my * mr).sum(1)
+            exx, eyy, exy, exr, eyr = (blurred[:, 1 + 3 * c + k] / weight[:, 0] for k in range(5))
+            sxx = exx - (mx * mx).sum(1)
+            syy = eyy - (my * my).sum(1)
+            sxy = exy - (mx * my).sum(1)
+            bx = exr - (mx * mr).sum(1)
+            by = eyr - (my * mr).sum(1)
             # Levenberg-Marquardt damping of each step (flat windows, ill-posed systems) ...
             step_damping = self.damping * 0.5 * (sxx + syy).mean((-2, -1), keepdim=True)
             # ... and the MAP prior: D ~ N(the network's flow, prior^2) against the noise
@@ -200,6 +205,18 @@ class DenseLK(nn.Module):
             step = (window - flow).clamp(-STEP_LIMIT, STEP_LIMIT)
             flow = flow + step * (coverage > 0.5)
         return flow - start
+
+
+def sobel(image: torch.Tensor) -> torch.Tensor:
+    """The normalised Sobel gradient of kornia's ``spatial_gradient`` (edges replicated),
+    (N, C, H, W) -> (N, C, 2, H, W), d/dx then d/dy, by shifted differences: the same numbers,
+    5x faster on a CPU than its convolution of one channel at a time."""
+    p = F.pad(image, (1, 1, 1, 1), mode="replicate")
+    dx = p[..., 2:] - p[..., :-2]  # (H + 2, W)
+    dy = p[..., 2:, :] - p[..., :-2, :]  # (H, W + 2)
+    gx = (dx[..., :-2, :] + 2.0 * dx[..., 1:-1, :] + dx[..., 2:, :]) / 8.0
+    gy = (dy[..., :-2] + 2.0 * dy[..., 1:-1] + dy[..., 2:]) / 8.0
+    return torch.stack([gx, gy], 2)
 
 
 def match_brightness(image: torch.Tensor, reference: torch.Tensor, weight: torch.Tensor):
@@ -300,7 +317,7 @@ def _unexplained(
         inside = (sample_grid(flow).abs() <= 1.0).all(-1)[:, None]
         weight = (where & inside).to(img0.dtype)  # (N, 1, H, W)
         total = weight.sum((-2, -1), keepdim=True).clamp_min(1.0)
-        g = spatial_gradient(0.5 * (img0 + warped))  # (N, C, 2, H, W)
+        g = sobel(0.5 * (img0 + warped))  # (N, C, 2, H, W)
         gx, gy = g[:, :, 0], g[:, :, 1]
         r = warped - img0
         r = r - (r * weight).sum((-2, -1), keepdim=True) / total
