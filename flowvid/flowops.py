@@ -51,10 +51,11 @@ def cubic_warp(image: torch.Tensor, flow: torch.Tensor, a: float = -0.5) -> torc
     wx, wy = _keys_weights(x - x0, a), _keys_weights(y - y0, a)  # 4 x (N, H, W) each
     flat = image.reshape(n, c, h * w)
     cols = [(x0 + (i - 1)).clamp(0, w - 1).long() for i in range(4)]
-    out = image.new_zeros(n, c, h, w)
+    dtype = torch.promote_types(image.dtype, flow.dtype)  # as out-of-place sums would give
+    out = image.new_zeros(n, c, h, w, dtype=dtype)
     for j in range(4):  # separable: each row of taps along x, then the rows along y
         row = (y0 + (j - 1)).clamp(0, h - 1).long() * w
-        line = image.new_zeros(n, c, h, w)
+        line = image.new_zeros(n, c, h, w, dtype=dtype)
         for i in range(4):
             taps = flat.gather(2, (row + cols[i]).view(n, 1, h * w).expand(n, c, h * w))
             line = line.addcmul_(wx[i][:, None], taps.view(n, c, h, w))

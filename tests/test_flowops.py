@@ -74,3 +74,13 @@ def test_gradients_reach_the_flow_and_the_image():
     flow = (0.3 * torch.randn(1, 2, 12, 12)).requires_grad_()
     cubic_warp(image, flow).square().sum().backward()
     assert image.grad.abs().sum() > 0 and flow.grad.abs().sum() > 0
+
+
+def test_mixed_precision_inputs_give_the_promoted_precision():
+    """A float32 image warped by a float64 flow sums in float64, as out-of-place sums would."""
+    torch.manual_seed(0)
+    image = torch.rand(1, 2, 9, 11)
+    flow = 1.7 * torch.randn(1, 2, 9, 11, dtype=torch.float64)
+    out = cubic_warp(image, flow)
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out, cubic_warp(image.double(), flow), atol=1e-12, rtol=0)
