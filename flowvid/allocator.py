@@ -4,7 +4,7 @@ A forward pass on a CPU allocates and frees tensors of several to tens of MB, ch
 chunk. By default, glibc's malloc serves each of them with a fresh ``mmap`` and returns it
 to the system on free, and it trims the top of its heap back to the system. Each new tensor
 then costs the kernel a page fault and a zeroed page for every 4 KiB. On 2 CPU cores this
-took a third of ``flowvid predict``'s time (BENCHMARKS.md, "Prediction speed").
+took about 30 % of ``flowvid predict``'s time (BENCHMARKS.md, "`flowvid bench`").
 
 :func:`keep_freed_memory` makes malloc serve such blocks from its heap and keep freed memory
 there, so the next chunk reuses it. Peak memory is the same and stays constant in video
