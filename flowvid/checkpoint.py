@@ -96,15 +96,21 @@ def load_weights(
     state: dict[str, torch.Tensor],
     path: str | Path,
     new_modules: tuple[str, ...] = (),
+    dropped_modules: tuple[str, ...] = (),
 ) -> list[str]:
     """Load ``state`` into ``model``; a mismatch names what differs instead of a wall of keys.
 
     ``new_modules``: name prefixes of modules the model may have and the checkpoint may lack
     (a warm start that adds, say, the refiner); they keep their initialisation. Returns the
-    names of the tensors so kept.
+    names of the tensors so kept. ``dropped_modules``: name prefixes of modules the checkpoint
+    may have and the model may lack (a warm start that leaves out the U-Net decoder); their
+    tensors are not used.
     """
     own = model.state_dict()
     fresh = sorted(k for k in set(own) - set(state) if k.startswith(new_modules or ("\0",)))
+    state = {
+        k: v for k, v in state.items() if k in own or not k.startswith(dropped_modules or ("\0",))
+    }
     state = {**state, **{k: own[k] for k in fresh}}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

@@ -59,6 +59,9 @@ class ModelConfig:
     corr_radius: int = 3  # stride-4 correlation: +-12 px
     coarse_corr_radius: int = 4  # stride-8 correlation: +-32 px
     decoder_widths: list[int] = field(default_factory=lambda: [64, 32, 16])
+    # flow: how the stride-4 output reaches full resolution: unet (a U-Net decoder adds
+    # full-resolution detail) | convex (RAFT's learned convex upsampling: lighter, faster)
+    upsample: str = "unet"
     refine_iters: int = 0  # flow: lookup-and-update steps at stride 4 after the core (0: none)
     refine_radius: int = 1  # lookup window, cells of 4 px
     lk_iters: int = 0  # flow: Gauss-Newton steps on the frames after the decoder (0: none)
@@ -252,6 +255,7 @@ AT_LEAST = {  # key: smallest valid value
     "train.weight_decay": 0,
     "train.grad_clip": 0,
 }
+UPSAMPLES = ("unet", "convex")  # model.upsample choices
 MAX_SIDE = 8192  # px: crops and frames beyond this are a typo, not a microscope
 
 
@@ -311,6 +315,13 @@ def validate(cfg: Config) -> None:
         )
     if len(cfg.model.decoder_widths) != 3:
         raise InputError("model.decoder_widths must list 3 widths")
+    if lk.upsample not in UPSAMPLES:
+        raise InputError(f"model.upsample must be one of {list(UPSAMPLES)}, not {lk.upsample!r}")
+    if lk.upsample == "convex" and (lk.task != "flow" or lk.lk_iters > 0):
+        raise InputError(
+            "model.upsample=convex is for flow models without the Lucas-Kanade steps "
+            "(model.task=flow, model.lk_iters=0): the steps' heads read the U-Net's features"
+        )
 
 
 def model_kwargs(cfg: Config) -> dict[str, Any]:

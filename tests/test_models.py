@@ -23,7 +23,11 @@ SMALL = dict(
 
 def _open(model):
     """Undo the near-zero inits that would hide a broken path in a random-weight model."""
-    torch.nn.init.normal_(model.head.net[-1].weight, std=0.1)  # heads start near zero output
+    if model.upsampler is not None:  # convex upsampling: its weights start at zero
+        torch.nn.init.normal_(model.upsampler.mask[-1].weight, std=0.1)
+        torch.nn.init.normal_(model.coarse.weight, std=0.1)
+    else:
+        torch.nn.init.normal_(model.head.net[-1].weight, std=0.1)  # heads start near zero output
     for m in model.modules():  # timm zero-initialises each residual block's last BN
         if isinstance(m, torch.nn.BatchNorm2d):
             torch.nn.init.ones_(m.weight)
@@ -266,3 +270,91 @@ def test_a_warm_start_may_add_the_refiner_and_nothing_else(tmp_path):
     partial = {k: v for k, v in plain.items() if not k.startswith("decoder.")}
     with pytest.raises(InputError, match="missing"):
         load_weights(refined, partial, tmp_path / "c.pt", new_modules=("refiner.",))
+
+
+def test_convex_upsampling_known_answers():
+    from flowvid.models.decoder import convex_upsample
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 2, 5, 6)
+    # a constant field stays constant, whatever the weights
+    const = torch.full((1, 2, 5, 6), 1.5)
+    up = convex_upsample(const, torch.randn(1, 144, 5, 6), 4)
+    assert up.shape == (1, 2, 20, 24)
+    torch.testing.assert_close(up, torch.full_like(up, 1.5))
+    # all weight on the centre cell: each 4x4 block is its own cell (nearest neighbour)
+    centre = torch.full((2, 9, 4, 4, 5, 6), -1e4)
+    centre[:, 4] = 0.0
+    nearest = convex_upsample(x, centre.view(2, 144, 5, 6), 4)
+    torch.testing.assert_close(nearest, x.repeat_interleave(4, 2).repeat_interleave(4, 3))
+    # all weight on the cell to the right (dy = 0, dx = +1), the edge replicated
+    right = torch.full((2, 9, 4, 4, 5, 6), -1e4)
+    right[:, 5] = 0.0
+    shifted = torch.cat([x[..., 1:], x[..., -1:]], -1)
+    torch.testing.assert_close(
+        convex_upsample(x, right.view(2, 144, 5, 6), 4),
+        shifted.repeat_interleave(4, 2).repeat_interleave(4, 3),
+    )
+    # equal weights: the mean of the 3x3 neighbourhood
+    mean = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, 1)
+    torch.testing.assert_close(
+        convex_upsample(x, torch.zeros(2, 144, 5, 6), 4),
+        mean.repeat_interleave(4, 2).repeat_interleave(4, 3),
+    )
+
+
+def test_convex_model_trains_every_parameter_and_streams():
+    torch.manual_seed(0)
+    model = create_model(encoder="resnet18", upsample="convex", **SMALL)
+    assert model.decoder is None and not list(model.head.parameters())
+    _open(model)
+    out = model(torch.rand(1, 4, 3, 64, 64))
+    assert out.shape == (1, 3, 2, 64, 64)
+    (out**2).mean().backward()
+    missing = [
+        n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0
+    ]
+    assert not missing, missing[:5]
+    model.eval()
+    clip = torch.rand(1, 6, 3, 50, 70)  # odd size: padded inside, cropped back
+    with torch.no_grad():
+        whole = model(clip)
+        state, parts = model.init_state(), []
+        for chunk in (clip[:, :2], clip[:, 2:]):
+            out, state = model.step(chunk, state)
+            parts.append(out)
+    assert whole.shape == (1, 5, 2, 50, 70) and whole.abs().mean() > 1e-2
+    torch.testing.assert_close(torch.cat(parts, 1), whole, atol=1e-5, rtol=1e-4)
+
+
+def test_a_convex_model_warm_starts_from_a_unet_checkpoint(tmp_path):
+    """Everything the two share is loaded; the U-Net is left out only when asked."""
+    from flowvid.checkpoint import load_weights
+
+    unet = create_model(encoder="resnet18", **SMALL).state_dict()
+    convex = create_model(encoder="resnet18", upsample="convex", **SMALL)
+    with pytest.raises(InputError, match="unexpected"):
+        load_weights(convex, unet, tmp_path / "c.pt", new_modules=("upsampler.",))
+    fresh = load_weights(
+        convex,
+        unet,
+        tmp_path / "c.pt",
+        new_modules=("upsampler.",),
+        dropped_modules=("decoder.", "head.net."),
+    )
+    assert fresh and all(k.startswith("upsampler.") for k in fresh)
+    shared = convex.state_dict()
+    assert set(shared) - set(unet) == set(fresh)
+    for k in set(shared) & set(unet):
+        torch.testing.assert_close(shared[k], unet[k])
+
+
+def test_convex_upsampling_is_refused_where_it_cannot_work():
+    from flowvid.config import load_config
+
+    load_config(None, ["model.upsample=convex"])  # a flow model without the steps: fine
+    for bad in (["model.upsample=bilinear"], ["model.upsample=convex", "model.task=frames"]):
+        with pytest.raises(InputError, match="model.upsample"):
+            load_config(None, bad)
+    with pytest.raises(InputError, match="model.upsample"):
+        load_config(None, ["model.upsample=convex", "model.lk_iters=2"])

@@ -26,7 +26,7 @@ from torch import nn
 
 from flowvid.config import ModelConfig
 from flowvid.errors import InputError
-from flowvid.models.decoder import FeaturePyramid, UNetDecoder
+from flowvid.models.decoder import ConvexUpsample, FeaturePyramid, UNetDecoder
 from flowvid.models.encoder import Encoder
 from flowvid.models.heads import HEADS
 from flowvid.models.lk import DenseLK
@@ -75,8 +75,13 @@ class FlowVid(nn.Module):
         lk_prior: float = 0.25,
         lk_trust: bool = False,
         lk_floor: float = 0.0,
+        upsample: str = "unet",
     ) -> None:
         super().__init__()
+        if upsample not in ("unet", "convex"):
+            raise ValueError(f"upsample must be 'unet' or 'convex', not {upsample!r}")
+        if upsample == "convex" and (task != "flow" or lk_iters):
+            raise ValueError("convex upsampling is for flow models without the LK steps")
         self.encoder = encoder
         self.pyramid = FeaturePyramid(encoder.channels, encoder.reductions, context)
         self.corr_radius, self.coarse_corr_radius = corr_radius, coarse_corr_radius
@@ -91,8 +96,10 @@ class FlowVid(nn.Module):
         self.motion = nn.Sequential(nn.Conv2d(3 * context, context, 3, padding=1), nn.GELU())
         self.core = CORES[core](context, hidden)
         skip = encoder.channels[encoder.reductions.index(2)] if 2 in encoder.reductions else None
-        self.decoder = UNetDecoder(hidden, skip, decoder_widths)
-        self.head = HEADS[task](self.decoder.out_dim)
+        # to full resolution: a U-Net adds detail, or the stride-4 output is upsampled convexly
+        self.decoder = UNetDecoder(hidden, skip, decoder_widths) if upsample == "unet" else None
+        self.upsampler = ConvexUpsample(hidden) if upsample == "convex" else None
+        self.head = HEADS[task](None if self.decoder is None else self.decoder.out_dim)
         # the output at stride 4, straight from the state; the decoder adds full-resolution detail
         self.coarse = nn.Conv2d(hidden, self.head.out_channels, 3, padding=1)
         nn.init.normal_(self.coarse.weight, std=self.head.init_std)
@@ -276,6 +283,9 @@ class FlowVid(nn.Module):
         coarse = self.head.combine(self.coarse(flat["state"]), flat["match"])
         if self.refiner is not None:
             coarse = self.refiner(coarse, flat["state"], flat["n4"], flat["next_n4"])
+        if self.upsampler is not None:
+            out = self.upsampler(coarse, flat["state"])
+            return rearrange(out, "(b m) ... -> b m ...", b=b)
         rgb = flat["rgb"]
         coarse = F.interpolate(coarse, size=rgb.shape[-2:], mode="bilinear", align_corners=False)
         feat = self.decoder(flat["state"], flat["skip"], rgb)
@@ -346,6 +356,7 @@ def create_model(
     lk_prior: float = DEFAULTS.lk_prior,
     lk_trust: bool = DEFAULTS.lk_trust,
     lk_floor: float = DEFAULTS.lk_floor,
+    upsample: str = DEFAULTS.upsample,
 ) -> FlowVid:
     """Build a FlowVid model by name; unknown names raise an error listing the valid ones.
     ``arch`` other than ``flowvid`` builds torchvision's RAFT instead (random init, a
@@ -385,4 +396,5 @@ def create_model(
         lk_prior=lk_prior,
         lk_trust=lk_trust,
         lk_floor=lk_floor,
+        upsample=upsample,
     )

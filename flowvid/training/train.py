@@ -130,7 +130,8 @@ def train(cfg: Config) -> Path | None:
             module.model,
             ckpt["state_dict"],
             cfg.train.init_from,
-            new_modules=("refiner.", "lk_confidence.", "lk_trust."),
+            new_modules=("refiner.", "lk_confidence.", "lk_trust.", "upsampler."),
+            dropped_modules=("decoder.", "head.net."),  # a U-Net start for convex upsampling
         )
         if fresh:
             log.warning("%d tensors of new modules start from their initialisation", len(fresh))
