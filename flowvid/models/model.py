@@ -3,7 +3,9 @@
 
 The flow head starts from a soft-argmax match of learned features (frame t-1 against frame t,
 candidate displacements at strides 4 and 8); the recurrent core, which has seen every frame
-so far, corrects it at stride 4, and the decoder adds full-resolution detail.
+so far, corrects it at stride 4, and the decoder adds full-resolution detail. With
+``upsample="convex"`` no full-resolution layer runs: the stride-4 flow is upsampled by
+learned convex combinations of its 3x3 neighbourhood (RAFT's upsampler).
 
 ``create_model(...)`` is the one front door: it resolves the names of the encoder (timm),
 the core (:data:`~flowvid.models.temporal.CORES`) and the head
