@@ -33,6 +33,16 @@ def _open(model):
             torch.nn.init.ones_(m.weight)
 
 
+def _stream(model, clip, cuts):
+    """The model's outputs for ``clip`` fed chunk by chunk, cut before the frames in ``cuts``."""
+    state, parts = model.init_state(), []
+    with torch.no_grad():
+        for a, b in zip((0, *cuts), (*cuts, clip.shape[1]), strict=True):
+            out, state = model.step(clip[:, a:b], state)
+            parts.append(out)
+    return torch.cat(parts, 1)
+
+
 @pytest.mark.parametrize("name", ENCODERS)
 def test_encoder_contract(name):
     enc = Encoder(name, pretrained="none")
@@ -244,11 +254,7 @@ def test_refiner_gets_gradients_and_streams():
     clip = torch.rand(1, 6, 3, 50, 70)
     with torch.no_grad():
         whole = model(clip)
-        state, parts = model.init_state(), []
-        for chunk in (clip[:, :2], clip[:, 2:]):
-            out, state = model.step(chunk, state)
-            parts.append(out)
-    torch.testing.assert_close(torch.cat(parts, 1), whole, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(_stream(model, clip, [2]), whole, atol=1e-5, rtol=1e-4)
     without = create_model(encoder="resnet18", **SMALL).eval()
     without.load_state_dict(
         {k: v for k, v in model.state_dict().items() if not k.startswith("refiner.")}
@@ -319,12 +325,8 @@ def test_convex_model_trains_every_parameter_and_streams():
     clip = torch.rand(1, 6, 3, 50, 70)  # odd size: padded inside, cropped back
     with torch.no_grad():
         whole = model(clip)
-        state, parts = model.init_state(), []
-        for chunk in (clip[:, :2], clip[:, 2:]):
-            out, state = model.step(chunk, state)
-            parts.append(out)
     assert whole.shape == (1, 5, 2, 50, 70) and whole.abs().mean() > 1e-2
-    torch.testing.assert_close(torch.cat(parts, 1), whole, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(_stream(model, clip, [2]), whole, atol=1e-5, rtol=1e-4)
 
 
 def test_a_convex_model_warm_starts_from_a_unet_checkpoint(tmp_path):

@@ -90,7 +90,7 @@ class ConvexUpsample(nn.Module):
             nn.GELU(),
             nn.Conv2d(state_dim, 9 * factor * factor, 1),
         )
-        # start as bilinear-like smoothing: equal weights, the mean of the 3x3 neighbourhood
+        # start from equal weights: each 4x4 block is the mean of its cell's 3x3 neighbourhood
         nn.init.zeros_(self.mask[-1].weight)
         nn.init.zeros_(self.mask[-1].bias)
 

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from flowvid.config import ModelConfig
+from flowvid.config import UPSAMPLES, ModelConfig
 from flowvid.errors import InputError
 from flowvid.models.decoder import ConvexUpsample, FeaturePyramid, UNetDecoder
 from flowvid.models.encoder import Encoder
@@ -80,8 +80,8 @@ class FlowVid(nn.Module):
         upsample: str = "unet",
     ) -> None:
         super().__init__()
-        if upsample not in ("unet", "convex"):
-            raise ValueError(f"upsample must be 'unet' or 'convex', not {upsample!r}")
+        if upsample not in UPSAMPLES:
+            raise ValueError(f"upsample must be one of {list(UPSAMPLES)}, not {upsample!r}")
         if upsample == "convex" and (task != "flow" or lk_iters):
             raise ValueError("convex upsampling is for flow models without the LK steps")
         self.encoder = encoder
