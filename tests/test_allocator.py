@@ -40,7 +40,7 @@ def _has_mallinfo2() -> bool:
     not sys.platform.startswith("linux") or not _has_mallinfo2(), reason="glibc >= 2.33 only"
 )
 def test_large_blocks_come_from_the_heap_and_stay_there_after_free():
-    def probe(mode: str) -> str:
+    def probe(mode: str) -> list[str]:
         env = {"PATH": "/usr/bin:/bin"}  # no MALLOC_* variable from the caller
         out = subprocess.run(
             [sys.executable, "-c", PROBE, mode], capture_output=True, text=True, env=env
