@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from flowvid.config import Config
+from flowvid.stream import cpu_has_bf16, resolve_precision
 from flowvid.training.module import module_from_config
 
 
@@ -133,16 +134,24 @@ def decode_rate(video: Path) -> tuple[int, float]:
         return n, _rate(n, lambda: sum(1 for _ in reader.iter_frames()))
 
 
-def model_rate(model, size: int, device: torch.device, batch_frames: int, chunks: int = 3) -> float:  # noqa: ANN001
+def model_rate(
+    model,  # noqa: ANN001
+    size: int,
+    device: torch.device,
+    batch_frames: int,
+    chunks: int = 3,
+    precision: str = "auto",
+) -> float:
     """Flow maps/s of the model alone on frames already on the device, streamed in chunks as
-    predict runs it (channels_last; bf16 autocast on a GPU)."""
+    predict runs it (channels_last; ``precision`` as predict's: bf16 autocast on a GPU)."""
     model = model.to(device, memory_format=torch.channels_last).eval()
     x = torch.rand(1, batch_frames, 3, size, size, device=device)
-    cuda = device.type == "cuda"
+    dtype = resolve_precision(precision, device)
 
     def run(n: int) -> None:
         state = model.init_state()
-        with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=cuda):
+        autocast = torch.autocast(device.type, dtype or torch.bfloat16, enabled=dtype is not None)
+        with torch.inference_mode(), autocast:
             for _ in range(n):
                 _, state = model.step(x, state)
         _sync(device)
@@ -151,11 +160,19 @@ def model_rate(model, size: int, device: torch.device, batch_frames: int, chunks
     return _rate(chunks * batch_frames, lambda: run(chunks))
 
 
-def predict_rate(model, video: Path, device: torch.device, batch_frames: int) -> float:  # noqa: ANN001
+def predict_rate(
+    model,  # noqa: ANN001
+    video: Path,
+    device: torch.device,
+    batch_frames: int,
+    precision: str = "auto",
+) -> float:
     """Flow maps/s of :func:`flowvid.inference.predict_flow`, video file to .npy file."""
     from flowvid.inference import predict_flow
 
-    options = dict(device=str(device), batch_frames=batch_frames, progress=False)
+    options = dict(
+        device=str(device), batch_frames=batch_frames, progress=False, precision=precision
+    )
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "flow.npy"
         predict_flow(model, video, out, frames=f"0:{2 * batch_frames}", **options)  # warm-up
@@ -311,9 +328,13 @@ def _speed_rows(model, clip: Path, size: int, device: torch.device, o: SuiteOpti
     rate = model_rate(model, size, device, o.batch_frames)
     yield Row("model only (default model)", label, dev, rate, "maps/s", _precision(device))
     rate = predict_rate(model, clip, device, o.batch_frames)
-    yield Row(
-        "flowvid predict, end to end", label, dev, rate, "maps/s", f"video to .npy, {n - 1} maps"
-    )
+    note = f"video to .npy, {n - 1} maps"
+    yield Row("flowvid predict, end to end", label, dev, rate, "maps/s", note)
+    if dev == "cpu" and cpu_has_bf16():  # the opt-in --precision bf16, where it pays
+        rate = model_rate(model, size, device, o.batch_frames, precision="bf16")
+        yield Row("model only, --precision bf16", label, dev, rate, "maps/s", "bf16 autocast")
+        rate = predict_rate(model, clip, device, o.batch_frames, precision="bf16")
+        yield Row("flowvid predict, end to end, --precision bf16", label, dev, rate, "maps/s", note)
     for name, rate in classical_rates(clip, o.classical_pairs).items():
         yield Row(name, label, "cpu", rate, "maps/s")
     side = max(size, 128)  # RAFT's correlation pyramid needs 128 px at least
@@ -368,8 +389,10 @@ def machine() -> dict[str, str]:
 
     from flowvid import __version__
 
+    units = ", bf16 units" if cpu_has_bf16() else ""
     info = {
-        "cpu": f"{platform.machine()}, {os.cpu_count()} cores ({platform.processor() or 'cpu'})",
+        "cpu": f"{_cpu_name() or platform.machine()}, {platform.machine()}, "
+        f"{os.cpu_count()} cores{units}",
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -378,6 +401,18 @@ def machine() -> dict[str, str]:
         "torch threads": str(torch.get_num_threads()),
     }
     return info
+
+
+def _cpu_name() -> str | None:
+    """The CPU's model name (Linux), e.g. 'AMD EPYC 7B13'; None where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return None
 
 
 def markdown(rows: list[Row], info: dict[str, str], command: str, date: str) -> str:

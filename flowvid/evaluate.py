@@ -27,7 +27,7 @@ from flowvid.io.masks import read_mask
 from flowvid.io.video import open_video
 from flowvid.metrics import ErrorStats
 from flowvid.models import FlowVid
-from flowvid.stream import resolve_device, stream_outputs
+from flowvid.stream import check_precision, resolve_device, stream_outputs
 
 FlowMethod = Callable[[Clip, int], Iterator[np.ndarray]]  # yields (m, H, W, 2) chunks in order
 
@@ -70,10 +70,16 @@ def zero_flow(clip: Clip, frames: int) -> Iterator[np.ndarray]:
 
 
 def model_method(
-    model: FlowVid, device: torch.device, batch_frames: int, max_side: int | None
+    model: FlowVid,
+    device: torch.device,
+    batch_frames: int,
+    max_side: int | None,
+    precision: str = "auto",
 ) -> FlowMethod:
     def run(clip: Clip, frames: int) -> Iterator[np.ndarray]:
-        yield from stream_outputs(model, clip.video, 0, frames, device, batch_frames, max_side)
+        yield from stream_outputs(
+            model, clip.video, 0, frames, device, batch_frames, max_side, precision=precision
+        )
 
     return run
 
@@ -114,8 +120,10 @@ def evaluate(
     batch_frames: int = 16,
     max_side: int | None = None,
     progress: bool = True,
+    precision: str = "auto",
 ) -> dict:
-    """Score every clip of ``split``; write report.json, report.md and plots to ``out_dir``."""
+    """Score every clip of ``split``; write report.json, report.md and plots to ``out_dir``.
+    ``precision``: the model's, as for :func:`flowvid.inference.predict_flow`."""
     data = load_dataset(data_root)
     clips = data.split(split)
     if not clips:
@@ -123,7 +131,9 @@ def evaluate(
     methods: dict[str, FlowMethod] = {}
     if model is not None:
         dev = resolve_device(device)
-        methods["flowvid"] = model_method(model.to(dev).eval(), dev, batch_frames, max_side)
+        check_precision(precision, dev)
+        model = model.to(dev).eval()
+        methods["flowvid"] = model_method(model, dev, batch_frames, max_side, precision)
     if baselines:
         methods.update(
             {

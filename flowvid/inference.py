@@ -22,7 +22,7 @@ from flowvid.errors import InputError, VideoError
 from flowvid.io.masks import read_mask
 from flowvid.io.outputs import FLOW_AXES, flow_sink, npy_stream, write_sidecar
 from flowvid.models import FlowVid
-from flowvid.stream import Stream, open_stream
+from flowvid.stream import Stream, open_stream, resolve_precision
 
 UNITS = ("px/frame", "um/s")
 
@@ -64,11 +64,14 @@ def predict_flow(
     mask: str | Path | None = None,
     provenance: dict[str, Any] | None = None,
     progress: bool = True,
+    precision: str = "auto",
 ) -> Prediction:
     """Predict flow for a whole video (or ``frames='A:B'``); write it to ``out`` or return it.
 
     ``mask``: a vessel mask (PNG or .npy, ``(H, W)`` or one per pair of the whole video,
     ``(T-1, H, W)``); the flow outside it is written as 0 and the mean speed is taken inside.
+    ``precision``: auto (bf16 on a GPU, fp32 on a CPU), fp32 or bf16
+    (:func:`flowvid.stream.resolve_precision`).
     """
     out = None if out is None else Path(out)
     if units not in UNITS:
@@ -86,14 +89,15 @@ def predict_flow(
     )
     # the first try trusts the container's frame count (no decode just to count); where
     # decoding proves it wrong, the output is discarded and the exact index is built
-    s = open_stream(model, video, frames, device, batch_frames, max_side, exact=False)
+    opening = (model, video, frames, device, batch_frames, max_side)
+    s = open_stream(*opening, exact=False, precision=precision)
     try:
         return _predict_stream(s, out, **options)
     except VideoError as err:
         if s.exact:
             raise
         log.warning("%s: %s; counting the frames by decoding and predicting again", video, err)
-    s = open_stream(model, video, frames, device, batch_frames, max_side, exact=True)
+    s = open_stream(*opening, exact=True, precision=precision)
     return _predict_stream(s, out, **options)
 
 
@@ -175,6 +179,7 @@ def _origin(s: Stream, provenance: dict[str, Any] | None) -> dict[str, Any]:
         "video_size_hw": [s.height, s.width],
         "video_frames": s.total,
         "video_sha256_first_mb": fingerprint(s.video),
+        "precision": "fp32" if resolve_precision(s.precision, s.device) is None else "bf16",
         **getattr(s.model, "provenance", {}),
         **(provenance or {}),
     }
@@ -213,12 +218,14 @@ def predict_frames(
     max_side: int | None = None,
     provenance: dict[str, Any] | None = None,
     progress: bool = True,
+    precision: str = "auto",
 ) -> Prediction:
-    """Frame t+1 predicted from frames <= t, for every t in the range: .npy (uint8) or a video."""
+    """Frame t+1 predicted from frames <= t, for every t in the range: .npy (uint8) or a video.
+    ``precision``: as for :func:`predict_flow`."""
     from flowvid.io.video import VideoWriter
 
     out = Path(out)
-    s = open_stream(model, video, frames, device, batch_frames, max_side)
+    s = open_stream(model, video, frames, device, batch_frames, max_side, precision=precision)
     shape = (s.stop - s.start, s.height, s.width, 3)
     chunks = (
         (np.clip(c, 0, 1) * 255 + 0.5).astype(np.uint8)

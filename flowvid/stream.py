@@ -8,6 +8,7 @@ a working resolution; outputs come back at the clip's own size (flow vectors res
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import threading
 from collections.abc import Iterator
@@ -22,6 +23,8 @@ import torch.nn.functional as F
 from flowvid.errors import InputError
 from flowvid.io.video import open_video
 from flowvid.models import FlowVid
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class Stream:
     width: int
     fps: float | None
     exact: bool = True  # False: the frame count is the container's claim (see open_video)
+    precision: str = "auto"  # see resolve_precision
 
     def outputs(self, batch_frames: int, max_side: int | None = None, embed: bool = False):
         """:func:`stream_outputs` over this stream's range."""
@@ -51,6 +55,7 @@ class Stream:
             max_side,
             embed=embed,
             exact=self.exact,
+            precision=self.precision,
         )
 
 
@@ -62,20 +67,24 @@ def open_stream(
     batch_frames: int = 16,
     max_side: int | None = None,
     exact: bool = True,
+    precision: str = "auto",
 ) -> Stream:
     """The one set-up of every prediction: device, model in eval mode, the video's range,
     size and frame rate (a bad range, device or option is an :class:`InputError`).
-    ``exact=False``: see :func:`flowvid.io.video.open_video`."""
+    ``exact=False``: see :func:`flowvid.io.video.open_video`; ``precision``: see
+    :func:`resolve_precision`."""
     if batch_frames < 1:
         raise InputError(f"--batch-frames must be at least 1, not {batch_frames}")
     if max_side is not None and max_side < 16:
         raise InputError(f"--max-side must be at least 16 px, not {max_side}")
     video, dev = Path(video), resolve_device(device)
+    check_precision(precision, dev)  # a bad value fails before the video is opened
     with open_video(video, exact=exact) as reader:
         start, stop = parse_range(frames, reader.num_frames)
         size, fps, total = (reader.height, reader.width), reader.fps, reader.num_frames
         exact = getattr(reader, "index", None) is None or reader.index.exact
-    return Stream(model.to(dev).eval(), dev, video, start, stop, total, *size, fps, exact)
+    model = model.to(dev).eval()
+    return Stream(model, dev, video, start, stop, total, *size, fps, exact, precision)
 
 
 def parse_range(text: str | None, total: int) -> tuple[int, int]:
@@ -104,6 +113,37 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("--device cuda asked for, but no CUDA GPU is available; use --device cpu")
     return torch.device(name)
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``--precision`` on ``device``; None: plain fp32.
+
+    ``auto`` is bf16 on a GPU and fp32 on a CPU. bf16 on a CPU is a choice: on one with bf16
+    matrix units (AMX, AVX512-BF16) the model runs about 1.8x faster and the flow moves by
+    a few hundredths of a px (BENCHMARKS.md, "bf16 on a CPU"); on one without, it is slower.
+    """
+    if name not in PRECISIONS:
+        raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, not {name!r}")
+    if name == "fp32" or (name == "auto" and device.type != "cuda"):
+        return None
+    return torch.bfloat16
+
+
+def check_precision(name: str, device: torch.device) -> None:
+    """Set-up check of ``--precision``: an :class:`InputError` for a bad value, a warning
+    where bf16 will be slow."""
+    dtype = resolve_precision(name, device)
+    if dtype is not None and device.type == "cpu" and not cpu_has_bf16():
+        log.warning("this CPU has no bf16 units: --precision bf16 will be slower than fp32")
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX)."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
 def _working_size(height: int, width: int, max_side: int | None) -> tuple[int, int]:
@@ -185,6 +225,7 @@ def stream_outputs(
     max_side: int | None = None,
     embed: bool = False,
     exact: bool = True,
+    precision: str = "auto",
 ) -> Iterator[np.ndarray]:
     """Yield the model's outputs chunk by chunk as numpy arrays at the clip's size.
 
@@ -194,8 +235,10 @@ def stream_outputs(
     The stages overlap: a background thread decodes and stacks the next chunks while the
     model runs; on a GPU the chunk's frames go up from pinned memory and its outputs come
     back to pinned memory without blocking, so chunk k+1 computes while chunk k is written.
+    ``precision``: see :func:`resolve_precision`.
     """
     cuda = device.type == "cuda"
+    dtype = resolve_precision(precision, device)
     model = model.to(memory_format=torch.channels_last)  # faster convolutions, same numbers
     state = model.init_state()
     pending: tuple[torch.Tensor, torch.cuda.Event | None] | None = None
@@ -206,7 +249,10 @@ def stream_outputs(
             x = chunk.to(device, non_blocking=True).permute(0, 3, 1, 2).float() / 255.0
             if work != (height, width):
                 x = F.interpolate(x, size=work, mode="area")
-            with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=cuda):
+            with (
+                torch.inference_mode(),
+                torch.autocast(device.type, dtype or torch.bfloat16, enabled=dtype is not None),
+            ):
                 if embed:
                     out, state = model.embed(x[None], state)
                     out = out[0].to(torch.float16)

@@ -301,6 +301,12 @@ CASES = [
         "--batch-frames",
     ),
     Case(
+        "precision-unknown",
+        "--precision fp16 (not a choice)",
+        lambda e: e.predict(e.video, "--precision", "fp16"),
+        "--precision must be one of auto, fp32, bf16",
+    ),
+    Case(
         "max-side-negative",
         "--max-side -5",
         lambda e: e.predict(e.video, "--max-side", "-5"),

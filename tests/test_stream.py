@@ -1,6 +1,7 @@
 """The overlapped prediction pipeline: background decoding, the container's frame count
 trusted only until decoding proves it wrong."""
 
+import json
 import logging
 import threading
 import time
@@ -11,12 +12,13 @@ import pytest
 import torch
 from helpers import TINY
 
+from flowvid.errors import InputError
 from flowvid.inference import predict_flow
 from flowvid.io import index as index_module
 from flowvid.io.index import _index_path
 from flowvid.io.video import open_video, write_video
 from flowvid.models import create_model
-from flowvid.stream import prefetch
+from flowvid.stream import prefetch, resolve_precision
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +106,33 @@ def test_a_wrong_container_count_falls_back_to_the_exact_count(
     np.testing.assert_allclose(np.load(out), _direct(model, video), atol=1e-4)
     assert _index_path(video).exists()  # the exact index, built and cached
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_precision_resolves_per_device_and_refuses_unknown_names():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")  # no GPU needed to name one
+    assert resolve_precision("auto", cpu) is None  # fp32: the same numbers on every CPU
+    assert resolve_precision("auto", cuda) is torch.bfloat16
+    assert resolve_precision("fp32", cuda) is None
+    assert resolve_precision("bf16", cpu) is torch.bfloat16
+    with pytest.raises(InputError, match="--precision must be one of auto, fp32, bf16"):
+        resolve_precision("fp16", cpu)
+
+
+def test_bf16_on_a_cpu_runs_in_bf16_stays_near_fp32_and_is_recorded(model, tmp_path):
+    video = _video(tmp_path / "clip.mp4")
+    flows = {}
+    for precision in ("auto", "bf16"):
+        out = tmp_path / f"{precision}.npy"
+        options = dict(device="cpu", batch_frames=4, progress=False, precision=precision)
+        predict_flow(model, video, out, **options)
+        flows[precision] = np.load(out)
+        recorded = json.loads(out.with_name(out.name + ".json").read_text())["precision"]
+        assert recorded == {"auto": "fp32", "bf16": "bf16"}[precision]
+    fp32, bf16 = flows["auto"], flows["bf16"]
+    np.testing.assert_allclose(fp32, _direct(model, video), atol=1e-4)
+    diff = np.abs(bf16 - fp32)
+    assert diff.max() > 1e-6  # bf16 did run: its rounding shows
+    # bf16 keeps 8 bits of mantissa; through the whole network the flow moves by a few
+    # per cent at most (a random tiny model; BENCHMARKS.md has the shipped model on real clips)
+    assert diff.mean() <= 0.03 * np.abs(fp32).mean(), (diff.mean(), np.abs(fp32).mean())
+    assert diff.max() <= 0.05 * np.abs(fp32).max(), (diff.max(), np.abs(fp32).max())

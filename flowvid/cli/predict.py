@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from flowvid.cli.common import HelpFormatter
+from flowvid.cli.common import HelpFormatter, add_precision
 from flowvid.errors import InputError
 
 
@@ -21,6 +21,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         batch_frames=args.batch_frames,
         max_side=args.max_side,
         provenance=provenance,
+        precision=args.precision,
     )
     if args.task and args.task != model.task:
         raise InputError(
@@ -124,6 +125,7 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch-frames", type=int, default=16, help="frames per encoder batch")
     p.add_argument("--max-side", type=int, default=None, help="run the model at most this size")
+    add_precision(p)
     p.add_argument(
         "--units", default="px/frame", choices=("px/frame", "um/s"), help="unit of the output"
     )

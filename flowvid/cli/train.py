@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from flowvid.cli.common import HelpFormatter
+from flowvid.cli.common import HelpFormatter, add_precision
 from flowvid.errors import InputError
 
 
@@ -100,6 +100,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         device=args.device,
         batch_frames=args.batch_frames,
         max_side=args.max_side,
+        precision=args.precision,
     )
     for name, m in report["overall"].items():
         print(
@@ -137,4 +138,5 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--batch-frames", type=int, default=16, help="frames per encoder batch")
     p.add_argument("--max-side", type=int, default=None, help="run the model at most this size")
+    add_precision(p)
     p.set_defaults(func=_cmd_eval)
