@@ -193,6 +193,7 @@ def test_predict_overlay_gt_and_eval_end_to_end(checkpoint, data, tmp_path, caps
     )
     doc = json.loads((report / "report.json").read_text())
     assert set(doc["overall"]) == {"flowvid", "zero", "farneback", "dis_medium"}
+    assert doc["precision"] == "fp32"  # --precision auto on a CPU
     zero = doc["overall"]["zero"]
     # zero flow's EPE is the mean true speed, by definition: a check on the scoring itself
     assert zero["epe_vessel"] == pytest.approx(zero["zero_epe_vessel"], rel=1e-6)
