@@ -61,6 +61,21 @@ def test_recovers_translation_from_a_rough_estimate(d):
     assert error(out, d, 6) < 0.02
 
 
+def test_the_steps_run_in_fp32_under_autocast():
+    """Predict runs bf16 autocast on a GPU (and on a CPU when asked): the steps must give
+    their fp32 numbers there, not the rounding of bf16 moment sums."""
+    d = (2.0, -1.0)
+    f0, f1 = pair(d)
+    start = uniform(d) * 0.7
+    lk = DenseLK(6, levels=2, prior=1.0)
+    plain = lk(start, f0, f1)
+    with torch.autocast("cpu", torch.bfloat16):
+        mixed = lk(start, f0, f1)
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(mixed, plain, atol=1e-6, rtol=1e-6)
+    assert error(mixed, d, 8) < 0.02
+
+
 def test_coarse_to_fine_reaches_motion_beyond_one_step():
     """5 px from a zero estimate known to be poor (prior 5 px): one level cannot (steps are
     clipped to 1 px and the linearisation fails), three levels can. With a tight prior the

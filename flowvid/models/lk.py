@@ -92,7 +92,21 @@ class DenseLK(nn.Module):
         -> the refined flow (N, 2, H, W). ``prior`` (N, 1, H, W), px: how far off the estimate
         may be at each pixel (a model's own confidence); default: the constant ``prior``.
         ``trust`` (N, 1, H, W) >= 0: how much each pixel's photometric evidence counts, relative
-        to the frames' pixel noise (1: as measured, 0: not at all); default 1 everywhere."""
+        to the frames' pixel noise (1: as measured, 0: not at all); default 1 everywhere.
+
+        The steps run in fp32 under autocast too: the windowed moments are differences of
+        near-equal sums (``exx - mx * mx``), which bf16 convolutions would round away."""
+        with torch.autocast(flow.device.type, enabled=False):
+            return self._forward(flow, img0, img1, prior, trust)
+
+    def _forward(
+        self,
+        flow: torch.Tensor,
+        img0: torch.Tensor,
+        img1: torch.Tensor,
+        prior: torch.Tensor | None,
+        trust: torch.Tensor | None,
+    ) -> torch.Tensor:
         h, w = flow.shape[-2:]
         dtype = flow.dtype
         flow, img0, img1 = flow.float(), img0.float(), img1.float()
