@@ -122,7 +122,7 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of ``--precision`` on ``device``; None: plain fp32.
 
     ``auto`` is bf16 on a GPU and fp32 on a CPU. bf16 on a CPU is a choice: on one with bf16
-    matrix units (AMX, AVX512-BF16) the model runs about 1.8x faster and the flow moves by
+    matrix units (AMX, AVX512-BF16) the model ran 1.6-1.8x faster and the flow moved by
     a few hundredths of a px (BENCHMARKS.md, "bf16 on a CPU"); on one without, it is slower.
     """
     if name not in PRECISIONS:

@@ -26,5 +26,5 @@ def add_precision(p: argparse.ArgumentParser) -> None:
         "--precision",
         default="auto",
         help="auto (bf16 on a GPU, fp32 on a CPU), fp32 or bf16; bf16 on a CPU with bf16 units "
-        "(AMX) is about 1.8x faster, the flow within a few hundredths of a px",
+        "(AMX) ran 1.6-1.8x faster, the flow within a few hundredths of a px",
     )
