@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from flowvid.config import Config
-from flowvid.stream import cpu_has_bf16, resolve_precision
+from flowvid.stream import cpu_has_bf16, precision_autocast, resolve_precision
 from flowvid.training.module import module_from_config
 
 
@@ -146,12 +146,11 @@ def model_rate(
     predict runs it (channels_last; ``precision`` as predict's: bf16 autocast on a GPU)."""
     model = model.to(device, memory_format=torch.channels_last).eval()
     x = torch.rand(1, batch_frames, 3, size, size, device=device)
-    dtype = resolve_precision(precision, device)
+    resolve_precision(precision, device)
 
     def run(n: int) -> None:
         state = model.init_state()
-        autocast = torch.autocast(device.type, dtype or torch.bfloat16, enabled=dtype is not None)
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode(), precision_autocast(precision, device):
             for _ in range(n):
                 _, state = model.step(x, state)
         _sync(device)

@@ -27,7 +27,7 @@ from flowvid.io.masks import read_mask
 from flowvid.io.video import open_video
 from flowvid.metrics import ErrorStats
 from flowvid.models import FlowVid
-from flowvid.stream import check_precision, resolve_device, resolve_precision, stream_outputs
+from flowvid.stream import check_precision, precision_name, resolve_device, stream_outputs
 
 FlowMethod = Callable[[Clip, int], Iterator[np.ndarray]]  # yields (m, H, W, 2) chunks in order
 
@@ -158,7 +158,7 @@ def evaluate(
             times[name].append(ms)
     report = _report(data_root, split, per_clip, pooled, times)
     if model is not None:
-        report["precision"] = "fp32" if resolve_precision(precision, dev) is None else "bf16"
+        report["precision"] = precision_name(precision, dev)
     write_report(Path(out_dir), report)
     return report
 

@@ -22,7 +22,7 @@ from flowvid.errors import InputError, VideoError
 from flowvid.io.masks import read_mask
 from flowvid.io.outputs import FLOW_AXES, flow_sink, npy_stream, write_sidecar
 from flowvid.models import FlowVid
-from flowvid.stream import Stream, open_stream, resolve_precision
+from flowvid.stream import Stream, open_stream, precision_name
 
 UNITS = ("px/frame", "um/s")
 
@@ -179,7 +179,7 @@ def _origin(s: Stream, provenance: dict[str, Any] | None) -> dict[str, Any]:
         "video_size_hw": [s.height, s.width],
         "video_frames": s.total,
         "video_sha256_first_mb": fingerprint(s.video),
-        "precision": "fp32" if resolve_precision(s.precision, s.device) is None else "bf16",
+        "precision": precision_name(s.precision, s.device),
         **getattr(s.model, "provenance", {}),
         **(provenance or {}),
     }

@@ -132,6 +132,17 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16
 
 
+def precision_autocast(name: str, device: torch.device) -> torch.autocast:
+    """The autocast context of ``--precision`` on ``device`` (switched off for fp32)."""
+    dtype = resolve_precision(name, device)
+    return torch.autocast(device.type, dtype or torch.bfloat16, enabled=dtype is not None)
+
+
+def precision_name(name: str, device: torch.device) -> str:
+    """What ``--precision`` runs as on ``device``: 'fp32' or 'bf16' (for reports)."""
+    return "fp32" if resolve_precision(name, device) is None else "bf16"
+
+
 def check_precision(name: str, device: torch.device) -> None:
     """Set-up check of ``--precision``: an :class:`InputError` for a bad value, a warning
     where bf16 will be slow."""
@@ -238,7 +249,7 @@ def stream_outputs(
     ``precision``: see :func:`resolve_precision`.
     """
     cuda = device.type == "cuda"
-    dtype = resolve_precision(precision, device)
+    resolve_precision(precision, device)  # a bad value fails before any decoding
     model = model.to(memory_format=torch.channels_last)  # faster convolutions, same numbers
     state = model.init_state()
     pending: tuple[torch.Tensor, torch.cuda.Event | None] | None = None
@@ -249,10 +260,7 @@ def stream_outputs(
             x = chunk.to(device, non_blocking=True).permute(0, 3, 1, 2).float() / 255.0
             if work != (height, width):
                 x = F.interpolate(x, size=work, mode="area")
-            with (
-                torch.inference_mode(),
-                torch.autocast(device.type, dtype or torch.bfloat16, enabled=dtype is not None),
-            ):
+            with torch.inference_mode(), precision_autocast(precision, device):
                 if embed:
                     out, state = model.embed(x[None], state)
                     out = out[0].to(torch.float16)
