@@ -8,7 +8,10 @@ Farneback and DIS on the same frames. The held-out corpora use other seeds than 
 training corpora, so no scene is shared.
 
 Everything lands under one folder and a finished step is never redone: corpora with a
-``dataset.yaml`` and runs with a ``model.pt`` are reused, so an interrupted study resumes.
+``dataset.yaml``, runs with a ``model.pt`` and scores in a fold's ``row.json`` are reused, so
+an interrupted study resumes. ``hold_out`` runs some folds only: several processes (or
+machines sharing the folder) can each take their own, and every one of them writes the table
+of all the folds finished so far.
 """
 
 from __future__ import annotations
@@ -61,15 +64,23 @@ def leave_one_look_out(
     frames: int = 120,
     size: int = 256,
     seed: int = 0,
+    hold_out: tuple[str, ...] | None = None,
 ) -> list[dict]:
-    """Run the study; write results.json and results.md to ``out``; return the rows."""
+    """Run the folds that hold out each look of ``hold_out`` (default: every look of
+    ``looks``), training on the other looks of ``looks``; write results.json and results.md
+    to ``out`` with every fold finished so far, in the order of ``looks``, and return those
+    rows."""
     out = Path(out)
     if len(looks) < 2 or set(looks) - set(LOOKS):
         raise InputError(f"give at least two looks from {LOOKS}, not {looks}")
-    rows = []
-    for held in looks:
-        rest = tuple(name for name in looks if name != held)
+    hold_out = looks if hold_out is None else hold_out
+    if not hold_out or set(hold_out) - set(looks):
+        raise InputError(f"hold out one or more of the study's looks {looks}, not {hold_out}")
+    for held in hold_out:
         base = out / f"without_{held}"
+        if (base / "row.json").is_file():
+            continue
+        rest = tuple(name for name in looks if name != held)
         train_root = _corpus(
             base / "corpus",
             train_videos,
@@ -92,7 +103,13 @@ def leave_one_look_out(
             train(cfg)
         model, _ = load_model(run / "model.pt")
         report = evaluate(test_root, "test", model, baselines=True, out_dir=base / "eval")
-        rows.append(_row(held, report["overall"]))
+        with atomic_output(base / "row.json") as tmp:
+            tmp.write_text(json.dumps(_row(held, report["overall"]), indent=2))
+    rows = [
+        json.loads(path.read_text())
+        for path in (out / f"without_{held}" / "row.json" for held in looks)
+        if path.is_file()
+    ]
     _write(out, rows)
     return rows
 

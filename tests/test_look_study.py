@@ -16,8 +16,16 @@ TINY = ["train.max_steps=3", "train.val_every_steps=3", "data.workers=0", "train
 def test_leave_one_look_out_tiny(tmp_path):
     looks = ("brightfield", "dark")
     kw = dict(looks=looks, train_videos=3, test_videos=2, frames=6, size=64)
+    # one fold alone (as one of several processes would run it): its row, nothing else
+    first = leave_one_look_out(tmp_path, "configs/debug.yaml", TINY, hold_out=("dark",), **kw)
+    assert [r["look"] for r in first] == ["dark"]
+    assert not (tmp_path / "without_brightfield").exists()
+    dark_row = json.loads((tmp_path / "without_dark" / "row.json").read_text())
+    assert dark_row == first[0]
+    # then the rest: the finished fold is kept as it is, the table has both in the looks' order
     rows = leave_one_look_out(tmp_path, "configs/debug.yaml", TINY, **kw)
     assert [r["look"] for r in rows] == list(looks)
+    assert rows[1] == dark_row
     for r in rows:
         for key in ("flowvid_epe_vessel", "farneback_epe_vessel", "dis_medium_epe_vessel"):
             assert r[key] >= 0
@@ -46,3 +54,10 @@ def test_leave_one_look_out_needs_two_known_looks(tmp_path):
         leave_one_look_out(tmp_path, "configs/debug.yaml", looks=("dark",))
     with pytest.raises(InputError):
         leave_one_look_out(tmp_path, "configs/debug.yaml", looks=("dark", "sepia"))
+    with pytest.raises(InputError, match="hold out one or more"):
+        leave_one_look_out(
+            tmp_path, "configs/debug.yaml", looks=("dark", "tracers"), hold_out=("brightfield",)
+        )
+    with pytest.raises(InputError, match="hold out one or more"):
+        leave_one_look_out(tmp_path, "configs/debug.yaml", hold_out=())
+    assert not any(tmp_path.iterdir())  # refused before anything was written

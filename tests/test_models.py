@@ -182,23 +182,28 @@ def test_weights_from_a_local_file(tmp_path):
     torch.testing.assert_close(enc.model.conv1.weight, source.conv1.weight)
 
 
+@pytest.mark.parametrize(
+    "name", ["tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2"]
+)
 @pytest.mark.parametrize(("image", "label"), [("chelsea", 285), ("coffee", 967)])
-def test_default_encoder_is_really_imagenet_initialised(image, label):
-    """timm's classifier with the packaged weights: chelsea is an Egyptian cat, coffee espresso."""
+def test_packaged_encoders_are_really_imagenet_initialised(name, image, label):
+    """timm's classifier with the packaged weights, at its own input size: chelsea is an
+    Egyptian cat, coffee espresso."""
     import timm
     from skimage import data
 
     from flowvid.models.weights import packaged_weights
 
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
-    model.load_state_dict(packaged_weights("tf_efficientnet_lite0"))
+    model = timm.create_model(name, pretrained=False).eval()
+    model.load_state_dict(packaged_weights(name))
+    size = model.pretrained_cfg["input_size"][1:]
     img = torch.from_numpy(np.asarray(getattr(data, image)())).permute(2, 0, 1).float()[None] / 255
-    img = F.interpolate(img, size=(224, 224), mode="bicubic", align_corners=False)
+    img = F.interpolate(img, size=size, mode="bicubic", align_corners=False)
     with torch.no_grad():
         logits = model((img - 0.5) / 0.5)
     assert logits.argmax().item() == label
     # and the flowvid encoder holds exactly those weights
-    enc = Encoder("tf_efficientnet_lite0", pretrained="imagenet")
+    enc = Encoder(name, pretrained="imagenet")
     torch.testing.assert_close(enc.model.conv_stem.weight, model.conv_stem.weight)
 
 

@@ -5,6 +5,8 @@
         --set train.init_from=runs/curriculum/1_motion/model.pt --set train.max_steps=3000
 
 Writes OUT/results.md and OUT/results.json; an interrupted study resumes where it stopped.
+Folds can run side by side, one per process: `--hold-out dark` in one, `--hold-out tracers`
+in another, and so on, all with the same --out.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ def _main(args: argparse.Namespace) -> int:
         args.frames,
         args.size,
         args.seed,
+        tuple(args.hold_out.split(",")) if args.hold_out else None,
     )
     print(render_markdown(rows))
     return 0
@@ -41,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default="configs/curriculum/2_vessels.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--looks", default=",".join(LOOKS), help="comma-separated, at least two")
+    p.add_argument(
+        "--hold-out",
+        help="comma-separated: run only the folds that hold out these looks (default: all); "
+        "processes sharing --out can take a fold each",
+    )
     p.add_argument("--train-videos", type=int, default=50)
     p.add_argument("--test-videos", type=int, default=8)
     p.add_argument("--frames", type=int, default=120)

