@@ -70,6 +70,9 @@ class ModelConfig:
     lk_prior: float = 0.25  # px: how far off the model's flow may be where it has no opinion
     lk_trust: bool = False  # with lk_iters: learn a per-pixel trust in the frames' evidence
     lk_floor: float = 0.0  # px: the least width of the prior, after confidence and trust
+    # flow: each map also sees the motion cues of this many later frames (recorded video; a
+    # stream holds each map back until they have arrived; 0: causal)
+    lookahead: int = 0
 
 
 @dataclass
@@ -312,6 +315,11 @@ def validate(cfg: Config) -> None:
         raise InputError(
             "loss.confidence_weight trains the prior width of the Lucas-Kanade steps: "
             "set model.lk_iters > 0 (a flowvid flow model)"
+        )
+    if lk.lookahead < 0 or (lk.lookahead and not (lk.arch == "flowvid" and lk.task == "flow")):
+        raise InputError(
+            "model.lookahead is a number of frames >= 0, for flowvid flow models "
+            "(a frames model must not see the frames it predicts)"
         )
     if len(cfg.model.decoder_widths) != 3:
         raise InputError("model.decoder_widths must list 3 widths")

@@ -31,6 +31,8 @@ def _open(model):
     for m in model.modules():  # timm zero-initialises each residual block's last BN
         if isinstance(m, torch.nn.BatchNorm2d):
             torch.nn.init.ones_(m.weight)
+    if model.lookahead:  # the later frames' branch starts at zero too
+        torch.nn.init.normal_(model.ahead[-1].weight, std=0.1)
 
 
 def _stream(model, clip, cuts):
@@ -58,9 +60,11 @@ def test_encoder_contract(name):
 
 
 @pytest.mark.parametrize("core", sorted(CORES))
-@pytest.mark.parametrize("task", ["flow", "frames"])
+@pytest.mark.parametrize("task", ["flow", "frames", "flow, lookahead 2"])
 def test_every_parameter_gets_a_gradient(core, task):
-    model = create_model(encoder="resnet18", core=core, task=task, **SMALL)
+    look = 2 if task.endswith("lookahead 2") else 0
+    task = task.split(",")[0]
+    model = create_model(encoder="resnet18", core=core, task=task, lookahead=look, **SMALL)
     _open(model)
     out = model(torch.rand(1, 4, 3, 64, 64))
     assert out.shape == (1, 3, 3 if task == "frames" else 2, 64, 64)
@@ -135,6 +139,60 @@ def test_flow_output_i_belongs_to_pair_i():
         a, b = model(clip), model(other)
     torch.testing.assert_close(a[:, :-1], b[:, :-1])
     assert (a[:, -1] - b[:, -1]).abs().max() > 1e-3 * a.abs().max()
+
+
+@pytest.mark.parametrize("look", [1, 3])
+def test_lookahead_streaming_equals_whole_clip_however_cut(look):
+    """Maps held back for their later frames come out in order, the same for any chunking;
+    finish() hands out the rest; the total is T-1 maps."""
+    torch.manual_seed(0)
+    model = create_model(encoder="resnet18", lookahead=look, **SMALL).eval()
+    _open(model)
+    clip = torch.rand(1, 8, 3, 40, 56)
+    with torch.no_grad():
+        whole = model(clip)
+    assert whole.shape == (1, 7, 2, 40, 56)
+    for cuts in [(1, 2, 3, 4, 5, 6, 7), (3,), (5, 6), (2, 7)]:
+        state, parts = model.init_state(), []
+        with torch.no_grad():
+            for a, b in zip((0, *cuts), (*cuts, 8), strict=True):
+                out, state = model.step(clip[:, a:b], state)
+                parts.append(out)
+            tail = model.finish(state)
+        assert tail is not None and tail.shape[1] == min(look, 7)
+        assert model.finish(state) is None  # handed out once
+        torch.testing.assert_close(torch.cat([*parts, tail], 1), whole, atol=1e-5, rtol=1e-4)
+
+
+def test_lookahead_sees_exactly_its_later_frames():
+    """Map i (frame i -> i+1) reads frames up to i+1+L: a change in the last frame reaches
+    the last L+1 maps, and none before them."""
+    torch.manual_seed(0)
+    look = 2
+    model = create_model(encoder="resnet18", lookahead=look, **SMALL).eval()
+    _open(model)
+    clip = torch.rand(1, 7, 3, 32, 32)
+    other = clip.clone()
+    other[:, -1] = torch.rand(3, 32, 32)
+    with torch.no_grad():
+        a, b = model(clip), model(other)
+    changed = (a - b).flatten(2).abs().amax(2).amax(0) > 1e-4 * a.abs().max()
+    assert changed.tolist() == [False] * (6 - look - 1) + [True] * (look + 1)
+
+
+def test_lookahead_starts_as_the_causal_model():
+    """The later frames' branch starts at zero: a causal model's weights give its outputs."""
+    torch.manual_seed(0)
+    causal = create_model(encoder="resnet18", **SMALL).eval()
+    _open(causal)
+    ahead = create_model(encoder="resnet18", lookahead=2, **SMALL).eval()
+    missing, unexpected = ahead.load_state_dict(causal.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("ahead") for k in missing)
+    clip = torch.rand(1, 5, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(ahead(clip), causal(clip))
+    with pytest.raises(ValueError, match="lookahead"):
+        create_model(encoder="resnet18", task="frames", lookahead=1, **SMALL)
 
 
 def test_local_correlation_finds_the_shift():
@@ -365,3 +423,16 @@ def test_convex_upsampling_is_refused_where_it_cannot_work():
             load_config(None, bad)
     with pytest.raises(InputError, match="model.upsample"):
         load_config(None, ["model.upsample=convex", "model.lk_iters=2"])
+
+
+def test_lookahead_is_refused_where_it_cannot_work():
+    from flowvid.config import load_config
+
+    assert load_config(None, ["model.lookahead=4"]).model.lookahead == 4
+    for bad in (
+        ["model.lookahead=-1"],
+        ["model.lookahead=2", "model.task=frames"],
+        ["model.lookahead=2", "model.arch=raft_small"],
+    ):
+        with pytest.raises(InputError, match="model.lookahead"):
+            load_config(None, bad)

@@ -235,6 +235,14 @@ def test_train_checkpoint_resume_and_load(tiny_data, tmp_path):
     # init a new run from the exported model (the two-stage recipe)
     again = train(_debug_cfg(tiny_data, tmp_path / "run2", f"train.init_from={run / 'model.pt'}"))
     assert read_checkpoint(again / "model.pt")["state_dict"].keys() == ckpt["state_dict"].keys()
+    # and into a model that also reads later frames: its new branch starts from scratch
+    ahead = train(
+        _debug_cfg(
+            tiny_data, tmp_path / "run3", f"train.init_from={run / 'model.pt'}", "model.lookahead=2"
+        )
+    )
+    added = read_checkpoint(ahead / "model.pt")["state_dict"].keys() - ckpt["state_dict"].keys()
+    assert added and all(k.startswith(("ahead.", "ahead_cues.")) for k in added)
 
 
 def test_train_only_trains_the_named_modules_and_nothing_else(tiny_data, tmp_path):

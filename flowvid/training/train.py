@@ -130,7 +130,14 @@ def train(cfg: Config) -> Path | None:
             module.model,
             ckpt["state_dict"],
             cfg.train.init_from,
-            new_modules=("refiner.", "lk_confidence.", "lk_trust.", "upsampler."),
+            new_modules=(
+                "refiner.",
+                "lk_confidence.",
+                "lk_trust.",
+                "upsampler.",
+                "ahead.",
+                "ahead_cues.",
+            ),
             dropped_modules=("decoder.", "head.net."),  # a U-Net start for convex upsampling
         )
         if fresh:
