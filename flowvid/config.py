@@ -73,6 +73,9 @@ class ModelConfig:
     # flow: each map also sees the motion cues of this many later frames (recorded video; a
     # stream holds each map back until they have arrived; 0: causal)
     lookahead: int = 0
+    # flow: also predict each vector's expected end-point error, px/frame (predict
+    # --uncertainty); trained beside the flow, on detached inputs, so it costs the flow nothing
+    uncertainty: bool = False
 
 
 @dataclass
@@ -320,6 +323,13 @@ def validate(cfg: Config) -> None:
         raise InputError(
             "model.lookahead is a number of frames >= 0, for flowvid flow models "
             "(a frames model must not see the frames it predicts)"
+        )
+    if lk.uncertainty and not (
+        lk.arch == "flowvid" and lk.task == "flow" and lk.upsample == "unet"
+    ):
+        raise InputError(
+            "model.uncertainty is for flowvid flow models with the U-Net decoder "
+            "(model.task=flow, model.upsample=unet)"
         )
     if len(cfg.model.decoder_widths) != 3:
         raise InputError("model.decoder_widths must list 3 widths")

@@ -1,9 +1,11 @@
 """``flowvid eval``: the model and classical optical flow on the same clips and frames.
 
 Methods: the flowvid model (streamed like ``predict``), and with ``baselines`` zero flow,
-OpenCV Farneback and OpenCV DIS (medium preset). All are scored by :mod:`flowvid.metrics`
-per clip and overall, timed in milliseconds per frame, and written as report.json,
-report.md and PNG plots (EPE per clip per method; EPE against true speed).
+OpenCV Farneback and OpenCV DIS (medium preset), each also averaged over 3 consecutive maps
+(``farneback_t3``, ``dis_medium_t3``: classical flow that pools frames, as a video model
+does). All are scored by :mod:`flowvid.metrics` per clip and overall, timed in milliseconds
+per frame, and written as report.json, report.md and PNG plots (EPE per clip per method;
+EPE against true speed).
 """
 
 from __future__ import annotations
@@ -60,6 +62,47 @@ def dis_medium(prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
     if "medium" not in _DIS:
         _DIS["medium"] = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     return _DIS["medium"].calc(prev, nxt, None)
+
+
+TEMPORAL_WINDOW = 3  # maps averaged by the temporal baselines
+# the classical methods a model is judged against: two-frame, and averaged over time
+CLASSICAL = ("farneback", "dis_medium", "farneback_t3", "dis_medium_t3")
+
+
+def temporal_mean(method: FlowMethod, window: int = TEMPORAL_WINDOW) -> FlowMethod:
+    """A classical method that pools frames too: each of its maps averaged with its
+    neighbours in time, ``window`` (odd) consecutive maps centred on it (fewer at the clip's
+    ends). Blood flow changes slowly from frame to frame, so this takes noise out of a
+    two-frame method the way a video model's memory can; a constant flow is left as it is."""
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"the window is an odd number of maps, not {window}")
+    half = window // 2
+
+    def run(clip: Clip, frames: int) -> Iterator[np.ndarray]:
+        yield from _centred_means((m for chunk in method(clip, frames) for m in chunk), half)
+
+    return run
+
+
+def _centred_means(maps: Iterator[np.ndarray], half: int) -> Iterator[np.ndarray]:
+    """Maps (H, W, 2) in order -> (1, H, W, 2) chunks, each the mean of the maps within
+    ``half`` of it; at most 2 * half + 1 maps held at a time."""
+    held: list[np.ndarray] = []  # maps i - half .. i + half that have arrived
+    first = 0  # index of held[0]
+    n = 0  # maps arrived
+    for m in maps:
+        held.append(m)
+        n += 1
+        i = n - 1 - half  # the map whose window is now complete
+        if i >= 0:
+            lo = max(i - half, 0)
+            yield np.mean(held[lo - first :], axis=0, dtype=np.float32)[None]
+            if i - half >= first:  # map i - half is needed by no later window
+                held.pop(0)
+                first += 1
+    for i in range(max(n - half, 0), n):  # the last maps: their windows end at the clip's end
+        lo = max(i - half, 0)
+        yield np.mean(held[lo - first :], axis=0, dtype=np.float32)[None]
 
 
 def zero_flow(clip: Clip, frames: int) -> Iterator[np.ndarray]:
@@ -140,6 +183,8 @@ def evaluate(
                 "zero": zero_flow,
                 "farneback": two_frame_method(farneback),
                 "dis_medium": two_frame_method(dis_medium),
+                "farneback_t3": temporal_mean(two_frame_method(farneback)),
+                "dis_medium_t3": temporal_mean(two_frame_method(dis_medium)),
             }
         )
     if not methods:

@@ -7,6 +7,7 @@ a JSON sidecar records shape, axes, units and provenance (:mod:`flowvid.io.outpu
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -20,7 +21,14 @@ from tqdm import tqdm
 
 from flowvid.errors import InputError, VideoError
 from flowvid.io.masks import read_mask
-from flowvid.io.outputs import FLOW_AXES, flow_sink, npy_stream, write_sidecar
+from flowvid.io.outputs import (
+    FLOW_AXES,
+    UNCERTAINTY_AXES,
+    flow_sink,
+    npy_stream,
+    uncertainty_sink,
+    write_sidecar,
+)
 from flowvid.models import FlowVid
 from flowvid.stream import Stream, open_stream, precision_name
 
@@ -65,8 +73,13 @@ def predict_flow(
     provenance: dict[str, Any] | None = None,
     progress: bool = True,
     precision: str = "auto",
+    uncertainty: str | Path | None = None,
 ) -> Prediction:
     """Predict flow for a whole video (or ``frames='A:B'``); write it to ``out`` or return it.
+
+    ``uncertainty``: also write each vector's expected end-point error, ``(T-1, H, W)``
+    float32 in the flow's units, to this ``.npy``/``.h5``/``.mat`` (with its own sidecar);
+    the model needs an expected-error head (``model.uncertainty``).
 
     ``mask``: a vessel mask (PNG or .npy, ``(H, W)`` or one per pair of the whole video,
     ``(T-1, H, W)``); the flow outside it is written as 0 and the mean speed is taken inside.
@@ -86,6 +99,7 @@ def predict_flow(
         mask=mask,
         provenance=provenance,
         progress=progress,
+        uncertainty=None if uncertainty is None else Path(uncertainty),
     )
     # the first try trusts the container's frame count (no decode just to count); where
     # decoding proves it wrong, the output is discarded and the exact index is built
@@ -114,6 +128,7 @@ def _predict_stream(
     mask: str | Path | None,
     provenance: dict[str, Any] | None,
     progress: bool,
+    uncertainty: Path | None = None,
 ) -> Prediction:
     fps = fps or s.fps
     keep = None if mask is None else read_mask(Path(mask), s.total - 1, s.height, s.width)
@@ -122,13 +137,20 @@ def _predict_stream(
     scale = um_per_px * fps if units == "um/s" else 1.0
     shape = (s.stop - s.start - 1, s.height, s.width, 2)
     done, speed_sum, counted = 0, 0.0, 0
+    meta = {"units": units, "fps": fps, "um_per_px": um_per_px}
+    if uncertainty is not None and out is not None and uncertainty.resolve() == out.resolve():
+        raise InputError("--uncertainty must be another file than --out", uncertainty)
     with (
-        flow_sink(
-            out, shape, pair_format, {"units": units, "fps": fps, "um_per_px": um_per_px}
-        ) as sink,  # first: a bad --out fails before any work
+        flow_sink(out, shape, pair_format, meta) as sink,  # first: a bad --out fails at once
+        contextlib.nullcontext(None)
+        if uncertainty is None
+        else uncertainty_sink(uncertainty, shape[:-1], meta) as errors,
         tqdm(total=shape[0], desc="predict", unit="pair", disable=not progress) as bar,
     ):
-        for chunk in s.outputs(batch_frames, max_side):
+        for chunk in s.outputs(batch_frames, max_side, uncertainty=errors is not None):
+            if errors is not None:
+                errors[done : done + len(chunk)] = chunk[..., 2] * scale
+                chunk = chunk[..., :2]
             chunk, speeds = _inside_mask(chunk, keep, s.start + done)
             speed_sum, counted = speed_sum + float(speeds.sum()), counted + speeds.size
             sink[done : done + len(chunk)] = chunk * scale
@@ -144,6 +166,16 @@ def _predict_stream(
         extra = {} if mask is None else {"mask": str(mask), "outside_mask": "flow set to 0"}
         fields = _describe(pred, FLOW_AXES, fps) | _calibration(pred, um_per_px)
         write_sidecar(out, {**fields, **_origin(s, provenance), **extra})
+    if uncertainty is not None:
+        fields = _describe(pred, UNCERTAINTY_AXES, fps) | {"um_per_px": um_per_px}
+        fields["shape"] = list(shape[:-1])
+        fields["meaning"] = (
+            "expected end-point error of each flow vector (the exponential scale the model "
+            "was trained to state: the mean error of vectors it judges alike), "
+            f"in {units}; computed for the model's flow everywhere, mask or not"
+        )
+        fields["flow"] = None if out is None else str(out)
+        write_sidecar(uncertainty, {**fields, **_origin(s, provenance)})
     return pred
 
 

@@ -25,12 +25,11 @@ from flowvid.data.corpus import write_corpus
 from flowvid.data.looks import LOOKS
 from flowvid.data.synthetic import SynthConfig
 from flowvid.errors import InputError
-from flowvid.evaluate import evaluate
+from flowvid.evaluate import CLASSICAL, evaluate
 from flowvid.io.atomic import atomic_output
 from flowvid.training.train import train
 
 HELD_OUT_SEED = 10_000  # added to the seed: held-out scenes never repeat a training scene
-CLASSICAL = ("farneback", "dis_medium")
 
 
 def _corpus(root: Path, videos: int, cfg: SynthConfig, seed: int, split: str | None) -> Path:

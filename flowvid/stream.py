@@ -43,7 +43,13 @@ class Stream:
     exact: bool = True  # False: the frame count is the container's claim (see open_video)
     precision: str = "auto"  # see resolve_precision
 
-    def outputs(self, batch_frames: int, max_side: int | None = None, embed: bool = False):
+    def outputs(
+        self,
+        batch_frames: int,
+        max_side: int | None = None,
+        embed: bool = False,
+        uncertainty: bool = False,
+    ):
         """:func:`stream_outputs` over this stream's range."""
         return stream_outputs(
             self.model,
@@ -56,6 +62,7 @@ class Stream:
             embed=embed,
             exact=self.exact,
             precision=self.precision,
+            uncertainty=uncertainty,
         )
 
 
@@ -237,11 +244,14 @@ def stream_outputs(
     embed: bool = False,
     exact: bool = True,
     precision: str = "auto",
+    uncertainty: bool = False,
 ) -> Iterator[np.ndarray]:
     """Yield the model's outputs chunk by chunk as numpy arrays at the clip's size.
 
     Flow: (m, H, W, 2) px/frame. Frames: (m, H, W, 3) in [0, 1]. ``embed``: the hidden
-    state per frame, (m, S, h/4, w/4) float16.
+    state per frame, (m, S, h/4, w/4) float16. ``uncertainty`` (a model with an
+    expected-error head): each chunk is (m, H, W, 3), the flow with each vector's expected
+    end-point error as a third channel, px/frame (scaled like the vectors).
 
     The stages overlap: a background thread decodes and stacks the next chunks while the
     model runs; on a GPU the chunk's frames go up from pinned memory and its outputs come
@@ -250,6 +260,11 @@ def stream_outputs(
     """
     cuda = device.type == "cuda"
     resolve_precision(precision, device)  # a bad value fails before any decoding
+    if uncertainty and getattr(model, "error_head", None) is None:
+        raise InputError(
+            "this model has no expected-error head (model.uncertainty): it cannot write "
+            "--uncertainty; use the shipped default model or one trained with it"
+        )
     model = model.to(memory_format=torch.channels_last)  # faster convolutions, same numbers
     state = model.init_state()
     pending: tuple[torch.Tensor, torch.cuda.Event | None] | None = None
@@ -265,23 +280,35 @@ def stream_outputs(
                     out, state = model.embed(x[None], state)
                     out = out[0].to(torch.float16)
                 else:
-                    out, state = model.step(x[None], state)
-                    out = to_clip_size(out[0].float(), height, width, model.task == "flow")
+                    aux: dict | None = {} if uncertainty else None
+                    out, state = model.step(x[None], state, aux)
+                    out = to_clip_size(
+                        _with_error(out, aux)[0].float(), height, width, model.task == "flow"
+                    )
             # chunk k's outputs start back to the host; then chunk k-1's are handed out
             previous, pending = pending, _to_host(out, cuda)
             if previous is not None:
                 yield _ready(previous)
         finish = None if embed else getattr(model, "finish", None)
         if finish is not None:  # the maps a lookahead model held back for their later frames
+            aux = {} if uncertainty else None
             with torch.inference_mode(), precision_autocast(precision, device):
-                tail = finish(state)
+                tail = finish(state, aux)
             if tail is not None:
+                tail = _with_error(tail, aux)
                 out = to_clip_size(tail[0].float(), height, width, model.task == "flow")
                 previous, pending = pending, _to_host(out, cuda)
                 if previous is not None:
                     yield _ready(previous)
         if pending is not None:
             yield _ready(pending)
+
+
+def _with_error(out: torch.Tensor, aux: dict | None) -> torch.Tensor:
+    """Flow (B, m, 2, H, W) with the expected error as a third channel when it was asked for."""
+    if aux is None or out.shape[1] == 0:
+        return out if aux is None else out.new_zeros(*out.shape[:2], 3, *out.shape[3:])
+    return torch.cat([out, aux["uncertainty"].to(out.dtype)], 2)
 
 
 def _to_host(out: torch.Tensor, cuda: bool) -> tuple[torch.Tensor, torch.cuda.Event | None]:
@@ -310,6 +337,7 @@ def to_clip_size(out: torch.Tensor, height: int, width: int, is_flow: bool) -> t
     h, w = out.shape[-2:]
     if (h, w) != (height, width):
         out = F.interpolate(out, size=(height, width), mode="bilinear", align_corners=False)
-        if is_flow:
-            out = out * out.new_tensor([width / w, height / h]).view(1, 2, 1, 1)
+        if is_flow:  # u, v and an expected error (third channel) scale with the size
+            factors = [width / w, height / h, (width / w + height / h) / 2][: out.shape[1]]
+            out = out * out.new_tensor(factors).view(1, -1, 1, 1)
     return out.permute(0, 2, 3, 1)

@@ -41,6 +41,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         fps=args.fps,
         pair_format=args.pair_format,
         mask=args.mask,
+        uncertainty=args.uncertainty,
         **common,
     )
     if args.out_dir is None:
@@ -68,6 +69,8 @@ def _predict_batch(model, args: argparse.Namespace, options: dict, sha: str) -> 
 
     if options["mask"] is not None:
         raise InputError("--mask is for one video; a batch predicts without masks")
+    if options["uncertainty"] is not None:
+        raise InputError("--uncertainty is for one video (with --out)")
     summary = predict_many(
         lambda video, out: _say(predict_flow(model, video, out, **options), None),
         args.video,
@@ -122,6 +125,13 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         help="vessel mask, .png or .npy, (H, W) or (T-1, H, W): flow outside it is written as 0",
+    )
+    p.add_argument(
+        "--uncertainty",
+        type=Path,
+        default=None,
+        help="also write each vector's expected end-point error, (T-1, H, W), in the flow's "
+        "units: unc.npy, unc.h5 or unc.mat",
     )
     p.add_argument("--batch-frames", type=int, default=16, help="frames per encoder batch")
     p.add_argument("--max-side", type=int, default=None, help="run the model at most this size")

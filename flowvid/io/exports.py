@@ -60,12 +60,18 @@ def read_mat(path: Path) -> np.ndarray:
 class H5Writer:
     """An HDF5 file with dataset ``flow`` of known shape, written map by map."""
 
-    def __init__(self, path: Path, shape: tuple[int, ...], meta: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        path: Path,
+        shape: tuple[int, ...],
+        meta: dict[str, Any] | None = None,
+        name: str = "flow",
+    ):
         import h5py
 
         self.file = h5py.File(path, "w")
         self.data = self.file.create_dataset(
-            "flow", shape, np.float32, chunks=(1, *shape[1:]), compression="gzip"
+            name, shape, np.float32, chunks=(1, *shape[1:]), compression="gzip"
         )
         self.data.attrs.update({"axes": AXES, **_plain(meta or {})})
 

@@ -152,6 +152,55 @@ def _open_sink(tmp: Path, suffix: str, shape: tuple[int, ...], pair_format: str,
     return FolderWriter(tmp, shape[0], pair_format)
 
 
+UNCERTAINTY_SUFFIXES = (".npy", ".h5", ".mat")
+UNCERTAINTY_AXES = (
+    "(T-1, H, W): the expected end-point error of flow pair i at each pixel, in the flow's "
+    "units (the mean EPE of vectors the model judges alike; not a bound)"
+)
+
+
+@contextlib.contextmanager
+def uncertainty_sink(out: Path, shape: tuple[int, ...], meta: dict[str, Any] | None = None):
+    """Like :func:`flow_sink`, for the expected error (T-1, H, W) float32: ``.npy``, ``.h5``
+    (dataset ``uncertainty``) or ``.mat`` (variable ``uncertainty``)."""
+    suffix = out.suffix.lower()
+    if suffix not in UNCERTAINTY_SUFFIXES:
+        raise InputError(f"--uncertainty must end in .npy, .h5 or .mat, not {suffix!r}", out)
+    with atomic_output(out) as tmp:
+        if suffix == ".npy":
+            sink = NpyWriter(tmp, np.float32, shape)
+        elif suffix == ".h5":
+            sink = H5Writer(tmp, shape, {"axes": UNCERTAINTY_AXES, **(meta or {})}, "uncertainty")
+        else:
+            sink = _MatArrayWriter(tmp, shape, meta or {})
+        try:
+            yield sink
+            getattr(sink, "finish", lambda: None)()
+        finally:
+            sink.close()
+
+
+class _MatArrayWriter(NpyWriter):
+    """One (T-1, H, W) array as MATLAB variable ``uncertainty``, staged like :class:`MatWriter`."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...], meta: dict[str, Any]) -> None:
+        self.target, self.meta = path, meta
+        super().__init__(path.with_name(f".{path.name}.stage.npy"), np.float32, shape)
+
+    def finish(self) -> None:
+        from scipy.io import savemat
+
+        self.fh.close()
+        data = np.load(self.fh.name, mmap_mode="r")
+        plain = {k: v for k, v in self.meta.items() if v is not None}
+        doc = {"uncertainty": np.ascontiguousarray(data), "axes": UNCERTAINTY_AXES, **plain}
+        savemat(self.target, doc, do_compression=True)
+
+    def close(self) -> None:
+        self.fh.close()
+        Path(self.fh.name).unlink(missing_ok=True)
+
+
 def sidecar_path(out: Path) -> Path:
     return out.with_name(out.name + ".json")
 

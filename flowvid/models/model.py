@@ -41,6 +41,7 @@ from flowvid.models.lk import DenseLK
 from flowvid.models.matching import SoftMatch, contrast
 from flowvid.models.refine import FlowRefiner
 from flowvid.models.temporal import CORES, local_correlation
+from flowvid.models.uncertainty import ErrorHead
 
 
 @dataclass
@@ -90,6 +91,7 @@ class FlowVid(nn.Module):
         lk_floor: float = 0.0,
         upsample: str = "unet",
         lookahead: int = 0,
+        uncertainty: bool = False,
     ) -> None:
         super().__init__()
         if upsample not in UPSAMPLES:
@@ -98,6 +100,8 @@ class FlowVid(nn.Module):
             raise ValueError("lookahead is a number of frames >= 0, for flow models only")
         if upsample == "convex" and (task != "flow" or lk_iters):
             raise ValueError("convex upsampling is for flow models without the LK steps")
+        if uncertainty and (task != "flow" or upsample != "unet"):
+            raise ValueError("uncertainty is for flow models with the U-Net decoder")
         self.encoder = encoder
         self.pyramid = FeaturePyramid(encoder.channels, encoder.reductions, context)
         self.corr_radius, self.coarse_corr_radius = corr_radius, coarse_corr_radius
@@ -145,6 +149,10 @@ class FlowVid(nn.Module):
         if self.lk_trust is not None:
             nn.init.zeros_(self.lk_trust.weight)
             nn.init.zeros_(self.lk_trust.bias)
+        # each vector's expected error, px/frame (computed when asked for: aux["uncertainty"])
+        self.error_head = (
+            ErrorHead(self.decoder.out_dim, lk=self.lk is not None) if uncertainty else None
+        )
         # the later frames' cues, added to the core's state (zero at initialisation, so a
         # causal model loaded into this one starts with the same outputs)
         self.lookahead = lookahead
@@ -260,7 +268,7 @@ class FlowVid(nn.Module):
         }
         if self.refiner is not None:
             anchors["next_n4"] = feats["n4"][:, skip:]
-        if self.lk is not None:
+        if self.lk is not None or self.error_head is not None:
             anchors["next_rgb"] = feats["rgb"][:, skip:]
         if self.lookahead:
             cues = self.ahead_cues(rearrange(x[:, skip:], "b n ... -> (b n) ..."))
@@ -290,6 +298,8 @@ class FlowVid(nn.Module):
         with ``lk_iters``): ``lk_start``, the network's flow before them, and ``lk_prior``, how
         far off it may be, px, (B, N_out, 1, H, W); training supervises the latter. Models
         with ``lk_trust`` add ``lk_trust``, the weight of the frames' evidence (B, N_out, 1, H, W).
+        Models with ``uncertainty`` add ``uncertainty``, each vector's expected end-point error,
+        px/frame (B, N_out, 1, H, W) (:mod:`flowvid.models.uncertainty`).
         """
         b, _, _, h, w = frames.shape
         hiddens, skip, anchors, new_state = self._advance(frames, state)
@@ -367,6 +377,7 @@ class FlowVid(nn.Module):
         coarse = F.interpolate(coarse, size=rgb.shape[-2:], mode="bilinear", align_corners=False)
         feat = self.decoder(flat["state"], flat["skip"], rgb)
         out = self.head(feat, rgb, coarse)
+        start = prior = None
         if self.lk is not None:
             # bounded to [e^-5, e^3] x lk_prior; the bound passes gradients straight through,
             # so a width pushed past it is not stuck there
@@ -380,7 +391,10 @@ class FlowVid(nn.Module):
                 aux["lk_prior"] = rearrange(prior, "(b m) ... -> b m ...", b=b)
                 if trust is not None:
                     aux["lk_trust"] = rearrange(trust, "(b m) ... -> b m ...", b=b)
-            out = self.lk(out, rgb, flat["next_rgb"], prior, trust)
+            start, out = out, self.lk(out, rgb, flat["next_rgb"], prior, trust)
+        if self.error_head is not None and aux is not None:
+            error = self.error_head(feat, out, rgb, flat["next_rgb"], start, prior)
+            aux["uncertainty"] = rearrange(error, "(b m) ... -> b m ...", b=b)
         return rearrange(out, "(b m) ... -> b m ...", b=b)
 
     def rollout(
@@ -435,6 +449,7 @@ def create_model(
     lk_floor: float = DEFAULTS.lk_floor,
     upsample: str = DEFAULTS.upsample,
     lookahead: int = DEFAULTS.lookahead,
+    uncertainty: bool = DEFAULTS.uncertainty,
 ) -> FlowVid:
     """Build a FlowVid model by name; unknown names raise an error listing the valid ones.
     ``arch`` other than ``flowvid`` builds torchvision's RAFT instead (random init, a
@@ -476,4 +491,5 @@ def create_model(
         lk_floor=lk_floor,
         upsample=upsample,
         lookahead=lookahead,
+        uncertainty=uncertainty,
     )

@@ -72,6 +72,30 @@ def prior_nll(
     )
 
 
+def error_nll(
+    pred: torch.Tensor,
+    scale: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor,
+    valid: torch.Tensor,
+    *,
+    inside_weight: float,
+    outside_weight: float,
+) -> torch.Tensor:
+    """Negative log-likelihood of the flow's end-point error under an exponential distribution
+    of the stated scale: EPE / s + log s per pixel, for pred/target (..., 2, H, W) and scale
+    (..., 1, H, W) px. Its minimum over s is s = EPE, so for pixels that look alike to the
+    model s learns their mean EPE: an expected error in px/frame. The flow is held fixed
+    (this term moves the scale, not the flow); inside and outside the vessel are weighed like
+    the flow loss."""
+    epe = (pred.detach() - target).norm(dim=-3)
+    s = scale[..., 0, :, :]
+    nll = epe / s + s.log()
+    return inside_weight * masked_mean(nll, mask & valid) + outside_weight * masked_mean(
+        nll, ~mask & valid
+    )
+
+
 def frames_loss(pred: torch.Tensor, target: torch.Tensor, *, ssim_weight: float) -> torch.Tensor:
     """L1 + ssim_weight * (1 - SSIM) for (B, T, 3, H, W) in [0, 1] (kornia gives (1 - SSIM) / 2)."""
     flat_p, flat_t = pred.flatten(0, 1), target.flatten(0, 1)

@@ -13,9 +13,10 @@ from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMe
 
 from flowvid.metrics import FlowMetrics
 from flowvid.sanity import watch_epe
-from flowvid.training.losses import balanced_flow_loss, frames_loss, prior_nll
+from flowvid.training.losses import balanced_flow_loss, error_nll, frames_loss, prior_nll
 
 Batch = dict[str, torch.Tensor]
+UNCERTAINTY_WEIGHT = 0.1  # of the expected-error head's NLL (flowvid.models.uncertainty)
 
 
 class FlowObjective(nn.Module):
@@ -26,6 +27,8 @@ class FlowObjective(nn.Module):
     ``confidence_weight``: for models with Lucas-Kanade steps, add this times the NLL of the
     network's own error under the prior width it gives the steps
     (:func:`~flowvid.training.losses.prior_nll`), so the width is a calibrated confidence.
+    A model with an expected-error head (``model.uncertainty``) trains it by
+    :func:`~flowvid.training.losses.error_nll` on every batch.
     """
 
     def __init__(
@@ -60,6 +63,17 @@ class FlowObjective(nn.Module):
             loss = loss + self.confidence_weight * prior_nll(
                 aux["lk_start"],
                 aux["lk_prior"],
+                batch["flow"],
+                batch["mask"],
+                batch["valid"],
+                **self.weights,
+            )
+        if aux and "uncertainty" in aux:
+            # the head's inputs are detached, so this trains the head alone; the factor only
+            # keeps its gradients from taking the clipping norm's share from the flow's
+            loss = loss + UNCERTAINTY_WEIGHT * error_nll(
+                pred,
+                aux["uncertainty"],
                 batch["flow"],
                 batch["mask"],
                 batch["valid"],

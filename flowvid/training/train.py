@@ -137,6 +137,7 @@ def train(cfg: Config) -> Path | None:
                 "upsampler.",
                 "ahead.",
                 "ahead_cues.",
+                "error_head.",
             ),
             dropped_modules=("decoder.", "head.net."),  # a U-Net start for convex upsampling
         )

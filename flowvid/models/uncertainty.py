@@ -1,0 +1,99 @@
+"""Each flow vector's expected error: a per-pixel scale of the end-point error, px/frame.
+
+The head reads what tells a vector to believe from one to doubt: the decoder's features,
+the frames' disagreement with the flow (frame t warped back by it against frame t-1), the
+texture there (a flat lumen says nothing about motion), whether the match left the frame,
+the speed, and for a model with the Lucas-Kanade steps how far they moved the network's
+flow and how wide a prior the network gave them. Every input is detached: the head learns
+to judge the flow and cannot change it, so it costs the flow nothing.
+
+It is trained by the negative log-likelihood of the observed EPE under an exponential
+distribution of scale ``s`` (:func:`~flowvid.training.losses.error_nll`),
+``EPE / s + log s``, whose minimum over ``s`` is the mean EPE of the pixels that look
+alike to the head: ``s`` is the expected EPE, in px/frame, and can be compared with an
+actual error directly. (SEA-RAFT's mixture of Laplace heads models the flow's components;
+this models the quantity a researcher thresholds.)
+
+It runs at half resolution (a quarter of the work, twice the reach) and is upsampled.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from flowvid.flowops import backward_warp, sample_grid
+from flowvid.models.lk import sobel
+
+LOG_RANGE = (-6.0, 4.0)  # log px: expected errors from 0.0025 to 55 px/frame
+START = 0.3  # px: the expected error the untrained head states everywhere
+CUES = 4  # residual, texture, out of view, speed; LK models add 2 (moved by the steps, prior)
+WIDTH = 16
+
+
+class ErrorHead(nn.Module):
+    def __init__(self, feat_dim: int, lk: bool) -> None:
+        super().__init__()
+        self.lk = lk
+        cues = CUES + (2 if lk else 0)
+        self.net = nn.Sequential(
+            nn.Conv2d(feat_dim + cues, WIDTH, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(WIDTH, WIDTH, 3, padding=2, dilation=2),
+            nn.GELU(),
+            nn.Conv2d(WIDTH, WIDTH, 3, padding=4, dilation=4),
+            nn.GELU(),
+            nn.Conv2d(WIDTH, 1, 3, padding=1),
+        )
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.constant_(self.net[-1].bias, math.log(START))
+
+    def forward(
+        self,
+        feat: torch.Tensor,
+        flow: torch.Tensor,
+        img0: torch.Tensor,
+        img1: torch.Tensor,
+        start: torch.Tensor | None = None,
+        prior: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """feat (N, D, H, W), the final flow (N, 2, H, W) from img0 (frame t-1) to img1
+        (frame t), both (N, 3, H, W) in [0, 1]; for a model with the steps, the flow before
+        them ``start`` and their prior width ``prior`` (N, 1, H, W) px.
+        -> expected EPE (N, 1, H, W), px/frame."""
+        with torch.autocast(flow.device.type, enabled=False):
+            cues = self._cues(flow.float(), img0.float(), img1.float(), start, prior)
+        x = torch.cat([feat.detach().float(), cues], 1)
+        h, w = x.shape[-2:]
+        log_s = self.net(F.avg_pool2d(x, 2, ceil_mode=True)).float()
+        log_s = F.interpolate(log_s, size=(h, w), mode="bilinear", align_corners=False)
+        # bounded; the bound passes gradients straight through, so a scale is never stuck
+        log_s = log_s + (log_s.clamp(*LOG_RANGE) - log_s).detach()
+        return log_s.exp()
+
+    @torch.no_grad()
+    def _cues(
+        self,
+        flow: torch.Tensor,
+        img0: torch.Tensor,
+        img1: torch.Tensor,
+        start: torch.Tensor | None,
+        prior: torch.Tensor | None,
+    ) -> torch.Tensor:
+        residual = (backward_warp(img1, flow, padding="border") - img0).abs().mean(1, keepdim=True)
+        texture = sobel(img0).norm(dim=2).mean(1, keepdim=True)
+        outside = (sample_grid(flow).abs() > 1.0).any(-1, keepdim=True).permute(0, 3, 1, 2)
+        speed = flow.norm(dim=1, keepdim=True)
+        cues = [
+            torch.log(residual + 1e-3),
+            torch.log(texture + 1e-3),
+            outside.to(flow.dtype),
+            torch.log1p(speed),
+        ]
+        if self.lk:
+            moved = (flow - start.float()).norm(dim=1, keepdim=True)
+            cues += [torch.log(moved + 1e-3), torch.log(prior.float())]
+        return torch.cat(cues, 1)

@@ -1,0 +1,188 @@
+"""The expected-error head: its loss on known cases, that it cannot move the flow, and
+``predict --uncertainty`` in every format; the temporally averaged classical baselines."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from helpers import TINY
+from scipy.io import loadmat
+
+from flowvid.checkpoint import load_model, save_checkpoint
+from flowvid.cli import main
+from flowvid.data.corpus import write_corpus
+from flowvid.data.synthetic import SynthConfig
+from flowvid.evaluate import _centred_means, temporal_mean
+from flowvid.io.video import open_video
+from flowvid.models import create_model
+from flowvid.training.losses import error_nll
+
+UNC = dict(TINY, uncertainty=True)
+
+
+def test_error_nll_value_and_gradient_on_a_known_case():
+    # one vessel pixel, EPE exactly 2 (a 3-4-5 triangle scaled: error (1.2, 1.6)), scale 1
+    pred = torch.zeros(1, 2, 1, 1)
+    target = torch.tensor([1.2, 1.6]).view(1, 2, 1, 1)
+    scale = torch.ones(1, 1, 1, 1, requires_grad=True)
+    mask, valid = torch.ones(1, 1, 1, dtype=torch.bool), torch.ones(1, 1, 1, dtype=torch.bool)
+    loss = error_nll(pred, scale, target, mask, valid, inside_weight=1.0, outside_weight=1.0)
+    loss.backward()
+    assert loss.item() == pytest.approx(2.0)  # EPE / s + log s = 2 / 1 + 0
+    assert scale.grad.item() == pytest.approx(-1.0)  # -EPE / s^2 + 1 / s
+    # its minimum over the scale is the EPE itself: the scale is an expected error in px
+    grid = torch.linspace(0.5, 4.0, 351).view(-1, 1, 1, 1)
+    values = [
+        error_nll(pred, s.view(1, 1, 1, 1), target, mask, valid, inside_weight=1, outside_weight=1)
+        for s in grid
+    ]
+    assert grid[int(torch.stack(values).argmin())].item() == pytest.approx(2.0, abs=0.01)
+    # and over many pixels, the mean of their errors
+    errs = torch.tensor([0.5, 1.0, 3.0, 0.5])
+    many_t = torch.stack([errs, torch.zeros(4)]).view(1, 2, 1, 4)
+    s = torch.full((1, 1, 1, 4), 1.0, requires_grad=True)
+    m = torch.ones(1, 1, 4, dtype=torch.bool)
+    opt = torch.optim.Adam([s], lr=0.05)
+    for _ in range(400):
+        opt.zero_grad()
+        shared = s.mean().expand(1, 1, 1, 4)  # one scale for pixels that look alike
+        error_nll(
+            torch.zeros(1, 2, 1, 4), shared, many_t, m, m, inside_weight=1, outside_weight=1
+        ).backward()
+        opt.step()
+    assert s.mean().item() == pytest.approx(errs.mean().item(), abs=0.02)
+
+
+def test_the_head_states_an_error_and_cannot_move_the_flow():
+    torch.manual_seed(0)
+    model = create_model(**UNC).eval()
+    torch.nn.init.normal_(model.error_head.net[-1].weight, std=0.1)
+    plain = create_model(**TINY).eval()
+    plain.load_state_dict(
+        {k: v for k, v in model.state_dict().items() if not k.startswith("error_head.")}
+    )
+    clip = torch.rand(1, 4, 3, 32, 32)
+    aux: dict = {}
+    flow = model(clip, aux=aux)
+    assert aux["uncertainty"].shape == (1, 3, 1, 32, 32)
+    assert (aux["uncertainty"] > 0).all()
+    torch.testing.assert_close(flow, plain(clip))  # the head changes no number of the flow
+    # its loss reaches its own weights and nothing else
+    target = torch.randn_like(flow)
+    mask = torch.ones(1, 3, 32, 32, dtype=torch.bool)
+    error_nll(
+        flow, aux["uncertainty"], target, mask, mask, inside_weight=1, outside_weight=1
+    ).backward()
+    for name, p in model.named_parameters():
+        touched = p.grad is not None and bool(p.grad.abs().sum() > 0)
+        assert touched == name.startswith("error_head."), name
+
+
+def test_uncertainty_is_for_flow_models_with_the_unet_decoder():
+    with pytest.raises(ValueError, match="uncertainty"):
+        create_model(**dict(UNC, task="frames"))
+
+
+@pytest.fixture(scope="module")
+def unc_checkpoint(tmp_path_factory):
+    torch.manual_seed(1)
+    model = create_model(**UNC)
+    torch.nn.init.normal_(model.head.net[-1].weight, std=0.05)
+    torch.nn.init.normal_(model.error_head.net[-1].weight, std=0.1)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "unc.pt", model, UNC, {})
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    root = tmp_path_factory.mktemp("unc") / "data"
+    write_corpus(root, 1, SynthConfig(size=64, frames=9), seed=4, workers=1, progress=False)
+    return root / "videos" / "vessel_000.mp4"
+
+
+def test_predict_uncertainty_in_every_format_equals_the_whole_clip(unc_checkpoint, clip, tmp_path):
+    model, _ = load_model(unc_checkpoint)
+    with open_video(clip) as v:
+        frames = torch.from_numpy(v.read(range(9))).permute(0, 3, 1, 2).float()[None] / 255
+    aux: dict = {}
+    with torch.no_grad():
+        direct_flow = model(frames, aux=aux)[0].permute(0, 2, 3, 1).numpy()
+    direct = aux["uncertainty"][0, :, 0].numpy()
+    for suffix in (".npy", ".h5", ".mat"):
+        out, unc = tmp_path / f"flow{suffix}.npy", tmp_path / f"unc{suffix}"
+        args = ["predict", str(clip), "--out", str(out), "--uncertainty", str(unc)]
+        assert main([*args, "--checkpoint", str(unc_checkpoint), "--batch-frames", "3"]) == 0
+        if suffix == ".npy":
+            got = np.load(unc)
+        elif suffix == ".h5":
+            with h5py.File(unc) as fh:
+                got = fh["uncertainty"][()]
+        else:
+            got = loadmat(unc)["uncertainty"]
+        assert got.shape == (8, 64, 64) and got.dtype == np.float32
+        np.testing.assert_allclose(got, direct, rtol=1e-4, atol=1e-5)  # chunks of 3 = whole
+        np.testing.assert_allclose(np.load(out), direct_flow, atol=1e-4)
+        side = json.loads((tmp_path / f"unc{suffix}.json").read_text())
+        assert side["shape"] == [8, 64, 64] and side["units"] == "px/frame"
+        assert "expected end-point error" in side["meaning"]
+    # in um/s it scales like the flow
+    out, unc = tmp_path / "f.npy", tmp_path / "u.npy"
+    args = ["predict", str(clip), "--out", str(out), "--uncertainty", str(unc), "--units", "um/s"]
+    assert (
+        main([*args, "--um-per-px", "0.5", "--fps", "10", "--checkpoint", str(unc_checkpoint)]) == 0
+    )
+    np.testing.assert_allclose(np.load(unc), direct * 5.0, rtol=1e-4, atol=1e-5)
+
+
+def test_predict_uncertainty_refuses_a_model_without_the_head(clip, tmp_path, capsys):
+    model = create_model(**TINY)
+    ckpt = save_checkpoint(tmp_path / "plain.pt", model, TINY, {})
+    out, unc = tmp_path / "f.npy", tmp_path / "u.npy"
+    args = ["predict", str(clip), "--out", str(out), "--uncertainty", str(unc)]
+    assert main([*args, "--checkpoint", str(ckpt)]) == 2
+    assert "expected-error head" in capsys.readouterr().err
+    assert not out.exists() and not unc.exists()
+    bad = ["predict", str(clip), "--out", str(out), "--uncertainty", str(tmp_path / "u.flo")]
+    assert main([*bad, "--checkpoint", str(ckpt)]) == 2
+    assert not out.exists()
+
+
+def _method_of(maps):
+    def run(clip, frames):
+        for m in maps:
+            yield m[None]
+
+    return run
+
+
+def test_temporal_mean_leaves_a_constant_flow_and_smooths_a_sinusoid():
+    const = [np.full((4, 5, 2), (2.0, -1.0), np.float32) for _ in range(7)]
+    out = np.concatenate(list(temporal_mean(_method_of(const))(None, 8)))
+    assert out.shape == (7, 4, 5, 2)
+    np.testing.assert_allclose(out, np.stack(const), atol=1e-6)
+    # u_i = sin(w i): the centred mean of 3 is sin(w i) (1 + 2 cos w) / 3, exactly, inside
+    w = 0.9
+    sines = [np.full((2, 2, 2), np.sin(w * i), np.float32) for i in range(20)]
+    means = np.concatenate(list(temporal_mean(_method_of(sines))(None, 21)))[:, 0, 0, 0]
+    inner = np.sin(w * np.arange(1, 19)) * (1 + 2 * np.cos(w)) / 3
+    np.testing.assert_allclose(means[1:19], inner, atol=1e-5)
+    raw = np.array([s[0, 0, 0] for s in sines])
+    assert np.abs(np.diff(means)).sum() < 0.8 * np.abs(np.diff(raw)).sum()  # gain 0.75 at w
+    # the ends average what exists: maps 0-1 and 18-19
+    assert means[0] == pytest.approx(raw[:2].mean(), abs=1e-6)
+    assert means[-1] == pytest.approx(raw[-2:].mean(), abs=1e-6)
+
+
+def test_centred_means_holds_only_its_window():
+    seen = []
+
+    def maps():
+        for i in range(50):
+            seen.append(i)
+            yield np.full((1, 1, 2), float(i))
+
+    for k, _ in enumerate(_centred_means(maps(), 1)):
+        if k < 49:
+            assert len(seen) <= k + 2  # map k needs only map k + 1 ahead of it
+    assert len(seen) == 50
