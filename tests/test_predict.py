@@ -11,6 +11,7 @@ from flowvid.checkpoint import load_model, save_checkpoint
 from flowvid.cli import main
 from flowvid.data.corpus import write_corpus
 from flowvid.data.synthetic import ClipRenderer, SynthConfig
+from flowvid.evaluate import CLASSICAL
 from flowvid.inference import predict_flow
 from flowvid.io.flowfile import read_flow
 from flowvid.io.video import open_video, write_video
@@ -192,7 +193,7 @@ def test_predict_overlay_gt_and_eval_end_to_end(checkpoint, data, tmp_path, caps
         == 0
     )
     doc = json.loads((report / "report.json").read_text())
-    assert set(doc["overall"]) == {"flowvid", "zero", "farneback", "dis_medium"}
+    assert set(doc["overall"]) == {"flowvid", "zero", *CLASSICAL}
     assert doc["precision"] == "fp32"  # --precision auto on a CPU
     zero = doc["overall"]["zero"]
     # zero flow's EPE is the mean true speed, by definition: a check on the scoring itself

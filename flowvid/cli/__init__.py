@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 from flowvid import __version__
 from flowvid.allocator import keep_freed_memory
@@ -24,6 +25,7 @@ from flowvid.cli.predict import add_embed, add_overlay, add_predict
 from flowvid.cli.study import add_study
 from flowvid.cli.train import add_eval, add_train
 from flowvid.errors import InputError, Terminated
+from flowvid.io.atomic import protecting
 
 __all__ = ["EXIT_BAD_INPUT", "build_parser", "main", "run"]
 
@@ -74,7 +76,7 @@ def run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> 
     """Call a subcommand; bad input becomes one message and exit code 2; Ctrl-C and SIGTERM
     clean up (no temporary or half-written output is left) and exit 130 and 143."""
     try:
-        with _sigterm_raises():
+        with _sigterm_raises(), protecting(*input_paths(args)):
             return func(args)
     except InputError as err:
         if args.debug:
@@ -93,6 +95,20 @@ def run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> 
     except Terminated as err:
         print(f"flowvid {args.command}: terminated (SIGTERM){_detail(err)}", file=sys.stderr)
         return EXIT_TERMINATED
+
+
+OUTPUTS = ("out", "out_dir", "run_dir", "uncertainty")  # the arguments that name outputs
+
+
+def input_paths(args: argparse.Namespace) -> list[Path]:
+    """Every path a command was given, other than its outputs: its inputs, which no output
+    may replace while it runs (:func:`flowvid.io.atomic.protecting`)."""
+    paths = []
+    for name, value in vars(args).items():
+        values = value if isinstance(value, list | tuple) else [value]
+        if name not in OUTPUTS:
+            paths += [v for v in values if isinstance(v, Path)]
+    return paths
 
 
 def _detail(err: BaseException) -> str:

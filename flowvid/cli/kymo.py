@@ -36,10 +36,12 @@ def _path(args: argparse.Namespace, height: int, width: int, pairs: int):  # noq
 
 
 def _cmd_kymo(args: argparse.Namespace) -> int:
-    from flowvid.io.atomic import atomic_output
+    from flowvid.io.atomic import atomic_output, outputs_beside
     from flowvid.io.video import open_video
     from flowvid.kymo import flow_kymograph, kymo_figure, video_kymograph, window_speeds
     from flowvid.measure import flow_for_video
+
+    (summary,) = outputs_beside(args.out, ".json")  # both checked before any work
 
     with open_video(args.video) as reader:
         height, width, fps, total = reader.height, reader.width, reader.fps, reader.num_frames
@@ -64,7 +66,6 @@ def _cmd_kymo(args: argparse.Namespace) -> int:
     ]
     with atomic_output(args.out) as tmp:
         kymo_figure(tmp, kymo, flow_kymo, speeds, scale, f"{Path(args.video).name}: {what}")
-    summary = args.out.with_suffix(".json")
     with atomic_output(summary) as tmp:
         tmp.write_text(
             json.dumps({"video": str(args.video), "path": what, "windows": rows}, indent=2)

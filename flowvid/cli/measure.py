@@ -10,10 +10,11 @@ from flowvid.cli.common import HelpFormatter
 
 
 def _cmd_measure(args: argparse.Namespace) -> int:
-    from flowvid.io.atomic import atomic_output
+    from flowvid.io.atomic import atomic_output, outputs_beside
     from flowvid.io.masks import read_mask
     from flowvid.measure import Scaled, flow_in_px, measure, rows_to_csv
 
+    (json_path,) = outputs_beside(args.out, ".json")  # both checked before any work
     flow, factor, side = flow_in_px(args.flow)
     um_per_px = args.um_per_px or side.get("um_per_px")
     fps = args.fps or side.get("fps")
@@ -21,7 +22,6 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     mask = read_mask(args.mask, n, h, w).any(0)
     rows, summary = measure(Scaled(flow, factor), mask, um_per_px, fps, args.min_length)
     summary |= {"flow": str(args.flow), "mask": str(args.mask), "video": side.get("video")}
-    json_path = args.out.with_suffix(".json")
     with atomic_output(args.out) as tmp:
         tmp.write_text(rows_to_csv(rows))
     with atomic_output(json_path) as tmp:
@@ -64,11 +64,13 @@ def add_measure(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
-    from flowvid.io.atomic import atomic_output
+    from flowvid.io.atomic import atomic_output, outputs_beside
     from flowvid.io.masks import read_mask
     from flowvid.io.video import open_video
     from flowvid.measure import flow_for_video
     from flowvid.summary import summarise_clip, summary_figure
+
+    (json_path,) = outputs_beside(args.out, ".json")  # both checked before any work
 
     with open_video(args.video) as reader:
         total, h, w = reader.num_frames, reader.height, reader.width
@@ -95,7 +97,6 @@ def _cmd_summary(args: argparse.Namespace) -> int:
             "model_speed_px_per_frame": summary.speeds.model.tolist(),
         },
     }
-    json_path = args.out.with_suffix(".json")
     with atomic_output(args.out) as tmp:
         summary_figure(tmp, summary, f"{Path(args.video).name}: {len(summary.segments)} segments")
     with atomic_output(json_path) as tmp:

@@ -104,7 +104,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     )
     for name, m in report["overall"].items():
         print(
-            f"{name:>12}: vessel EPE {m['epe_vessel']:.3f} px/frame, "
+            f"{name:>13}: vessel EPE {m['epe_vessel']:.3f} px/frame, "
             f"outside {m['epe_outside']:.3f}, {m['ms_per_frame']:.1f} ms/frame"
         )
     print(f"report: {args.out / 'report.md'}")

@@ -1,7 +1,16 @@
-"""Write to a temporary name next to the target, rename only on success.
+"""Write to a temporary name next to the target, rename only on success; never destroy input.
 
 A crash, a Ctrl-C or a bad input half-way through never leaves a half-written file
 (or folder) under the final name, and never destroys what was there before.
+
+One rule for every output (:func:`check_target`), checked before any work:
+
+- no output replaces an input of this process (every path the command line was given to
+  read, and every file flowvid's readers opened: :func:`protect`), nor a folder holding one;
+- no output replaces anything but a regular file or a folder: a device, a pipe or a socket
+  is refused; a file never replaces a folder, nor a folder a file;
+- a folder output replaces only a folder that flowvid wrote (it holds the marker
+  :data:`MARKER`) or an empty one: a folder of someone else's files is never emptied.
 """
 
 from __future__ import annotations
@@ -17,6 +26,64 @@ from pathlib import Path
 import numpy as np
 
 from flowvid.errors import InputError
+
+MARKER = ".flowvid-output"  # in every folder flowvid writes: it may replace that folder
+_PROTECTED: set[Path] = set()  # resolved paths this process reads
+
+
+def protect(*paths: str | Path | None) -> None:
+    """Never write over these paths (inputs of this process) or a folder holding one."""
+    for path in paths:
+        if path is not None and Path(path).exists():
+            _PROTECTED.add(Path(path).resolve())
+
+
+@contextlib.contextmanager
+def protecting(*paths: str | Path | None) -> Iterator[None]:
+    """:func:`protect` for the duration of a block (a library call that reads and writes)."""
+    before = set(_PROTECTED)
+    protect(*paths)
+    try:
+        yield
+    finally:
+        _PROTECTED.intersection_update(before)
+
+
+def check_target(final: str | Path, is_dir: bool = False) -> None:
+    """Refuse (:class:`InputError`, before any work) an output that would destroy data: see
+    the module's rule."""
+    final = Path(final)
+    resolved = final.resolve()
+    for source in _PROTECTED:
+        if source == resolved or (final.is_dir() and source.is_relative_to(resolved)):
+            what = "is" if source == resolved else f"holds {source}, which is"
+            raise InputError(f"{what} an input of this command: choose another output", final)
+    if not (final.exists() or final.is_symlink()):
+        return
+    if not (final.is_file() or final.is_dir()):
+        raise InputError("exists and is not a regular file or folder: choose another output", final)
+    if final.is_dir() and not is_dir:
+        raise InputError("is a folder: give the output a file name", final)
+    if final.is_file() and is_dir:
+        raise InputError("is a file: this output is a folder; choose another name", final)
+    if is_dir and not (final / MARKER).is_file() and any(final.iterdir()):
+        raise InputError(
+            "is a folder of files flowvid did not write; choose a new folder or empty it", final
+        )
+
+
+def outputs_beside(out: str | Path, *suffixes: str) -> list[Path]:
+    """A main output and the files that go beside it under other suffixes (a figure and its
+    numbers as .json): each must be another file, and every one is checked by
+    :func:`check_target` before any work. Returns the paths beside ``out``."""
+    out = Path(out)
+    beside = [out.with_suffix(s) for s in suffixes]
+    for path, suffix in zip(beside, suffixes, strict=True):
+        if path == out:
+            raise InputError(f"names the main output; the {suffix} goes beside it", out)
+    for path in (out, *beside):
+        check_target(path)
+    return beside
 
 
 def _remove(path: Path) -> None:
@@ -45,6 +112,7 @@ def atomic_output(final: str | Path, is_dir: bool = False) -> Iterator[Path]:
     blocking = next((p for p in (final.parent, *final.parent.parents) if p.is_file()), None)
     if blocking is not None:
         raise InputError(f"cannot write {final}: {blocking} is a file, not a folder")
+    check_target(final, is_dir)
     final.parent.mkdir(parents=True, exist_ok=True)
     if is_dir:
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
@@ -56,6 +124,8 @@ def atomic_output(final: str | Path, is_dir: bool = False) -> Iterator[Path]:
         os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield tmp
+        if is_dir:
+            (tmp / MARKER).write_text("written by flowvid; it may replace this folder\n")
     except BaseException:
         _remove(tmp)
         raise

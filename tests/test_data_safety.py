@@ -1,0 +1,137 @@
+"""No output destroys data: inputs, folders of someone else's files and non-regular targets
+are refused before any work (exit 2), and every file that was there is still there, byte
+for byte."""
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import TINY
+from PIL import Image
+
+from flowvid.checkpoint import save_checkpoint
+from flowvid.cli import main
+from flowvid.data.corpus import write_corpus
+from flowvid.data.synthetic import SynthConfig
+from flowvid.io.atomic import MARKER, atomic_output, check_target, outputs_beside, protecting
+from flowvid.io.video import open_video
+from flowvid.models import create_model
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("safety")
+    data = write_corpus(
+        root / "data", 1, SynthConfig(size=64, frames=6), seed=5, workers=1, progress=False
+    )
+    video = data / "videos" / "vessel_000.mp4"
+    frames = root / "frames"
+    frames.mkdir()
+    with open_video(video) as v:
+        for i, frame in enumerate(v.read(range(6))):
+            Image.fromarray(frame).save(frames / f"{i:03d}.png")
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(root / "tiny.pt", create_model(**TINY), TINY, {})
+    flow = root / "flow.npy"
+    assert main(["predict", str(video), "--out", str(flow), "--checkpoint", str(ckpt)]) == 0
+    mask = root / "m.png"
+    band = np.zeros((64, 64), np.uint8)
+    band[26:38, 4:60] = 255  # one straight vessel
+    Image.fromarray(band).save(mask)
+    return root, video, frames, ckpt, flow, mask
+
+
+def _refused(argv, root, capsys, words):
+    before = _snapshot(root)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert any(w in err for w in words), err
+    assert _snapshot(root) == before  # every byte that was there is still there
+    assert not [p for p in root.rglob(".*") if p.name != MARKER and p.is_file()]  # no leftovers
+
+
+def test_predict_never_writes_over_its_input_frames(setup, capsys):
+    root, video, frames, ckpt, *_ = setup
+    argv = ["predict", str(frames), "--out", str(frames), "--checkpoint", str(ckpt)]
+    _refused(argv, root, capsys, ["an input"])
+
+
+def test_predict_refuses_a_folder_of_someone_elses_files(setup, tmp_path, capsys):
+    root, video, frames, ckpt, *_ = setup
+    theirs = root / "theirs"
+    theirs.mkdir(exist_ok=True)
+    (theirs / "notes.txt").write_text("a week of work")
+    argv = ["predict", str(video), "--out", str(theirs), "--checkpoint", str(ckpt)]
+    _refused(argv, root, capsys, ["did not write"])
+    # a folder flowvid wrote may be replaced by a rerun; an empty one may be filled
+    mine = root / "mine"
+    assert main(["predict", str(video), "--out", str(mine), "--checkpoint", str(ckpt)]) == 0
+    assert (mine / MARKER).is_file() and len(list(mine.glob("*.flo"))) == 5
+    assert main(["predict", str(video), "--out", str(mine), "--checkpoint", str(ckpt)]) == 0
+    empty = root / "empty"
+    empty.mkdir(exist_ok=True)
+    assert main(["predict", str(video), "--out", str(empty), "--checkpoint", str(ckpt)]) == 0
+
+
+@pytest.mark.skipif(os.name != "posix", reason="device nodes")
+def test_predict_refuses_a_device_or_a_fifo(setup, tmp_path, capsys):
+    root, video, frames, ckpt, *_ = setup
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for target in (fifo, Path("/dev/null")):
+        argv = ["predict", str(video), "--out", str(target), "--checkpoint", str(ckpt)]
+        assert main(argv) == 2
+        assert "not a regular file" in capsys.readouterr().err
+    assert Path("/dev/null").is_char_device() and fifo.is_fifo()
+
+
+def test_overlay_never_writes_over_its_video(setup, capsys):
+    root, video, frames, ckpt, flow, _ = setup
+    _refused(["overlay", str(video), str(flow), "--out", str(video)], root, capsys, ["an input"])
+
+
+def test_measure_never_writes_over_its_mask_nor_its_own_csv(setup, capsys):
+    root, video, frames, ckpt, flow, mask = setup
+    _refused(
+        ["measure", str(flow), "--mask", str(mask), "--out", str(mask)], root, capsys, ["input"]
+    )
+    out = root / "r.json"
+    argv = ["measure", str(flow), "--mask", str(mask), "--out", str(out)]
+    _refused(argv, root, capsys, ["the .json goes beside it"])
+    assert not out.exists()
+
+
+def test_check_target_rules(tmp_path):
+    src = tmp_path / "in.npy"
+    src.write_bytes(b"x")
+    with protecting(src):
+        with pytest.raises(Exception, match="an input"):
+            check_target(src)
+        with pytest.raises(Exception, match="holds"):  # a folder output holding an input
+            check_target(tmp_path, is_dir=True)
+    check_target(src)  # once the command is over, the path is free again
+    (tmp_path / "d").mkdir()
+    with pytest.raises(Exception, match="is a folder"):
+        check_target(tmp_path / "d")
+    with pytest.raises(Exception, match="is a file"):
+        check_target(src, is_dir=True)
+    with atomic_output(tmp_path / "out", is_dir=True) as tmp:
+        (tmp / "a.txt").write_text("1")
+    assert (tmp_path / "out" / MARKER).is_file()
+    check_target(tmp_path / "out", is_dir=True)  # ours: may be replaced
+    assert outputs_beside(tmp_path / "k.png", ".json") == [tmp_path / "k.json"]
+    with pytest.raises(Exception, match="goes beside it"):
+        outputs_beside(tmp_path / "k.json", ".json")
+    with protecting(src), pytest.raises(Exception, match="an input"):
+        outputs_beside(tmp_path / "in.png", ".npy")  # the file beside is an input
