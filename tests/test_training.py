@@ -351,3 +351,20 @@ def test_ddp_on_cpu_with_two_processes(tiny_data, tmp_path):
         torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
         == 4
     )
+
+
+def test_a_run_with_the_error_head_trains_it_from_a_start_without_one(tiny_data, tmp_path):
+    """The two-stage path: a model without the head starts a run that adds it; the head
+    learns (its weights move from their start) and the run's model.pt rebuilds with it."""
+    from flowvid.training.train import train
+
+    start = train(_debug_cfg(tiny_data, tmp_path / "start")) / "model.pt"
+    run = train(
+        _debug_cfg(
+            tiny_data, tmp_path / "unc", "model.uncertainty=true", f"train.init_from={start}"
+        )
+    )
+    model, _ = load_model(run / "model.pt")
+    assert model.error_head is not None
+    # its last layer starts at zero (ErrorHead): after the run it is not
+    assert model.error_head.net[-1].weight.abs().sum() > 0

@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # Retrain the default model with the curriculum: ImageNet -> generic motion (rendered on the
-# fly) -> synthetic vessels; then score it on the held-out vessel clips (beside zero flow,
-# Farneback and DIS) and on the motion sanity suite. GPU when there is one (bf16), else CPU.
+# fly) -> synthetic vessels in every look, with the Lucas-Kanade steps and the expected-error
+# head; then score it on the motion sanity suite and on the held-out vessel clips (beside
+# zero flow, Farneback and DIS, two-frame and averaged over 3 maps).
 #
 #   tools/train_default_model.sh [OUT_DIR] [extra `flowvid train` arguments for both stages...]
 #
-# Environment: PYTHON (default: .venv/bin/python, else python3), SYNTH (vessel corpus, every look,
-# default data/synth_looks), WORKERS (processes for the corpus, default: all cores),
-# MOTION_STEPS / VESSEL_STEPS (default: the stage configs' max_steps), STAGES (default "1 2":
-# "1" or "2" alone runs one stage, e.g. one per session on a machine with a time limit per
-# command), MOTION_MODEL (stage 2's start, default OUT_DIR/1_motion/model.pt).
+# PROFILE=cpu (the default without a GPU) is the recipe sized for 2 CPU cores: stage 1 about
+# an hour, stage 2 about 95 minutes, each resumable (RESUME=1 goes on from each stage's
+# last.ckpt after a stop; a finished stage is skipped). PROFILE=gpu uses the stage configs as
+# they are (192 px crops, clips of 8, batch 8).
+#
+# Environment: PYTHON (default: .venv/bin/python, else python3), SYNTH (vessel corpus, every
+# look, default data/synth_looks), WORKERS (processes for the corpus, default: all cores),
+# MOTION_STEPS / VESSEL_STEPS (override the profile's steps), STAGES (default "1 2"; "1" or
+# "2" alone runs one stage), MOTION_MODEL (stage 2's start, default OUT_DIR/1_motion/model.pt).
 # Then `python tools/ship_default_model.py OUT_DIR/2_vessels/model.pt` makes it the default.
 set -euo pipefail
 OUT=${1:-runs/default_model}
@@ -17,27 +22,60 @@ shift || true
 if [[ -z "${PYTHON:-}" ]]; then
     if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
 fi
+if [[ -z "${PROFILE:-}" ]]; then
+    PROFILE=$("$PYTHON" -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')")
+fi
 SYNTH=${SYNTH:-data/synth_looks}
 FLOWVID=("$PYTHON" -m flowvid)
 STAGES=${STAGES:-1 2}
 MOTION_MODEL=${MOTION_MODEL:-$OUT/1_motion/model.pt}
+# the steps, their learned confidence and trust, and each vector's expected error
+MODEL=(--set model.lk_iters=6 --set model.lk_levels=3 --set model.lk_prior=1.0
+       --set model.lk_trust=true --set model.lk_floor=0.1 --set model.uncertainty=true)
+if [[ "$PROFILE" == cpu ]]; then
+    STAGE1=(--set data.crop=128 --set data.clip_len=4 --set data.batch_size=4
+            --set data.workers=1 --set data.rendered_val_clips=16 --set train.max_steps=2500
+            --set train.max_minutes=65 --set train.val_every_steps=250
+            --set train.warmup_steps=200)
+    STAGE2=(--set data.crop=128 --set data.clip_len=6 --set data.batch_size=4
+            --set data.workers=1 --set data.rendered_val_clips=8 --set train.max_steps=2000
+            --set train.max_minutes=95 --set train.val_every_steps=250
+            --set train.warmup_steps=50 --set train.lr=0.0002)
+    CORPUS=(--videos 48 --frames 48 --size 160)
+else
+    STAGE1=()
+    STAGE2=()
+    CORPUS=()
+fi
 mkdir -p "$OUT"
 
+stage() {  # stage NAME CONFIG ARGS...: train unless finished; RESUME=1 goes on from last.ckpt
+    local name=$1 config=$2
+    shift 2
+    if [[ -f "$OUT/$name/model.pt" ]]; then
+        echo "$name: done ($OUT/$name/model.pt)"
+        return
+    fi
+    local resume=()
+    if [[ -n "${RESUME:-}" && -f "$OUT/$name/checkpoints/last.ckpt" ]]; then resume=(--resume); fi
+    "${FLOWVID[@]}" train --config "$config" --run-dir "$OUT/$name" "${resume[@]}" "$@" \
+        2>&1 | tee -a "$OUT/$name.log"
+}
+
 if [[ " $STAGES " == *" 1 "* ]]; then
-    "${FLOWVID[@]}" train --config configs/curriculum/1_motion.yaml --run-dir "$OUT/1_motion" \
-        ${MOTION_STEPS:+--set train.max_steps="$MOTION_STEPS"} "$@" 2>&1 | tee "$OUT/1_motion.log"
+    stage 1_motion configs/curriculum/1_motion.yaml "${STAGE1[@]}" \
+        ${MOTION_STEPS:+--set train.max_steps="$MOTION_STEPS"} "$@"
     "${FLOWVID[@]}" eval --suite motion --checkpoint "$OUT/1_motion/model.pt" \
         --out "$OUT/1_motion/suite"
 fi
 [[ " $STAGES " == *" 2 "* ]] || exit 0
 
 if [[ ! -f "$SYNTH/dataset.yaml" ]]; then
-    "${FLOWVID[@]}" synth --out "$SYNTH" --looks all ${WORKERS:+--workers "$WORKERS"}
+    "${FLOWVID[@]}" synth --out "$SYNTH" --looks all "${CORPUS[@]}" ${WORKERS:+--workers "$WORKERS"}
 fi
 "${FLOWVID[@]}" validate "$SYNTH"
-"${FLOWVID[@]}" train --config configs/curriculum/2_vessels.yaml --data "$SYNTH" \
-    --run-dir "$OUT/2_vessels" --init-from "$MOTION_MODEL" \
-    ${VESSEL_STEPS:+--set train.max_steps="$VESSEL_STEPS"} "$@" 2>&1 | tee "$OUT/2_vessels.log"
+stage 2_vessels configs/curriculum/2_vessels.yaml --data "$SYNTH" --init-from "$MOTION_MODEL" \
+    "${MODEL[@]}" "${STAGE2[@]}" ${VESSEL_STEPS:+--set train.max_steps="$VESSEL_STEPS"} "$@"
 "${FLOWVID[@]}" eval --suite motion --checkpoint "$OUT/2_vessels/model.pt" --out "$OUT/2_vessels/suite"
 "${FLOWVID[@]}" eval --data "$SYNTH" --split test --checkpoint "$OUT/2_vessels/model.pt" \
     --baselines --out "$OUT/2_vessels/eval"
