@@ -8,6 +8,7 @@ else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 
@@ -30,6 +31,24 @@ class VideoError(InputError):
 
 class DatasetError(InputError):
     """A dataset folder that does not follow the flowvid layout."""
+
+
+def check_calibration(**values: float | None) -> None:
+    """Pixel sizes and frame rates (given, or read from a sidecar or a video) must be finite
+    and above 0 where present: a negative pixel size turns every vector round, and nan or
+    inf writes nan. ``check_calibration(um_per_px=..., fps=...)``."""
+    for name, value in values.items():
+        if value is None:
+            continue
+        try:
+            ok = math.isfinite(float(value)) and float(value) > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            flag = "--" + name.replace("_", "-")
+            raise InputError(
+                f"{flag} (or the sidecar's {name}) must be a number above 0, not {value!r}"
+            )
 
 
 class Terminated(BaseException):  # noqa: N818 - named for the signal, like KeyboardInterrupt

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from flowvid.errors import InputError, VideoError
+from flowvid.errors import InputError, VideoError, check_calibration
 from flowvid.io.masks import read_mask
 from flowvid.io.outputs import (
     FLOW_AXES,
@@ -131,6 +131,7 @@ def _predict_stream(
     uncertainty: Path | None = None,
 ) -> Prediction:
     fps = fps or s.fps
+    check_calibration(um_per_px=um_per_px, fps=fps)
     keep = None if mask is None else read_mask(Path(mask), s.total - 1, s.height, s.width)
     if units == "um/s" and not (um_per_px and fps):
         raise InputError("µm/s needs --um-per-px and --fps (or a video that states its frame rate)")

@@ -135,3 +135,40 @@ def test_check_target_rules(tmp_path):
         outputs_beside(tmp_path / "k.json", ".json")
     with protecting(src), pytest.raises(Exception, match="an input"):
         outputs_beside(tmp_path / "in.png", ".npy")  # the file beside is an input
+
+
+@pytest.mark.parametrize("value", ["-0.8", "0", "nan", "inf", "x"])
+def test_a_calibration_that_is_not_a_positive_number_is_refused(setup, value, capsys):
+    root, video, frames, ckpt, flow, mask = setup
+    out = root / "bad_cal.npy"
+    for flag in ("--um-per-px", "--fps"):
+        argv = ["predict", str(video), "--out", str(out), "--checkpoint", str(ckpt), flag, value]
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        assert stop.value.code == 2 and "--" in capsys.readouterr().err
+        assert not out.exists()
+    argv = ["overlay", str(video), str(flow), "--out", str(root / "o.mp4"), "--max-speed", value]
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2 and not (root / "o.mp4").exists()
+
+
+def test_a_sidecar_with_a_negative_pixel_size_is_refused(setup, tmp_path, capsys):
+    root, video, frames, ckpt, flow, mask = setup
+    bad = tmp_path / "f.npy"
+    bad.write_bytes(flow.read_bytes())
+    (tmp_path / "f.npy.json").write_text('{"units": "px/frame", "um_per_px": -0.8, "fps": 100}')
+    out = tmp_path / "m.csv"
+    assert main(["measure", str(bad), "--mask", str(mask), "--out", str(out)]) == 2
+    assert "above 0" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize("window", ["0", "1", "-3"])
+def test_a_speed_window_under_two_frames_is_refused(setup, window, capsys):
+    root, video, frames, ckpt, flow, mask = setup
+    out = root / "k.png"
+    argv = ["kymo", str(video), "--flow", str(flow), "--line", "4,32,60,32", "--out", str(out)]
+    with pytest.raises(SystemExit) as stop:
+        main([*argv, "--window", window])
+    assert stop.value.code == 2 and "at least 2 frames" in capsys.readouterr().err
+    assert not out.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
@@ -28,3 +29,26 @@ def add_precision(p: argparse.ArgumentParser) -> None:
         help="auto (bf16 on a GPU, fp32 on a CPU), fp32 or bf16; bf16 on a CPU with bf16 units "
         "(AMX) ran 1.6-1.8x faster, the flow within a few hundredths of a px",
     )
+
+
+def positive(text: str) -> float:
+    """An argparse type: a finite number > 0 (a pixel size, a frame rate, a speed scale).
+    A negative pixel size would turn every vector round; nan or inf would write nan."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, not {text}")
+    return value
+
+
+def frames_window(text: str) -> int:
+    """An argparse type: a window of at least 2 frames (a speed needs two)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of frames") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2 frames, not {value}")
+    return value

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from flowvid.cli.common import EXIT_BAD_INPUT, HelpFormatter
+from flowvid.cli.common import EXIT_BAD_INPUT, HelpFormatter, positive
 from flowvid.errors import InputError
 
 VESSEL_ONLY = ("fps", "um_per_px", "speed", "max_px_per_frame", "quality", "looks")
@@ -81,9 +81,9 @@ def add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=None, help="frames per clip (default 120)")
     p.add_argument("--size", type=int, default=None, help="frame side, px (default 256)")
     p.add_argument("--seed", type=int, default=0, help="the corpus is the same for a seed")
-    p.add_argument("--fps", type=float, default=None, help="vessels: frame rate (default 100)")
+    p.add_argument("--fps", type=positive, default=None, help="vessels: frame rate (default 100)")
     p.add_argument(
-        "--um-per-px", type=float, default=None, help="vessels: pixel size (default 0.8)"
+        "--um-per-px", type=positive, default=None, help="vessels: pixel size (default 0.8)"
     )
     p.add_argument(
         "--speed",

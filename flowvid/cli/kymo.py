@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from flowvid.cli.common import HelpFormatter
+from flowvid.cli.common import HelpFormatter, frames_window, positive
 from flowvid.errors import InputError
 
 
@@ -98,7 +98,7 @@ def add_kymo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--line", default=None, help="X0,Y0,X1,Y1 in px")
     p.add_argument("--segment", type=int, default=None, help="a segment number of --mask")
     p.add_argument("--mask", type=Path, default=None, help="vessel mask, for --segment")
-    p.add_argument("--window", type=int, default=32, help="frames per speed estimate")
-    p.add_argument("--um-per-px", type=float, default=None, help="default: the flow's sidecar")
-    p.add_argument("--fps", type=float, default=None, help="default: the sidecar's or video's")
+    p.add_argument("--window", type=frames_window, default=32, help="frames per speed estimate")
+    p.add_argument("--um-per-px", type=positive, default=None, help="default: the flow's sidecar")
+    p.add_argument("--fps", type=positive, default=None, help="default: the sidecar's or video's")
     p.set_defaults(func=_cmd_kymo)

@@ -6,10 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
-from flowvid.cli.common import HelpFormatter
+from flowvid.cli.common import HelpFormatter, frames_window, positive
 
 
 def _cmd_measure(args: argparse.Namespace) -> int:
+    from flowvid.errors import check_calibration
     from flowvid.io.atomic import atomic_output, outputs_beside
     from flowvid.io.masks import read_mask
     from flowvid.measure import Scaled, flow_in_px, measure, rows_to_csv
@@ -18,6 +19,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     flow, factor, side = flow_in_px(args.flow)
     um_per_px = args.um_per_px or side.get("um_per_px")
     fps = args.fps or side.get("fps")
+    check_calibration(um_per_px=um_per_px, fps=fps)
     n, h, w = flow.shape[:3]
     mask = read_mask(args.mask, n, h, w).any(0)
     rows, summary = measure(Scaled(flow, factor), mask, um_per_px, fps, args.min_length)
@@ -57,8 +59,8 @@ def add_measure(sub: argparse._SubParsersAction) -> None:
     p.add_argument("flow", type=Path, help="flow file (.npy, .npz, .h5, .mat, .flo folder)")
     p.add_argument("--mask", type=Path, required=True, help="vessel mask, .png or .npy")
     p.add_argument("--out", type=Path, required=True, help="CSV; the summary goes beside as .json")
-    p.add_argument("--um-per-px", type=float, default=None, help="default: the flow's sidecar")
-    p.add_argument("--fps", type=float, default=None, help="default: the flow's sidecar")
+    p.add_argument("--um-per-px", type=positive, default=None, help="default: the flow's sidecar")
+    p.add_argument("--fps", type=positive, default=None, help="default: the flow's sidecar")
     p.add_argument("--min-length", type=int, default=5, help="shortest segment kept, px")
     p.set_defaults(func=_cmd_measure)
 
@@ -123,7 +125,9 @@ def add_summary(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mask", type=Path, required=True, help="vessel mask, .png or .npy")
     p.add_argument("--out", type=Path, required=True, help="figure (.png, .pdf or .svg)")
     p.add_argument("--segment", type=int, default=None, help="kymograph segment; default: longest")
-    p.add_argument("--window", type=int, default=32, help="frames per stripe-speed estimate")
-    p.add_argument("--um-per-px", type=float, default=None, help="default: the flow's sidecar")
-    p.add_argument("--fps", type=float, default=None, help="default: the sidecar's or video's")
+    p.add_argument(
+        "--window", type=frames_window, default=32, help="frames per stripe-speed estimate"
+    )
+    p.add_argument("--um-per-px", type=positive, default=None, help="default: the flow's sidecar")
+    p.add_argument("--fps", type=positive, default=None, help="default: the sidecar's or video's")
     p.set_defaults(func=_cmd_summary)

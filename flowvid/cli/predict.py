@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from flowvid.cli.common import HelpFormatter, add_precision
+from flowvid.cli.common import HelpFormatter, add_precision, positive
 from flowvid.errors import InputError
 
 
@@ -139,8 +139,8 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--units", default="px/frame", choices=("px/frame", "um/s"), help="unit of the output"
     )
-    p.add_argument("--um-per-px", type=float, default=None, help="pixel size, for um/s")
-    p.add_argument("--fps", type=float, default=None, help="default: the video's own rate")
+    p.add_argument("--um-per-px", type=positive, default=None, help="pixel size, for um/s")
+    p.add_argument("--fps", type=positive, default=None, help="default: the video's own rate")
     p.add_argument(
         "--pair-format", default="flo", choices=("flo", "png"), help="for a folder --out"
     )
@@ -219,7 +219,7 @@ def add_overlay(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="ground-truth flow: adds panels video | predicted | truth | error, with EPE",
     )
-    p.add_argument("--max-speed", type=float, default=None, help="px/frame at full colour")
-    p.add_argument("--um-per-px", type=float, default=None, help="label the scale in um/s")
-    p.add_argument("--fps", type=float, default=None, help="default: the video's own rate")
+    p.add_argument("--max-speed", type=positive, default=None, help="px/frame at full colour")
+    p.add_argument("--um-per-px", type=positive, default=None, help="label the scale in um/s")
+    p.add_argument("--fps", type=positive, default=None, help="default: the video's own rate")
     p.set_defaults(func=_cmd_overlay)
