@@ -237,19 +237,18 @@ def rows_to_csv(rows: list[dict[str, float]]) -> str:
 def flow_in_px(path: Path) -> tuple[Any, float, dict[str, Any]]:
     """A flow file opened lazily, the factor that brings it to px/frame, and its sidecar
     (``{}`` when there is none): a flow written in µm/s is measured in px/frame here."""
-    import json
-
+    from flowvid.errors import check_calibration
     from flowvid.io.flowfile import open_flow
-    from flowvid.io.outputs import sidecar_path
+    from flowvid.io.outputs import read_sidecar, sidecar_path
 
     flow = open_flow(path)
-    side_path = sidecar_path(Path(path))
-    side = json.loads(side_path.read_text()) if side_path.is_file() else {}
+    side = read_sidecar(path)
     factor = 1.0
     if side.get("units") == "um/s":
         scale = side.get("um_per_s_per_px_per_frame")
         if not scale:
-            raise InputError("the sidecar says um/s but not the calibration", side_path)
+            raise InputError("the sidecar says um/s but not the calibration", sidecar_path(path))
+        check_calibration(um_per_s_per_px_per_frame=scale)
         factor = 1.0 / scale
     return flow, factor, side
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,9 +11,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from flowvid.errors import InputError
+from flowvid.errors import InputError, check_calibration
 from flowvid.io.atomic import atomic_output
 from flowvid.io.flowfile import FlowSequence, open_flow
+from flowvid.io.outputs import read_sidecar
 from flowvid.io.video import VideoWriter, open_video
 from flowvid.viz import (
     MIN_TEXT_PX,
@@ -168,15 +168,17 @@ class FlowSource:
 def flow_source(path: str | Path) -> FlowSource:
     """Open a flow file; a prediction sidecar (``<file>.json``) gives its frame range and units."""
     seq = open_flow(path)
-    sidecar = Path(str(path) + ".json")
-    start, to_px, units, doc = 0, 1.0, "px/frame", {}
-    if sidecar.is_file():
+    start, to_px, units = 0, 1.0, "px/frame"
+    doc = read_sidecar(path)
+    if doc:
         try:
-            doc = json.loads(sidecar.read_text())
-        except ValueError:
-            doc = {}
-        start = int((doc.get("frames") or [0])[0])
+            start = int((doc.get("frames") or [0])[0])
+        except (TypeError, ValueError, IndexError, KeyError):
+            raise InputError(
+                f"its sidecar's 'frames' should be [first, stop], not {doc['frames']!r}", path
+            ) from None
         if doc.get("units") == "um/s" and doc.get("um_per_s_per_px_per_frame"):
+            check_calibration(um_per_s_per_px_per_frame=doc["um_per_s_per_px_per_frame"])
             to_px, units = 1.0 / float(doc["um_per_s_per_px_per_frame"]), "um/s"
     return FlowSource(seq, start, to_px, units, doc.get("video"))
 

@@ -106,7 +106,13 @@ def parse_range(text: str | None, total: int) -> tuple[int, int]:
             start, stop = int(a) if a else 0, int(b) if b else total
         except ValueError:
             raise InputError(f"--frames takes integers A:B, not {text!r}") from None
-    start, stop = max(0, start), min(total, stop)
+    if start < 0 or stop < 0:
+        raise InputError(f"--frames counts from 0: {text!r} has a negative frame")
+    if stop > total:
+        raise InputError(
+            f"--frames {text} reaches past the video's end: it has {total} frames (0..{total - 1}"
+            f"; {start}: reads to the end)"
+        )
     if stop - start < 2:
         raise InputError(
             f"need at least 2 frames to predict flow; the range gives {max(stop - start, 0)}"
@@ -119,7 +125,15 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("--device cuda asked for, but no CUDA GPU is available; use --device cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise InputError(f"--device must be auto, cpu, cuda or cuda:N, not {name!r}") from None
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise InputError(f"--device {name}: this machine has {torch.cuda.device_count()} GPUs")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"--device must be auto, cpu, cuda or cuda:N, not {name!r}")
+    return device
 
 
 PRECISIONS = ("auto", "fp32", "bf16")

@@ -172,3 +172,31 @@ def test_a_speed_window_under_two_frames_is_refused(setup, window, capsys):
         main([*argv, "--window", window])
     assert stop.value.code == 2 and "at least 2 frames" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--frames=-3:"], "negative"),
+        (["--frames", "2:100"], "has 6 frames"),
+        (["--device", "banana"], "--device must be"),
+    ],
+)
+def test_a_range_or_device_that_does_not_exist_is_refused(setup, extra, words, capsys):
+    root, video, frames, ckpt, *_ = setup
+    out = root / "r.npy"
+    assert main(["predict", str(video), "--out", str(out), "--checkpoint", str(ckpt), *extra]) == 2
+    assert words in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize("content", ["", "[1, 2]", '"flow"', "{not json"])
+def test_a_sidecar_that_is_not_a_json_object_is_a_clear_error(setup, tmp_path, content, capsys):
+    root, video, frames, ckpt, flow, mask = setup
+    bad = tmp_path / "f.npy"
+    bad.write_bytes(flow.read_bytes())
+    (tmp_path / "f.npy.json").write_text(content)
+    assert main(["measure", str(bad), "--mask", str(mask), "--out", str(tmp_path / "m.csv")]) == 2
+    assert "f.npy.json" in capsys.readouterr().err
+    out = tmp_path / "o.mp4"
+    assert main(["overlay", str(video), str(bad), "--out", str(out)]) == 2
+    assert not out.exists()

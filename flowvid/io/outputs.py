@@ -211,6 +211,25 @@ FLOW_AXES = (
 )
 
 
+def read_sidecar(out: str | Path) -> dict[str, Any]:
+    """The sidecar ``<out>.json`` as a dict; ``{}`` when there is none. One that is not a
+    JSON object (empty, damaged, a list, a string) is an :class:`InputError`, not a guess."""
+    path = sidecar_path(Path(out))
+    if not path.is_file():
+        return {}
+    try:
+        doc = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InputError(f"is not readable JSON ({err}); fix or remove it", path) from None
+    if not isinstance(doc, dict):
+        raise InputError(
+            f"holds a JSON {type(doc).__name__}, not the object a flowvid sidecar is; "
+            "fix or remove it",
+            path,
+        )
+    return doc
+
+
 def write_sidecar(out: Path, fields: dict[str, Any]) -> Path:
     """``<out>.json``: what the output holds (shape, axes, units, ...) and where it came from."""
     doc = {"flowvid_version": __version__, "file": out.name, **fields}
