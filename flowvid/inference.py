@@ -133,6 +133,8 @@ def _predict_stream(
     fps = fps or s.fps
     check_calibration(um_per_px=um_per_px, fps=fps)
     keep = None if mask is None else read_mask(Path(mask), s.total - 1, s.height, s.width)
+    if keep is not None and not keep.any(0).any():
+        raise InputError("the mask is empty: every flow vector would be written as 0", mask)
     if units == "um/s" and not (um_per_px and fps):
         raise InputError("µm/s needs --um-per-px and --fps (or a video that states its frame rate)")
     scale = um_per_px * fps if units == "um/s" else 1.0

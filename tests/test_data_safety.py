@@ -200,3 +200,37 @@ def test_a_sidecar_that_is_not_a_json_object_is_a_clear_error(setup, tmp_path, c
     out = tmp_path / "o.mp4"
     assert main(["overlay", str(video), str(bad), "--out", str(out)]) == 2
     assert not out.exists()
+
+
+def test_masks_follow_one_rule_whatever_their_dtype(tmp_path):
+    from flowvid.io.masks import read_mask
+
+    inside = np.zeros((3, 8, 8), bool)
+    inside[:, 2:5, 1:7] = True
+    for dtype in (np.uint8, np.int32, np.uint16, np.float32, bool):
+        np.save(tmp_path / "m.npy", inside.astype(dtype) * (7 if dtype is not bool else 1))
+        mask = read_mask(tmp_path / "m.npy", 3, 8, 8)
+        assert mask[1].dtype == bool and (mask[1] == inside[1]).all(), dtype
+        assert (mask[[0, 2]] == inside[[0, 2]]).all() and (mask.any(0) == inside[0]).all()
+        assert (np.asarray(mask) == inside).all()
+    # an RGBA PNG painted as a transparent layer: the alpha is the mask, whatever the colour
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., :3] = 200  # the colour is everywhere ...
+    rgba[2:5, 1:7, 3] = 255  # ... the paint only here
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    assert (read_mask(tmp_path / "a.png", 3, 8, 8)[0] == inside[0]).all()
+    opaque = rgba.copy()
+    opaque[..., 3] = 255
+    opaque[..., :3] = 0
+    opaque[2:5, 1:7, :3] = 255  # fully opaque: the grey levels are the mask
+    Image.fromarray(opaque, "RGBA").save(tmp_path / "o.png")
+    assert (read_mask(tmp_path / "o.png", 3, 8, 8)[0] == inside[0]).all()
+
+
+def test_predict_refuses_an_empty_mask(setup, tmp_path, capsys):
+    root, video, frames, ckpt, *_ = setup
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "none.png")
+    out = tmp_path / "f.npy"
+    argv = ["predict", str(video), "--out", str(out), "--checkpoint", str(ckpt)]
+    assert main([*argv, "--mask", str(tmp_path / "none.png")]) == 2
+    assert "empty" in capsys.readouterr().err and not out.exists()

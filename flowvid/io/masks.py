@@ -1,28 +1,74 @@
-"""Vessel and validity masks on disk: a PNG (static, non-zero = inside) or a boolean .npy,
-``(H, W)`` static or ``(T-1, H, W)``, one per flow map."""
+"""Vessel and validity masks on disk: a PNG (static) or a .npy, ``(H, W)`` static or
+``(T-1, H, W)``, one per flow map.
+
+The rule, the same for every file: a pixel is inside where its value is above 0. A .npy may
+hold bools, integers of any width or floats (nan is outside). A PNG is read as grey levels,
+except one with an alpha channel that is not fully opaque everywhere (a mask painted as a
+transparent layer in Fiji or napari), whose alpha is the mask.
+"""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from flowvid.errors import InputError
 
+log = logging.getLogger(__name__)
+
+
+class PairMasks:
+    """A per-map mask file ``(T-1, H, W)`` of any dtype, read lazily as bool (value > 0):
+    indexing gives bool arrays, and nothing is held but the file's memory map."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.data, self.shape, self.ndim, self.dtype = data, data.shape, 3, np.dtype(bool)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index) -> np.ndarray:  # noqa: ANN001 - what numpy indexes with
+        return np.asarray(self.data[index]) > 0
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:  # noqa: ANN001 - numpy's protocol
+        whole = np.asarray(self.data) > 0
+        return whole if dtype is None else whole.astype(dtype)
+
+    def any(self, axis: int = 0) -> np.ndarray:
+        """Inside in any map, (H, W): read 64 maps at a time."""
+        if axis != 0:
+            raise ValueError("PairMasks.any reduces over the maps (axis 0) only")
+        out = np.zeros(self.shape[1:], bool)
+        for i in range(0, len(self), 64):
+            out |= self[i : i + 64].any(0)
+        return out
+
 
 class MaskError(InputError):
     """A mask file that cannot be read or does not fit the video."""
 
 
-def read_mask(path: Path, pairs: int, height: int, width: int) -> np.ndarray:
-    """A mask file as bool ``(1, H, W)`` (static) or ``(pairs, H, W)`` (memory-mapped)."""
+def read_mask(path: Path, pairs: int, height: int, width: int) -> np.ndarray | PairMasks:
+    """A mask file as bool ``(1, H, W)`` (static) or ``(pairs, H, W)`` (:class:`PairMasks`,
+    read lazily); the module's rule says which pixels are inside. An empty static mask is
+    logged as a warning (what is measured in it is nothing)."""
     path = Path(path)
     if path.suffix.lower() == ".png":
         from PIL import Image
 
         try:
             with Image.open(path) as img:
-                mask = np.asarray(img.convert("L")) > 0
+                alpha = (
+                    np.asarray(img.convert("RGBA"))[..., 3]
+                    if "A" in img.getbands() or "transparency" in img.info
+                    else None
+                )
+                if alpha is not None and (alpha < 255).any():
+                    mask = alpha > 0
+                else:
+                    mask = np.asarray(img.convert("L")) > 0
         except OSError as err:
             raise MaskError(f"mask cannot be read ({err})", path) from None
     else:
@@ -38,7 +84,14 @@ def read_mask(path: Path, pairs: int, height: int, width: int) -> np.ndarray:
             f"mask has shape {shape}; expected ({height}, {width}) or ({pairs}, {height}, {width})",
             path,
         )
-    return np.asarray(mask, bool) if mask.shape[0] == 1 else mask
+    if mask.dtype.kind not in "biuf":
+        raise MaskError(f"mask holds {mask.dtype} values; expected bools, integers or floats", path)
+    if mask.shape[0] != 1:
+        return PairMasks(mask)
+    mask = np.asarray(mask) > 0
+    if not mask.any():
+        log.warning("%s: the mask is empty (no pixel above 0)", path)
+    return mask
 
 
 def write_png_mask(path: Path, mask: np.ndarray) -> None:
