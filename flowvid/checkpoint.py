@@ -64,10 +64,47 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         reason = f"{type(err).__name__}: {err}".splitlines()[0][:200]
         raise InputError(f"is not a readable checkpoint ({reason})", path) from None
     if isinstance(raw, dict) and raw.get("format") == FORMAT:
-        return dict(raw, model_kwargs=_current_names(raw.get("model_kwargs", {})))
-    if isinstance(raw, dict) and "state_dict" in raw and "hyper_parameters" in raw:
-        return _from_lightning(raw)
-    raise InputError("is not a flowvid checkpoint (no model_kwargs/state_dict)", path)
+        ckpt = dict(raw, model_kwargs=raw.get("model_kwargs", {}))
+    elif isinstance(raw, dict) and "state_dict" in raw and "hyper_parameters" in raw:
+        try:
+            ckpt = _from_lightning(raw)
+        except (AttributeError, TypeError, KeyError, ValueError, InputError) as err:
+            raise InputError(f"is a damaged Lightning checkpoint ({err})", path) from None
+    else:
+        raise InputError("is not a flowvid checkpoint (no model_kwargs/state_dict)", path)
+    if not isinstance(ckpt.get("model_kwargs"), dict) or not isinstance(
+        ckpt.get("state_dict"), dict
+    ):
+        raise InputError("is a damaged checkpoint: model_kwargs and state_dict must be maps", path)
+    ckpt["model_kwargs"] = _current_names(ckpt["model_kwargs"])
+    return ckpt
+
+
+LIMITS = {  # model argument: the largest value a real model has (checked before building it)
+    "hidden": 1024,
+    "context": 1024,
+    "corr_radius": 16,
+    "coarse_corr_radius": 16,
+    "lk_iters": 64,
+    "lk_levels": 8,
+    "refine_iters": 64,
+    "refine_radius": 8,
+    "lookahead": 16,
+}
+
+
+def _check_kwargs(kwargs: dict[str, Any], path: str | Path) -> None:
+    """Sizes in range before any allocation: a damaged or hostile file asking for a 20000-wide
+    core would take tens of GB before any weight is compared."""
+    for key, top in LIMITS.items():
+        value = kwargs.get(key, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= top:
+            raise InputError(f"checkpoint asks for {key}={value!r}; expected 0..{top}", path)
+    widths = kwargs.get("decoder_widths", [1])
+    if not isinstance(widths, list | tuple) or not all(
+        isinstance(w, int) and 1 <= w <= 1024 for w in widths
+    ):
+        raise InputError(f"checkpoint asks for decoder_widths={widths!r}", path)
 
 
 def _current_names(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -114,7 +151,11 @@ def load_weights(
     state = {**state, **{k: own[k] for k in fresh}}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    wrong = [k for k in own.keys() & state.keys() if own[k].shape != state[k].shape]
+    wrong = [
+        k
+        for k in own.keys() & state.keys()
+        if not isinstance(state[k], torch.Tensor) or own[k].shape != state[k].shape
+    ]
     if missing or unexpected or wrong:
         raise InputError(
             f"checkpoint does not fit this model architecture: {len(missing)} missing, "
@@ -136,12 +177,20 @@ def load_model(
             raise InputError("this flowvid has no default model; pass --checkpoint", path)
     ckpt = read_checkpoint(path)
     kwargs = dict(ckpt["model_kwargs"], pretrained="none", weights=None)
+    _check_kwargs(kwargs, path)
     try:
         model = create_model(**kwargs)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, KeyError, AttributeError) as err:
         raise InputError(
             f"checkpoint asks for a model this flowvid cannot build ({err})", path
         ) from None
+    bad = [
+        k
+        for k, v in ckpt["state_dict"].items()
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()
+    ]
+    if bad:
+        raise InputError(f"holds non-finite weights (nan or inf) in {bad[:3]}", path)
     load_weights(model, ckpt["state_dict"], path)
     model.provenance = provenance(path, ckpt)  # what every writer records of the model
     return model.to(device).eval(), ckpt

@@ -154,6 +154,12 @@ def _predict_stream(
             if errors is not None:
                 errors[done : done + len(chunk)] = chunk[..., 2] * scale
                 chunk = chunk[..., :2]
+            if not np.isfinite(chunk).all():  # never a nan written with exit 0
+                raise InputError(
+                    f"the model gave non-finite flow (nan or inf) at pair {s.start + done} or "
+                    "after: the checkpoint is damaged or the video is not what it was trained on",
+                    s.video,
+                )
             chunk, speeds = _inside_mask(chunk, keep, s.start + done)
             speed_sum, counted = speed_sum + float(speeds.sum()), counted + speeds.size
             sink[done : done + len(chunk)] = chunk * scale

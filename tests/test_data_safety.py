@@ -234,3 +234,44 @@ def test_predict_refuses_an_empty_mask(setup, tmp_path, capsys):
     argv = ["predict", str(video), "--out", str(out), "--checkpoint", str(ckpt)]
     assert main([*argv, "--mask", str(tmp_path / "none.png")]) == 2
     assert "empty" in capsys.readouterr().err and not out.exists()
+
+
+def _bad_checkpoints(tmp_path):
+    from flowvid.checkpoint import FORMAT
+
+    model = create_model(**TINY)
+    good = {k: v.clone() for k, v in model.state_dict().items()}
+    nan = dict(good)
+    first = next(k for k, v in nan.items() if v.is_floating_point())
+    nan[first] = torch.full_like(nan[first], float("nan"))
+    cases = {
+        "kwargs_string": {"format": FORMAT, "model_kwargs": "hidden=16", "state_dict": good},
+        "no_state_dict": {"format": FORMAT, "model_kwargs": dict(TINY)},
+        "huge_core": {
+            "format": FORMAT,
+            "model_kwargs": dict(TINY, hidden=20000),
+            "state_dict": good,
+        },
+        "wrong_kind": {
+            "format": FORMAT,
+            "model_kwargs": dict(TINY, hidden="wide"),
+            "state_dict": good,
+        },
+        "nan_weights": {"format": FORMAT, "model_kwargs": dict(TINY), "state_dict": nan},
+        "not_tensors": {"format": FORMAT, "model_kwargs": dict(TINY), "state_dict": {first: 3}},
+    }
+    paths = {}
+    for name, payload in cases.items():
+        paths[name] = tmp_path / f"{name}.pt"
+        torch.save(payload, paths[name])
+    return paths
+
+
+def test_damaged_checkpoints_are_refused_before_any_allocation(setup, tmp_path, capsys):
+    root, video, *_ = setup
+    for name, path in _bad_checkpoints(tmp_path).items():
+        out = tmp_path / f"{name}.npy"
+        assert main(["predict", str(video), "--out", str(out), "--checkpoint", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert str(path) in err and "Traceback" not in err, name
+        assert not out.exists()
