@@ -275,3 +275,18 @@ def test_damaged_checkpoints_are_refused_before_any_allocation(setup, tmp_path, 
         err = capsys.readouterr().err
         assert str(path) in err and "Traceback" not in err, name
         assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--size", "60000"], ["--speed", "500", "5"], ["--speed", "nan", "5"], ["--fps", "nan"]],
+)
+def test_synth_refuses_sizes_and_speeds_out_of_range(tmp_path, extra, capsys):
+    out = tmp_path / "s"
+    argv = ["synth", "--out", str(out), "--videos", "1", "--frames", "4", *extra]
+    try:
+        code = main(argv)
+    except SystemExit as stop:  # argparse's own refusal, also exit 2
+        code = stop.code
+    assert code == 2 and "Traceback" not in capsys.readouterr().err
+    assert not out.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -12,12 +13,25 @@ from flowvid.errors import InputError
 VESSEL_ONLY = ("fps", "um_per_px", "speed", "max_px_per_frame", "quality", "looks")
 
 
+SYNTH_RANGES = {"size": (16, 4096), "frames": (2, 100_000), "videos": (1, 100_000)}
+
+
 def _synth_config(args: argparse.Namespace):  # noqa: ANN202 - SynthConfig | MotionConfig
     """The generator config from the options given; every default is the generator's own."""
     from flowvid.data.motion import MotionConfig
     from flowvid.data.synthetic import SynthConfig
 
     given = {k: v for k, v in vars(args).items() if v is not None}
+    for key, (lo, hi) in SYNTH_RANGES.items():
+        if key in given and not lo <= given[key] <= hi:
+            flag = "--" + key.replace("_", "-")
+            raise InputError(f"{flag} must be in {lo}..{hi}, not {given[key]}")
+    for key in ("speed", "speed_px"):
+        if key in given:
+            lo, hi = given[key]
+            if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
+                flag = "--" + key.replace("_", "-")
+                raise InputError(f"{flag} LO HI needs 0 < LO <= HI, not {lo} {hi}")
     common = {k: given[k] for k in ("size", "frames") if k in given}
     if args.kind == "motion":
         wrong = [f"--{k.replace('_', '-')}" for k in VESSEL_ONLY if k in given]
