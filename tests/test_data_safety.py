@@ -290,3 +290,31 @@ def test_synth_refuses_sizes_and_speeds_out_of_range(tmp_path, extra, capsys):
         code = stop.code
     assert code == 2 and "Traceback" not in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_rerun_sweeps_what_a_killed_writer_left_and_keeps_a_live_ones(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pid = int(dead.stdout)
+    stale = tmp_path / f".flow.npy.flowvid-{pid}.abc123.npy"
+    stale.write_bytes(b"x" * 1000)
+    stale_dir = tmp_path / f".pairs.flowvid-{pid}.xyz.tmp"
+    stale_dir.mkdir()
+    live = tmp_path / f".flow.npy.flowvid-{os.getpid()}.keep.npy"  # this process runs
+    live.write_bytes(b"y")
+    theirs = tmp_path / ".flow.npy.notes"  # not flowvid's name: never touched
+    theirs.write_text("mine")
+    with atomic_output(tmp_path / "flow.npy") as tmp:
+        tmp.write_bytes(b"new")
+    with atomic_output(tmp_path / "pairs", is_dir=True) as tmp:
+        (tmp / "a.flo").write_bytes(b"1")
+    assert not stale.exists() and not stale_dir.exists()
+    assert live.exists() and theirs.read_text() == "mine"
+    assert (tmp_path / "flow.npy").read_bytes() == b"new"

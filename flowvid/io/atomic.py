@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import os
 import shutil
 import tempfile
@@ -114,11 +115,13 @@ def atomic_output(final: str | Path, is_dir: bool = False) -> Iterator[Path]:
         raise InputError(f"cannot write {final}: {blocking} is a file, not a folder")
     check_target(final, is_dir)
     final.parent.mkdir(parents=True, exist_ok=True)
+    _sweep(final)
+    prefix = _tmp_prefix(final, os.getpid())
     if is_dir:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=final.parent))
         os.chmod(tmp, 0o777 & ~_umask())
     else:
-        fd, name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=final.suffix, dir=final.parent)
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=final.suffix, dir=final.parent)
         os.close(fd)
         tmp = Path(name)
         os.chmod(tmp, 0o666 & ~_umask())
@@ -137,6 +140,31 @@ def atomic_output(final: str | Path, is_dir: bool = False) -> Iterator[Path]:
         _remove(old)
     else:
         os.replace(tmp, final)
+
+
+def _tmp_prefix(final: Path, pid: int) -> str:
+    """Temporary names say whose they are: ``.<name>.flowvid-<pid>.``."""
+    return f".{final.name}.flowvid-{pid}."
+
+
+def _sweep(final: Path) -> None:
+    """Remove the temporary outputs for ``final`` that a killed flowvid left (kill -9, a
+    power cut): those whose writing process no longer runs. Another live writer's are kept."""
+    marker = f".{final.name}.flowvid-"
+    for stale in final.parent.glob(f"{glob.escape(marker)}*"):
+        pid = stale.name[len(marker) :].split(".", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            _remove(stale)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def reserved_memmap(path: Path, dtype: np.dtype | type, shape: tuple[int, ...]) -> np.memmap:

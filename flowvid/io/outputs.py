@@ -99,7 +99,7 @@ class MatWriter(NpyWriter):
 
     def __init__(self, path: Path, shape: tuple[int, ...], meta: dict[str, Any]) -> None:
         self.target, self.meta = path, meta
-        super().__init__(path.with_name(f".{path.name}.stage.npy"), np.float32, shape)
+        super().__init__(path.with_name(f"{path.name}.stage.npy"), np.float32, shape)
 
     def finish(self) -> None:
         self.fh.close()
@@ -185,7 +185,7 @@ class _MatArrayWriter(NpyWriter):
 
     def __init__(self, path: Path, shape: tuple[int, ...], meta: dict[str, Any]) -> None:
         self.target, self.meta = path, meta
-        super().__init__(path.with_name(f".{path.name}.stage.npy"), np.float32, shape)
+        super().__init__(path.with_name(f"{path.name}.stage.npy"), np.float32, shape)
 
     def finish(self) -> None:
         from scipy.io import savemat
