@@ -318,3 +318,24 @@ def test_a_rerun_sweeps_what_a_killed_writer_left_and_keeps_a_live_ones(tmp_path
     assert not stale.exists() and not stale_dir.exists()
     assert live.exists() and theirs.read_text() == "mine"
     assert (tmp_path / "flow.npy").read_bytes() == b"new"
+
+
+def test_an_npz_that_would_expand_like_a_zip_bomb_is_refused(tmp_path, capsys):
+    import zipfile
+
+    from flowvid.io.flowfile import open_flow
+
+    bomb = tmp_path / "bomb.npz"
+    shape = (400, 512, 512, 2)  # 1.7 GB of zeros, stored in a few MB
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf, zf.open("flow.npy", "w") as fh:
+        header = {"descr": "<f4", "fortran_order": False, "shape": shape}
+        np.lib.format.write_array_header_2_0(fh, header)
+        block = bytes(1 << 24)
+        for _ in range(int(np.prod(shape)) * 4 // len(block)):
+            fh.write(block)
+    assert bomb.stat().st_size < 10e6
+    with pytest.raises(Exception, match="would expand"):
+        open_flow(bomb)
+    # an ordinary .npz still opens
+    np.savez_compressed(tmp_path / "ok.npz", flow=np.random.rand(3, 8, 8, 2).astype(np.float32))
+    assert open_flow(tmp_path / "ok.npz")[0].shape == (8, 8, 2)

@@ -13,6 +13,7 @@ allocation.
 
 from __future__ import annotations
 
+import os
 import re
 import zipfile
 from collections.abc import Callable
@@ -127,11 +128,30 @@ def _npz_member(path: Path, zf: zipfile.ZipFile, name: str) -> np.ndarray:
         count = int(np.prod(shape, dtype=np.int64))
         if count * dtype.itemsize > info.file_size:
             raise FlowFormatError(f"array {name!r} is truncated", path)
+        _check_expansion(path, name, count * dtype.itemsize, info.compress_size)
         data = fh.read(count * dtype.itemsize)
     if len(data) != count * dtype.itemsize:
         raise FlowFormatError(f"array {name!r} is truncated", path)
     order = "F" if fortran else "C"
     return np.frombuffer(data, dtype).reshape(shape, order=order)
+
+
+NPZ_BOMB = (256 << 20, 100)  # bytes, ratio: an .npz member this large AND this compressed ...
+
+
+def _check_expansion(path: Path, name: str, size: int, stored: int) -> None:
+    """An .npz is read whole into memory: refuse a member that would expand past half the
+    memory available, or past 256 MB at more than 100x its stored size (what a zip bomb
+    looks like; real flow compresses 1-5x). Either way .npy or .h5 read map by map."""
+    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    bomb = size > NPZ_BOMB[0] and size > NPZ_BOMB[1] * max(stored, 1)
+    if bomb or size > available // 2:
+        raise FlowFormatError(
+            f"array {name!r} would expand from {stored / 1e6:.1f} MB to {size / 1e6:.0f} MB in "
+            f"memory ({available / 1e6:.0f} MB available); store long flows as .npy or .h5, "
+            "which are read map by map",
+            path,
+        )
 
 
 def _open_npz(path: Path) -> FlowSequence:
