@@ -1,8 +1,11 @@
 """Predict flow for many videos into one folder, resumably.
 
 Each video's flow goes to ``<out_dir>/<video stem>.<format>`` with its sidecar. A video whose
-output and sidecar are already there (same video, same checkpoint) is skipped, so a batch
-stopped by a time limit goes on where it stopped when run again. Outputs are written
+output and sidecar are already there, made by the same checkpoint with the same options
+(``request``: range, units, calibration, working size, precision) from the same input (its
+path, size and modification time, as the sidecar records them), is skipped, so a batch
+stopped by a time limit goes on where it stopped when run again; anything else is redone,
+and the batch says why. Outputs are written
 atomically: a stopped batch leaves finished outputs and nothing half-written. A video that
 cannot be read is reported and the batch goes on.
 """
@@ -64,17 +67,32 @@ def expand_videos(paths: Sequence[str | Path]) -> list[Path]:
     return videos
 
 
-def finished(out: Path, video: Path, checkpoint_sha256: str | None) -> bool:
-    """The output is there, for this video and this checkpoint."""
+def stale(
+    out: Path, video: Path, checkpoint_sha256: str | None, request: dict | None = None
+) -> str | None:
+    """Why the output must be (re)made, or None when it is there and up to date: made from
+    this video as it is now (path, size, modification time), by this checkpoint, with these
+    options (``request``, as :func:`flowvid.inference.predict_flow` records them)."""
+    from flowvid.inference import input_stat
+
     side = sidecar_path(out)
     if not (out.exists() and side.is_file()):
-        return False
+        return "not done yet"
     try:
         doc = json.loads(side.read_text())
     except (OSError, ValueError):
-        return False
-    same_model = checkpoint_sha256 is None or doc.get("checkpoint_sha256") == checkpoint_sha256
-    return doc.get("video") == str(video) and same_model
+        return "its sidecar cannot be read"
+    if not isinstance(doc, dict) or doc.get("video") != str(video):
+        return "made from another video"
+    if checkpoint_sha256 is not None and doc.get("checkpoint_sha256") != checkpoint_sha256:
+        return "made by another checkpoint"
+    if doc.get("video_stat") != input_stat(video):
+        return "the video changed since (size or modification time)"
+    if request is not None and doc.get("request") != request:
+        old = doc.get("request") or {}
+        changed = sorted(k for k in {*old, *request} if old.get(k) != request.get(k))
+        return f"made with other options ({', '.join(changed)})"
+    return None
 
 
 def predict_many(
@@ -84,9 +102,11 @@ def predict_many(
     fmt: str = "npy",
     checkpoint_sha256: str | None = None,
     report: Callable[[str], None] = print,
+    request: dict | None = None,
 ) -> BatchSummary:
-    """Call ``predict(video, out)`` for every video not already done; bad input is recorded
-    and the batch goes on (anything else, Ctrl-C and SIGTERM included, stops it)."""
+    """Call ``predict(video, out)`` for every video whose output is not up to date
+    (:func:`stale`); bad input is recorded and the batch goes on (anything else, Ctrl-C and
+    SIGTERM included, stops it)."""
     if fmt not in FORMATS:
         raise InputError(f"--format must be one of {FORMATS}, not {fmt!r}")
     out_dir = Path(out_dir)
@@ -94,10 +114,12 @@ def predict_many(
     todo = expand_videos(videos)
     for i, video in enumerate(todo, 1):
         out = out_dir / f"{video.stem}.{fmt}"
-        if finished(out, video, checkpoint_sha256):
+        why = stale(out, video, checkpoint_sha256, request)
+        if why is None:
             summary.skipped.append(out)
             continue
-        report(f"[{i}/{len(todo)}] {video} -> {out}")
+        redo = "" if why == "not done yet" else f" (again: {why})"
+        report(f"[{i}/{len(todo)}] {video} -> {out}{redo}")
         try:
             predict(video, out)
         except InputError as err:

@@ -87,6 +87,16 @@ def predict_flow(
     (:func:`flowvid.stream.resolve_precision`).
     """
     out = None if out is None else Path(out)
+    request = flow_request(
+        frames=frames,
+        units=units,
+        um_per_px=um_per_px,
+        fps=fps,
+        max_side=max_side,
+        precision=precision,
+        pair_format=pair_format,
+        mask=mask,
+    )
     if units not in UNITS:
         raise InputError(f"--units must be one of {UNITS}, not {units!r}")
     options = dict(
@@ -100,6 +110,7 @@ def predict_flow(
         provenance=provenance,
         progress=progress,
         uncertainty=None if uncertainty is None else Path(uncertainty),
+        request=request,
     )
     # the first try trusts the container's frame count (no decode just to count); where
     # decoding proves it wrong, the output is discarded and the exact index is built
@@ -129,6 +140,7 @@ def _predict_stream(
     provenance: dict[str, Any] | None,
     progress: bool,
     uncertainty: Path | None = None,
+    request: dict[str, Any] | None = None,
 ) -> Prediction:
     fps = fps or s.fps
     check_calibration(um_per_px=um_per_px, fps=fps)
@@ -174,7 +186,7 @@ def _predict_stream(
     if out is not None:
         extra = {} if mask is None else {"mask": str(mask), "outside_mask": "flow set to 0"}
         fields = _describe(pred, FLOW_AXES, fps) | _calibration(pred, um_per_px)
-        write_sidecar(out, {**fields, **_origin(s, provenance), **extra})
+        write_sidecar(out, {**fields, **_origin(s, provenance), **extra, "request": request})
     if uncertainty is not None:
         fields = _describe(pred, UNCERTAINTY_AXES, fps) | {"um_per_px": um_per_px}
         fields["shape"] = list(shape[:-1])
@@ -220,9 +232,29 @@ def _origin(s: Stream, provenance: dict[str, Any] | None) -> dict[str, Any]:
         "video_size_hw": [s.height, s.width],
         "video_frames": s.total,
         "video_sha256_first_mb": fingerprint(s.video),
+        "video_stat": input_stat(s.video),
         "precision": precision_name(s.precision, s.device),
         **getattr(s.model, "provenance", {}),
         **(provenance or {}),
+    }
+
+
+def flow_request(**options: Any) -> dict[str, Any]:
+    """The options that decide a flow output, as plain values (what a sidecar records and a
+    batch rerun compares)."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in sorted(options.items())}
+
+
+def input_stat(path: Path) -> dict[str, int]:
+    """Size and modification time of an input (for a folder of frames: of all its files),
+    so that a rerun sees a replaced or edited input."""
+    path = Path(path)
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    stats = [p.stat() for p in files]
+    return {
+        "files": len(stats),
+        "bytes": sum(st.st_size for st in stats),
+        "mtime_ns": max((st.st_mtime_ns for st in stats), default=0),
     }
 
 

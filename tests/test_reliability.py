@@ -1,6 +1,7 @@
 """Faults lose nothing: SIGTERM and Ctrl-C clean up and exit 143/130, training saves a
 checkpoint early, on SIGTERM and on Ctrl-C, and goes on with --resume."""
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -240,6 +241,34 @@ def test_batch_predict_skips_what_is_done_and_goes_on_after_a_sigterm(
     assert sorted(p.name for p in out.glob("*.npy")) == ["a.npy", "b.npy", "c.npy"]
     assert np.load(out / "c.npy").shape == (5, 32, 32, 2)
     assert main(argv) == 2 and "0 written, 3 already done" in capsys.readouterr().out
+
+
+def test_batch_rerun_redoes_what_another_option_or_a_replaced_video_changes(
+    tmp_path, checkpoint, capsys
+):
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    for name in ("a", "b"):
+        write_video(folder / f"{name}.mp4", rng.integers(0, 255, (5, 32, 32, 3), np.uint8), fps=10)
+    out = tmp_path / "flows"
+    argv = ["predict", str(folder), "--out-dir", str(out), "--checkpoint", str(checkpoint)]
+    assert main(argv) == 0 and "2 written" in capsys.readouterr().out
+    assert main(argv) == 0 and "0 written, 2 already done" in capsys.readouterr().out
+    # other units: both redone, and the batch says why
+    um = [*argv, "--units", "um/s", "--um-per-px", "0.5"]
+    assert main(um) == 0
+    said = capsys.readouterr().out
+    assert "2 written" in said and "made with other options (um_per_px, units)" in said
+    assert json.loads((out / "a.npy.json").read_text())["units"] == "um/s"
+    # a range: redone again
+    assert main([*um, "--frames", "1:5"]) == 0 and "2 written" in capsys.readouterr().out
+    assert np.load(out / "a.npy").shape == (3, 32, 32, 2)
+    # b replaced by another recording under the same name: only b is redone
+    write_video(folder / "b.mp4", rng.integers(0, 255, (7, 32, 32, 3), np.uint8), fps=10)
+    assert main([*um, "--frames", "1:5"]) == 0
+    said = capsys.readouterr().out
+    assert "1 written, 1 already done" in said and "the video changed" in said
 
 
 def test_batch_refuses_two_videos_with_one_output_name(tmp_path, checkpoint, capsys):

@@ -71,12 +71,16 @@ def _predict_batch(model, args: argparse.Namespace, options: dict, sha: str) -> 
         raise InputError("--mask is for one video; a batch predicts without masks")
     if options["uncertainty"] is not None:
         raise InputError("--uncertainty is for one video (with --out)")
+    from flowvid.inference import flow_request
+
+    decisive = ("frames", "units", "um_per_px", "fps", "max_side", "precision", "pair_format")
     summary = predict_many(
         lambda video, out: _say(predict_flow(model, video, out, **options), None),
         args.video,
         args.out_dir,
         fmt=args.format,
         checkpoint_sha256=sha,
+        request=flow_request(**{k: options[k] for k in decisive}, mask=None),
     )
     print(summary)
     return 2 if summary.failed else 0
