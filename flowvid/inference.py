@@ -233,6 +233,7 @@ def _origin(s: Stream, provenance: dict[str, Any] | None) -> dict[str, Any]:
         "video_frames": s.total,
         "video_sha256_first_mb": fingerprint(s.video),
         "video_stat": input_stat(s.video),
+        **({"intensity": s.intensity} if s.intensity else {}),
         "precision": precision_name(s.precision, s.device),
         **getattr(s.model, "provenance", {}),
         **(provenance or {}),

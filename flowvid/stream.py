@@ -42,6 +42,7 @@ class Stream:
     fps: float | None
     exact: bool = True  # False: the frame count is the container's claim (see open_video)
     precision: str = "auto"  # see resolve_precision
+    intensity: str | None = None  # how the pixel values became 8-bit (stacks of wider data)
 
     def outputs(
         self,
@@ -90,8 +91,10 @@ def open_stream(
         start, stop = parse_range(frames, reader.num_frames)
         size, fps, total = (reader.height, reader.width), reader.fps, reader.num_frames
         exact = getattr(reader, "index", None) is None or reader.index.exact
+        scaling = getattr(reader, "intensity", None)
     model = model.to(dev).eval()
-    return Stream(model, dev, video, start, stop, total, *size, fps, exact, precision)
+    intensity = None if scaling is None else scaling.describe
+    return Stream(model, dev, video, start, stop, total, *size, fps, exact, precision, intensity)
 
 
 def parse_range(text: str | None, total: int) -> tuple[int, int]:

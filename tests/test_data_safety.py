@@ -341,3 +341,35 @@ def test_an_npz_that_would_expand_like_a_zip_bomb_is_refused(tmp_path, capsys):
         tmp_path / "ok.npz", flow=np.random.default_rng(0).random((3, 8, 8, 2), np.float32)
     )
     assert open_flow(tmp_path / "ok.npz")[0].shape == (8, 8, 2)
+
+
+def test_intensity_is_scaled_once_per_video_never_per_frame(tmp_path):
+    import tifffile
+
+    from flowvid.io.video import open_video
+
+    # 16-bit PNG frames whose peak alternates 4000 / 4200: one 13-bit scale for all
+    folder = tmp_path / "png16"
+    folder.mkdir()
+    base = np.full((16, 16), 2000, np.uint16)
+    for i in range(4):
+        frame = base.copy()
+        frame[0, 0] = 4000 if i % 2 == 0 else 4200
+        Image.fromarray(frame).save(folder / f"{i}.png")
+    with open_video(folder) as v:
+        frames = v.read(range(4))
+    assert len({int(f[5, 5, 0]) for f in frames}) == 1  # the same grey in every frame
+    assert frames[0][5, 5, 0] == round(2000 * 255 / 16383)  # 14 bits hold the video peak
+    # a float32 TIFF in camera counts: the video's range, not "clip to 1"
+    counts = np.linspace(100.0, 3000.0, 3 * 8 * 8, dtype=np.float32).reshape(3, 8, 8)
+    tifffile.imwrite(tmp_path / "f.tif", counts, photometric="minisblack")
+    with open_video(tmp_path / "f.tif") as v:
+        got = v.read(range(3))
+    assert got.min() == 0 and got.max() == 255 and len(np.unique(got)) > 100
+    # a 16-bit TIFF whose brightest frame is in the middle: nothing saturates
+    stack = np.full((9, 8, 8), 1000, np.uint16)
+    stack[4, 0, 0] = 60000
+    tifffile.imwrite(tmp_path / "s.tif", stack, photometric="minisblack")
+    with open_video(tmp_path / "s.tif") as v:
+        assert v.read([4])[0].max() == round(60000 * 255 / 65535)  # 16 bits: not saturated
+        assert v.read([0])[0, 0, 0, 0] == round(1000 * 255 / 65535)

@@ -31,10 +31,9 @@ class TiffReader(VideoReader):
             raise VideoError(f"TIFF stack of shape {shape}: expected (T,H,W) or (T,H,W,C)", path)
         self.num_frames, self.height, self.width = shape[:3]
         self.fps = None
-        self._scale = 1.0
-        if np.dtype(dtype).kind in "ui" and np.dtype(dtype).itemsize > 1:
-            probe = sorted({0, self.num_frames // 2, self.num_frames - 1})
-            self._scale = 255.0 / _bit_depth_max(self._pages(probe))
+        self.intensity = Intensity.decide(
+            np.dtype(dtype), (self._pages([i])[0] for i in range(self.num_frames))
+        )
 
     def _pages(self, indices: Sequence[int]) -> np.ndarray:
         import tifffile
@@ -45,16 +44,50 @@ class TiffReader(VideoReader):
     def read(self, indices: Sequence[int]) -> np.ndarray:
         wanted = self._check_indices(indices)
         pages = self._pages(wanted)
-        return np.stack([to_rgb_uint8(p, self._scale) for p in pages])
+        return np.stack([self.intensity.apply(p) for p in pages])
 
 
-def _bit_depth_max(frame: np.ndarray) -> float:
-    """Full-scale value of >8-bit data: the smallest of 10/12/14/16 bits that holds its peak."""
-    peak = int(frame.max())
-    for bits in (10, 12, 14, 16):
-        if peak < 2**bits:
-            return float(2**bits - 1)
-    return float(np.iinfo(frame.dtype).max)
+class Intensity:
+    """How a video's pixel values become uint8, decided once for the whole video, never per
+    frame (a per-frame guess makes brightness jump between frames, which reads as motion).
+
+    - 8-bit: as they are.
+    - Wider integers (10-16-bit cameras): the full scale of the smallest of 10/12/14/16 bits
+      that holds the brightest pixel of the whole video (a first pass reads every frame).
+    - Floats: [0, 1] as they are when the whole video lies in it; otherwise (camera counts,
+      a background-subtracted stack) the video's own range, min to max, onto 0-255.
+    ``describe`` says which, for the sidecar."""
+
+    def __init__(self, offset: float, scale: float, describe: str) -> None:
+        self.offset, self.scale, self.describe = offset, scale, describe
+
+    @classmethod
+    def decide(cls, dtype: np.dtype, frames) -> Intensity:  # noqa: ANN001 - an iterable
+        if dtype == np.uint8 or dtype.kind not in "uif":
+            return cls(0.0, 1.0, "8-bit, as stored")
+        lo, hi = np.inf, -np.inf
+        for frame in frames:
+            finite = np.asarray(frame)[..., :3]
+            if dtype.kind == "f":
+                finite = finite[np.isfinite(finite)]
+            if finite.size:
+                lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
+        if not np.isfinite(hi):
+            raise VideoError("holds no finite pixel value")
+        if dtype.kind in "ui":
+            top = next((2**b - 1 for b in (10, 12, 14, 16) if hi < 2**b), np.iinfo(dtype).max)
+            bits = int(np.log2(top + 1))
+            return cls(0.0, 255.0 / top, f"{dtype.itemsize * 8}-bit, full scale {bits} bits")
+        if lo >= 0.0 and hi <= 1.0:
+            return cls(0.0, 255.0, "float in [0, 1]")
+        span = max(hi - lo, 1e-12)
+        return cls(lo, 255.0 / span, f"float, the video's range {lo:g}..{hi:g} onto 0-255")
+
+    def apply(self, frame: np.ndarray) -> np.ndarray:
+        if frame.dtype == np.uint8:
+            return to_rgb_uint8(frame)
+        value = np.nan_to_num((np.asarray(frame, np.float64) - self.offset) * self.scale, nan=0.0)
+        return to_rgb_uint8(np.clip(value + 0.5, 0, 255).astype(np.uint8))
 
 
 class FrameFolderReader(VideoReader):
@@ -66,21 +99,28 @@ class FrameFolderReader(VideoReader):
         if not files:
             raise VideoError(f"folder holds no frames ({', '.join(IMAGE_SUFFIXES)})", path)
         self.files = sorted(files, key=natural_key)
-        first = self._load(self.files[0])
+        first = self._raw(self.files[0])
         self.num_frames = len(self.files)
         self.height, self.width = first.shape[:2]
         self.fps = None
+        self.intensity = (
+            Intensity.decide(first.dtype, (first, *(self._raw(f) for f in self.files[1:])))
+            if first.dtype != np.uint8
+            else Intensity.decide(first.dtype, ())
+        )
 
-    def _load(self, file: Path) -> np.ndarray:
+    @staticmethod
+    def _raw(file: Path) -> np.ndarray:
         from PIL import Image, UnidentifiedImageError
 
         try:
             with Image.open(file) as img:
-                arr = np.asarray(img)
+                return np.asarray(img)
         except (OSError, UnidentifiedImageError) as err:
             raise VideoError(f"frame cannot be read ({err})", file) from None
-        scale = 255.0 / _bit_depth_max(arr) if arr.dtype.kind in "ui" and arr.itemsize > 1 else 1
-        return to_rgb_uint8(arr, scale)
+
+    def _load(self, file: Path) -> np.ndarray:
+        return self.intensity.apply(self._raw(file))
 
     def read(self, indices: Sequence[int]) -> np.ndarray:
         frames = [self._load(self.files[i]) for i in self._check_indices(indices)]
