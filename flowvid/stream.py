@@ -298,7 +298,12 @@ def stream_outputs(
                     out = out[0].to(torch.float16)
                 else:
                     aux: dict | None = {} if uncertainty else None
-                    out, state = model.step(x[None], state, aux)
+                    # (a two-frame anchor such as RAFT takes no aux: it is asked only when needed)
+                    out, state = (
+                        model.step(x[None], state)
+                        if aux is None
+                        else model.step(x[None], state, aux)
+                    )
                     out = to_clip_size(
                         _with_error(out, aux)[0].float(), height, width, model.task == "flow"
                     )
@@ -310,7 +315,7 @@ def stream_outputs(
         if finish is not None:  # the maps a lookahead model held back for their later frames
             aux = {} if uncertainty else None
             with torch.inference_mode(), precision_autocast(precision, device):
-                tail = finish(state, aux)
+                tail = finish(state) if aux is None else finish(state, aux)
             if tail is not None:
                 tail = _with_error(tail, aux)
                 out = to_clip_size(tail[0].float(), height, width, model.task == "flow")
