@@ -14,7 +14,9 @@ alike to the head: ``s`` is the expected EPE, in px/frame, and can be compared w
 actual error directly. (SEA-RAFT's mixture of Laplace heads models the flow's components;
 this models the quantity a researcher thresholds.)
 
-It runs at half resolution (a quarter of the work, twice the reach) and is upsampled.
+It runs at a quarter of the resolution, its cues too (the flow's vectors scaled with it):
+a sixteenth of the work, four times the reach; the expected error, in full-resolution
+px/frame, is upsampled.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ LOG_RANGE = (-6.0, 4.0)  # log px: expected errors from 0.0025 to 55 px/frame
 START = 0.3  # px: the expected error the untrained head states everywhere
 CUES = 4  # residual, texture, out of view, speed; LK models add 2 (moved by the steps, prior)
 WIDTH = 16
+POOL = 4  # the head runs at a quarter of the resolution: 1/16 of the work, 4x the reach
 
 
 class ErrorHead(nn.Module):
@@ -64,11 +67,23 @@ class ErrorHead(nn.Module):
         (frame t), both (N, 3, H, W) in [0, 1]; for a model with the steps, the flow before
         them ``start`` and their prior width ``prior`` (N, 1, H, W) px.
         -> expected EPE (N, 1, H, W), px/frame."""
+        h, w = flow.shape[-2:]
+
+        def pool(x: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None else F.avg_pool2d(x.detach().float(), POOL, ceil_mode=True)
+
         with torch.autocast(flow.device.type, enabled=False):
-            cues = self._cues(flow.float(), img0.float(), img1.float(), start, prior)
-        x = torch.cat([feat.detach().float(), cues], 1)
-        h, w = x.shape[-2:]
-        log_s = self.net(F.avg_pool2d(x, 2, ceil_mode=True)).float()
+            # the cues of the frames and the flow at the head's own resolution (the vectors
+            # scaled with it): a sixteenth of the work of full-resolution cues
+            cues = self._cues(
+                pool(flow) / POOL,
+                pool(img0),
+                pool(img1),
+                pool(start) / POOL if start is not None else None,
+                pool(prior),
+            )
+        x = torch.cat([pool(feat), cues], 1)
+        log_s = self.net(x).float()
         log_s = F.interpolate(log_s, size=(h, w), mode="bilinear", align_corners=False)
         # bounded; the bound passes gradients straight through, so a scale is never stuck
         log_s = log_s + (log_s.clamp(*LOG_RANGE) - log_s).detach()
