@@ -168,13 +168,16 @@ def predict_rate(
 ) -> float:
     """Flow maps/s of :func:`flowvid.inference.predict_flow`, video file to .npy file."""
     from flowvid.inference import predict_flow
+    from flowvid.io.video import open_video
 
     options = dict(
         device=str(device), batch_frames=batch_frames, progress=False, precision=precision
     )
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "flow.npy"
-        predict_flow(model, video, out, frames=f"0:{2 * batch_frames}", **options)  # warm-up
+        with open_video(video) as reader:  # warm-up: two chunks, or the whole of a short video
+            warm = min(2 * batch_frames, reader.num_frames)
+        predict_flow(model, video, out, frames=f"0:{warm}", **options)
         start = time.perf_counter()
         pred = predict_flow(model, video, out, **options)
         return pred.shape[0] / (time.perf_counter() - start)

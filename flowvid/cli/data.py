@@ -13,7 +13,7 @@ from flowvid.errors import InputError
 VESSEL_ONLY = ("fps", "um_per_px", "speed", "max_px_per_frame", "quality", "looks")
 
 
-SYNTH_RANGES = {"size": (16, 4096), "frames": (2, 100_000), "videos": (1, 100_000)}
+SYNTH_RANGES = {"size": (16, 4096), "frames": (2, 100_000)}
 
 
 def _synth_config(args: argparse.Namespace):  # noqa: ANN202 - SynthConfig | MotionConfig
