@@ -373,3 +373,14 @@ def test_intensity_is_scaled_once_per_video_never_per_frame(tmp_path):
     with open_video(tmp_path / "s.tif") as v:
         assert v.read([4])[0].max() == round(60000 * 255 / 65535)  # 16 bits: not saturated
         assert v.read([0])[0, 0, 0, 0] == round(1000 * 255 / 65535)
+
+
+def test_figures_refuse_a_suffix_they_cannot_write(setup, capsys):
+    root, video, frames, ckpt, flow, mask = setup
+    out = root / "s.txt"
+    for argv in (
+        ["summary", str(video), "--flow", str(flow), "--mask", str(mask), "--out", str(out)],
+        ["kymo", str(video), "--flow", str(flow), "--line", "4,32,60,32", "--out", str(out)],
+    ):
+        assert main(argv) == 2
+        assert ".png, .pdf or .svg" in capsys.readouterr().err and not out.exists()

@@ -9,6 +9,8 @@ from pathlib import Path
 from flowvid.cli.common import HelpFormatter, frames_window, positive
 from flowvid.errors import InputError
 
+FIGURES = (".png", ".pdf", ".svg")  # what the figure writer makes
+
 
 def _path(args: argparse.Namespace, height: int, width: int, pairs: int):  # noqa: ANN202
     from flowvid.kymo import line_path, segment_path
@@ -41,6 +43,10 @@ def _cmd_kymo(args: argparse.Namespace) -> int:
     from flowvid.kymo import flow_kymograph, kymo_figure, video_kymograph, window_speeds
     from flowvid.measure import flow_for_video
 
+    if args.out.suffix.lower() not in FIGURES:
+        raise InputError(
+            f"--out is a figure: .png, .pdf or .svg, not {args.out.suffix!r}", args.out
+        )
     (summary,) = outputs_beside(args.out, ".json")  # both checked before any work
 
     with open_video(args.video) as reader:

@@ -7,6 +7,9 @@ import json
 from pathlib import Path
 
 from flowvid.cli.common import HelpFormatter, frames_window, positive
+from flowvid.errors import InputError
+
+FIGURES = (".png", ".pdf", ".svg")  # what the figure writer makes
 
 
 def _cmd_measure(args: argparse.Namespace) -> int:
@@ -72,6 +75,10 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     from flowvid.measure import flow_for_video
     from flowvid.summary import summarise_clip, summary_figure
 
+    if args.out.suffix.lower() not in FIGURES:
+        raise InputError(
+            f"--out is a figure: .png, .pdf or .svg, not {args.out.suffix!r}", args.out
+        )
     (json_path,) = outputs_beside(args.out, ".json")  # both checked before any work
 
     with open_video(args.video) as reader:
