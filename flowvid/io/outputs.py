@@ -95,15 +95,18 @@ class FolderWriter:
 
 
 class MatWriter(NpyWriter):
-    """A MATLAB file: staged in a .npy beside it, converted once complete (in memory)."""
+    """A MATLAB file: staged in a .npy beside it, converted once complete (in memory) by
+    ``write(path, array, meta)`` (default: the flow's u, v, x, y)."""
 
-    def __init__(self, path: Path, shape: tuple[int, ...], meta: dict[str, Any]) -> None:
-        self.target, self.meta = path, meta
+    def __init__(
+        self, path: Path, shape: tuple[int, ...], meta: dict[str, Any], write=write_mat
+    ) -> None:  # noqa: ANN001 - a writer function
+        self.target, self.meta, self.write = path, meta, write
         super().__init__(path.with_name(f"{path.name}.stage.npy"), np.float32, shape)
 
     def finish(self) -> None:
         self.fh.close()
-        write_mat(self.target, np.load(self.fh.name, mmap_mode="r"), self.meta)
+        self.write(self.target, np.load(self.fh.name, mmap_mode="r"), self.meta)
 
     def close(self) -> None:
         self.fh.close()
@@ -172,7 +175,7 @@ def uncertainty_sink(out: Path, shape: tuple[int, ...], meta: dict[str, Any] | N
         elif suffix == ".h5":
             sink = H5Writer(tmp, shape, {"axes": UNCERTAINTY_AXES, **(meta or {})}, "uncertainty")
         else:
-            sink = _MatArrayWriter(tmp, shape, meta or {})
+            sink = MatWriter(tmp, shape, meta or {}, write=_write_uncertainty_mat)
         try:
             yield sink
             getattr(sink, "finish", lambda: None)()
@@ -180,25 +183,12 @@ def uncertainty_sink(out: Path, shape: tuple[int, ...], meta: dict[str, Any] | N
             sink.close()
 
 
-class _MatArrayWriter(NpyWriter):
-    """One (T-1, H, W) array as MATLAB variable ``uncertainty``, staged like :class:`MatWriter`."""
+def _write_uncertainty_mat(path: Path, data: np.ndarray, meta: dict[str, Any]) -> None:
+    from scipy.io import savemat
 
-    def __init__(self, path: Path, shape: tuple[int, ...], meta: dict[str, Any]) -> None:
-        self.target, self.meta = path, meta
-        super().__init__(path.with_name(f"{path.name}.stage.npy"), np.float32, shape)
-
-    def finish(self) -> None:
-        from scipy.io import savemat
-
-        self.fh.close()
-        data = np.load(self.fh.name, mmap_mode="r")
-        plain = {k: v for k, v in self.meta.items() if v is not None}
-        doc = {"uncertainty": np.ascontiguousarray(data), "axes": UNCERTAINTY_AXES, **plain}
-        savemat(self.target, doc, do_compression=True)
-
-    def close(self) -> None:
-        self.fh.close()
-        Path(self.fh.name).unlink(missing_ok=True)
+    plain = {k: v for k, v in meta.items() if v is not None}
+    doc = {"uncertainty": np.ascontiguousarray(data), "axes": UNCERTAINTY_AXES, **plain}
+    savemat(path, doc, do_compression=True)
 
 
 def sidecar_path(out: Path) -> Path:

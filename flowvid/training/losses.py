@@ -40,9 +40,14 @@ def balanced_flow_loss(
     Only ``valid`` pixels count; pred/target (..., 2, H, W), mask/valid (..., H, W) bool.
     """
     err = robust_epe(pred, target, eps, power)
-    return inside_weight * masked_mean(err, mask & valid) + outside_weight * masked_mean(
-        err, ~mask & valid
-    )
+    return balanced_mean(err, mask, valid, inside_weight, outside_weight)
+
+
+def balanced_mean(
+    x: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor, inside: float, outside: float
+) -> torch.Tensor:
+    """inside x the mean of x over the valid vessel pixels + outside x the mean elsewhere."""
+    return inside * masked_mean(x, mask & valid) + outside * masked_mean(x, ~mask & valid)
 
 
 def prior_nll(
@@ -67,9 +72,7 @@ def prior_nll(
     sq = (start.detach() - target).pow(2).sum(-3)
     var = prior[..., 0, :, :].pow(2)
     nll = 0.5 * sq / var + var.log()
-    return inside_weight * masked_mean(nll, mask & valid) + outside_weight * masked_mean(
-        nll, ~mask & valid
-    )
+    return balanced_mean(nll, mask, valid, inside_weight, outside_weight)
 
 
 def error_nll(
@@ -91,9 +94,7 @@ def error_nll(
     epe = (pred.detach() - target).norm(dim=-3)
     s = scale[..., 0, :, :]
     nll = epe / s + s.log()
-    return inside_weight * masked_mean(nll, mask & valid) + outside_weight * masked_mean(
-        nll, ~mask & valid
-    )
+    return balanced_mean(nll, mask, valid, inside_weight, outside_weight)
 
 
 def frames_loss(pred: torch.Tensor, target: torch.Tensor, *, ssim_weight: float) -> torch.Tensor:
