@@ -27,7 +27,7 @@ from flowvid.io.atomic import atomic_output
 from flowvid.io.flowfile import open_flow
 from flowvid.io.masks import read_mask
 from flowvid.io.video import open_video
-from flowvid.metrics import ErrorStats
+from flowvid.metrics import REGIONS, Calibration, ErrorStats, epe_map, regions
 from flowvid.models import FlowVid
 from flowvid.stream import check_precision, precision_name, resolve_device, stream_outputs
 
@@ -119,21 +119,35 @@ def model_method(
     max_side: int | None,
     precision: str = "auto",
 ) -> FlowMethod:
+    """The model's flow; with its expected error as a third channel where it has the head."""
+    uncertainty = getattr(model, "error_head", None) is not None
+
     def run(clip: Clip, frames: int) -> Iterator[np.ndarray]:
         yield from stream_outputs(
-            model, clip.video, 0, frames, device, batch_frames, max_side, precision=precision
+            model,
+            clip.video,
+            0,
+            frames,
+            device,
+            batch_frames,
+            max_side,
+            precision=precision,
+            uncertainty=uncertainty,
         )
 
     return run
 
 
-def score_clip(clip: Clip, frames: int, method: FlowMethod) -> tuple[ErrorStats, float]:
-    """Run ``method`` over a clip against its ground truth; (stats, ms per frame)."""
+def score_clip(
+    clip: Clip, frames: int, method: FlowMethod
+) -> tuple[ErrorStats, dict[str, Calibration] | None, float]:
+    """Run ``method`` over a clip against its ground truth: (stats, calibration per region
+    where the method gives each vector's expected error as a third channel, ms per frame)."""
     gt = open_flow(clip.flow)
     with open_video(clip.video) as v:
         h, w = v.height, v.width
     mask = read_mask(clip.mask, frames - 1, h, w) if clip.mask else np.ones((1, h, w), bool)
-    stats, done, seconds = ErrorStats(), 0, 0.0
+    stats, calibration, done, seconds = ErrorStats(), None, 0, 0.0
     outputs = method(clip, frames)
     while True:
         start = time.perf_counter()
@@ -146,11 +160,17 @@ def score_clip(clip: Clip, frames: int, method: FlowMethod) -> tuple[ErrorStats,
             valid = gt.valid(i)
             truth = gt[i]
             ok = np.isfinite(truth).all(-1) if valid is None else valid & np.isfinite(truth).all(-1)
-            stats.update(chunk[k], np.nan_to_num(truth), mask[min(i, len(mask) - 1)], ok)
+            truth, where = np.nan_to_num(truth), mask[min(i, len(mask) - 1)]
+            stats.update(chunk[k, ..., :2], truth, where, ok)
+            if chunk.shape[-1] == 3:
+                calibration = calibration or {r: Calibration() for r in REGIONS}
+                epe = epe_map(chunk[k, ..., :2], truth)
+                for region, px in regions(where, ok).items():
+                    calibration[region].update(epe[px], chunk[k, ..., 2][px])
         done += len(chunk)
     if done != frames - 1:
         raise InputError(f"method produced {done} maps for {frames - 1} pairs", clip.video)
-    return stats, 1000.0 * seconds / max(done, 1)
+    return stats, calibration, 1000.0 * seconds / max(done, 1)
 
 
 def evaluate(
@@ -192,16 +212,26 @@ def evaluate(
     infos = {i.clip.name: i for i in describe(clips)}
     per_clip: dict[str, dict] = {}
     pooled = {name: ErrorStats() for name in methods}
+    calibration: dict[str, dict[str, Calibration]] = {}
     times = {name: [] for name in methods}
     for clip in tqdm(clips, desc=f"eval {split}", unit="clip", disable=not progress):
         frames = infos[clip.name].frames
         per_clip[clip.name] = {"frames": frames, "meta": clip.meta}
         for name, method in methods.items():
-            stats, ms = score_clip(clip, frames, method)
+            stats, calib, ms = score_clip(clip, frames, method)
             per_clip[clip.name][name] = {**stats.summary(), "ms_per_frame": ms}
             _merge(pooled[name], stats)
+            if calib is not None:
+                into = calibration.setdefault(name, {r: Calibration() for r in REGIONS})
+                for region, c in calib.items():
+                    into[region].merge(c)
             times[name].append(ms)
     report = _report(data_root, split, per_clip, pooled, times)
+    if calibration:
+        report["calibration"] = {
+            name: {region: c.summary() for region, c in by_region.items()}
+            for name, by_region in calibration.items()
+        }
     if model is not None:
         report["precision"] = precision_name(precision, dev)
     write_report(Path(out_dir), report)
@@ -245,7 +275,7 @@ def _report(root: str | Path, split: str, per_clip: dict, pooled: dict, times: d
 
 
 def write_report(out_dir: Path, report: dict) -> None:
-    from flowvid.report import plot_per_clip, plot_speed_curve, render_markdown
+    from flowvid.report import plot_per_clip, plot_sparsification, plot_speed_curve, render_markdown
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_output(out_dir / "report.json") as tmp:
@@ -254,6 +284,8 @@ def write_report(out_dir: Path, report: dict) -> None:
         tmp.write_text(render_markdown(report))
     plot_per_clip(report, out_dir / "epe_per_clip.png")
     plot_speed_curve(report, out_dir / "epe_vs_speed.png")
+    if report.get("calibration"):
+        plot_sparsification(report, out_dir / "sparsification.png")
 
 
 def motion_suite(

@@ -155,3 +155,79 @@ class FlowMetrics(Metric):
         for t in self.thresholds:
             out[acc_name(t)] = getattr(self, acc_name(t)) / self.count_vessel.clamp(min=1)
         return {k: v.float() for k, v in out.items()}
+
+
+# expected-error bins, px/frame: log-spaced 0.001-1000 (0.7 % wide), with 0 and inf at the ends
+UNC_BINS = np.concatenate([[0.0], np.geomspace(1e-3, 1e3, 2001), [np.inf]])
+SPARSIFICATION = np.round(np.arange(0.0, 0.99, 0.02), 2)  # share of pixels removed
+
+
+class Calibration:
+    """How well a predicted expected error (px/frame) ranks and sizes the actual EPE.
+
+    Accumulates in histograms, so memory is constant in the number of pixels: pixels by
+    predicted error (count and EPE sum per bin) for the sparsification curve, pixels by actual
+    EPE for the oracle curve (Ilg et al. 2018, "Uncertainty estimates and multi-hypotheses
+    networks for optical flow"). Within a bin, removal takes the bin's mean, so the curves are
+    exact wherever a removed share ends on a bin edge.
+    """
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.sum_epe = 0.0
+        self.sum_pred = 0.0
+        self.by_pred = np.zeros((2, len(UNC_BINS) - 1))  # count, EPE sum
+        self.by_epe = np.zeros((2, len(EPE_BINS) - 1))
+
+    def update(self, epe: np.ndarray, predicted: np.ndarray) -> None:
+        """epe, predicted: the same pixels (any shape), px/frame."""
+        epe, predicted = epe.ravel().astype(np.float64), predicted.ravel().astype(np.float64)
+        self.n += epe.size
+        self.sum_epe += float(epe.sum())
+        self.sum_pred += float(predicted.sum())
+        for hist, key, bins in ((self.by_pred, predicted, UNC_BINS), (self.by_epe, epe, EPE_BINS)):
+            which = np.clip(np.digitize(key, bins) - 1, 0, len(bins) - 2)
+            hist[0] += np.bincount(which, minlength=len(bins) - 1)
+            hist[1] += np.bincount(which, weights=epe, minlength=len(bins) - 1)
+
+    def merge(self, other: Calibration) -> None:
+        self.n += other.n
+        self.sum_epe += other.sum_epe
+        self.sum_pred += other.sum_pred
+        self.by_pred += other.by_pred
+        self.by_epe += other.by_epe
+
+    @staticmethod
+    def _kept_mean(hist: np.ndarray, removed: np.ndarray) -> np.ndarray:
+        """Mean EPE of the pixels left after removing the ``removed`` share from the top bins."""
+        count, total = hist
+        cum_n = np.concatenate([[0.0], np.cumsum(count)])
+        cum_e = np.concatenate([[0.0], np.cumsum(total)])
+        keep = (1.0 - removed) * cum_n[-1]
+        k = np.clip(np.searchsorted(cum_n, keep, side="left"), 1, len(count))  # bin k-1 holds it
+        mean_in = np.divide(total, count, out=np.zeros_like(total), where=count > 0)[k - 1]
+        return (cum_e[k - 1] + (keep - cum_n[k - 1]) * mean_in) / np.maximum(keep, 1e-12)
+
+    def summary(self) -> dict:
+        """Sparsification and oracle curves (mean EPE of what is kept), AUSE (px/frame, area
+        between them over the removed share), the EPE kept at half the pixels over the EPE
+        of all of them, and mean predicted / mean actual error."""
+        if self.n == 0:
+            return {"pixels": 0}
+        curve = self._kept_mean(self.by_pred, SPARSIFICATION)
+        oracle = self._kept_mean(self.by_epe, SPARSIFICATION)
+        mean = self.sum_epe / self.n
+        gap = curve - oracle  # the area by the trapezoid rule
+        ause = float(((gap[1:] + gap[:-1]) / 2 * np.diff(SPARSIFICATION)).sum())
+        half = float(self._kept_mean(self.by_pred, np.array([0.5]))[0])
+        return {
+            "pixels": int(self.n),
+            "mean_epe": mean,
+            "mean_predicted": self.sum_pred / self.n,
+            "ratio": self.sum_pred / max(self.sum_epe, 1e-12),
+            "ause": ause,
+            "kept_half_ratio": half / mean if mean > 0 else float("nan"),
+            "removed": SPARSIFICATION.tolist(),
+            "curve": curve.tolist(),
+            "oracle": oracle.tolist(),
+        }

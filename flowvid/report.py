@@ -62,6 +62,43 @@ def render_markdown(report: dict) -> str:
             + " | ".join(_fmt(curves[m][k]["epe"]) for m in methods)
             + " |"
         )
+    if report.get("calibration"):
+        lines += [
+            "",
+            "## Expected error: calibration",
+            "",
+            "Each vector's predicted expected EPE against its actual EPE. Predicted / actual: "
+            "the mean predicted error over the mean actual one (1 is calibrated). Kept half: "
+            "the EPE of the 50 % most certain pixels over the EPE of all of them (the oracle, "
+            "which removes the truly worst, beside it). AUSE: the area between the "
+            "sparsification and oracle curves over the share removed, px/frame (0 is a "
+            "perfect ranking). Curves: sparsification.png.",
+            "",
+            *_header(
+                "method",
+                "region",
+                "mean EPE",
+                "mean predicted",
+                "predicted / actual",
+                "kept half",
+                "oracle kept half",
+                "AUSE",
+            ),
+        ]
+        for name, by_region in report["calibration"].items():
+            for region, c in by_region.items():
+                if not c["pixels"]:
+                    continue
+                oracle_half = c["oracle"][c["removed"].index(0.5)] / c["mean_epe"]
+                values = (
+                    c["mean_epe"],
+                    c["mean_predicted"],
+                    c["ratio"],
+                    c["kept_half_ratio"],
+                    oracle_half,
+                    c["ause"],
+                )
+                lines.append(f"| {name} | {region} | " + " | ".join(map(_fmt, values)) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -106,5 +143,28 @@ def plot_speed_curve(report: dict, path: Path) -> None:
     ax.set_xlabel("true speed in the vessel (px/frame)")
     ax.set_ylabel("vessel EPE (px/frame)")
     ax.legend()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_sparsification(report: dict, path: Path) -> None:
+    """Mean EPE of the pixels kept as the most uncertain are removed, beside the oracle."""
+    plt = _pyplot()
+    regions = ("vessel", "outside")
+    fig, axes = plt.subplots(1, len(regions), figsize=(10, 3.5))
+    for ax, region in zip(axes, regions, strict=True):
+        for name, by_region in report["calibration"].items():
+            c = by_region[region]
+            if not c["pixels"]:
+                continue
+            (line,) = ax.plot(c["removed"], c["curve"], label=f"{name}: by expected error")
+            ax.plot(
+                c["removed"], c["oracle"], "--", color=line.get_color(), label=f"{name}: oracle"
+            )
+        ax.set_title(region)
+        ax.set_xlabel("share of pixels removed (most uncertain first)")
+        ax.set_ylabel("EPE of the rest (px/frame)")
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=8)
     _save(fig, path)
     plt.close(fig)

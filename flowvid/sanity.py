@@ -64,19 +64,25 @@ def noise_canvas(size: int, seed: int) -> np.ndarray:
     return rgb.astype(np.float64)
 
 
-def retina_canvas(size: int) -> np.ndarray | None:
-    """A crop of the retina photograph, mirrored to a periodic (2*size, 2*size, 3) canvas."""
-    try:
-        from skimage import data
-    except ImportError:
-        return None
-    img = data.retina().astype(np.float64) / 255.0  # evaluation only, never training
+def photo_canvas(img: np.ndarray, size: int) -> np.ndarray:
+    """A central crop of a photograph (H, W, 3), resized to size and mirrored to a periodic
+    (2*size, 2*size, 3) canvas in [0, 1]."""
+    img = img.astype(np.float64) / 255.0
     h, w = img.shape[:2]
     side = min(h, w) // 3
     crop = img[h // 2 - side // 2 : h // 2 + side // 2, w // 3 : w // 3 + side]
     crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
     top = np.concatenate([crop, crop[:, ::-1]], 1)
     return np.concatenate([top, top[::-1]], 0)
+
+
+def retina_canvas(size: int) -> np.ndarray | None:
+    """scikit-image's retina photograph (evaluation only, never training) as a canvas."""
+    try:
+        from skimage import data
+    except ImportError:
+        return None
+    return photo_canvas(data.retina(), size)
 
 
 # ----------------------------------------------------------------------------- rendering

@@ -7,6 +7,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+import yaml
 from helpers import TINY
 from scipy.io import loadmat
 
@@ -186,3 +187,81 @@ def test_centred_means_holds_only_its_window():
         if k < 49:
             assert len(seen) <= k + 2  # map k needs only map k + 1 ahead of it
     assert len(seen) == 50
+
+
+def _kept_mean_by_sorting(epe, key, removed):
+    """Reference: sort by ``key``, keep the (1 - removed) N lowest, a partial pixel pro rata."""
+    e = np.asarray(epe, float)[np.argsort(key, kind="stable")]
+    keep = (1 - removed) * len(e)
+    share = np.clip(keep - np.arange(len(e)), 0, 1)
+    return float((share * e).sum() / keep)
+
+
+def test_sparsification_and_ause_on_a_hand_computed_example():
+    from flowvid.metrics import SPARSIFICATION, Calibration
+
+    epe, predicted = np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.1, 0.4, 0.3, 0.2])
+    cal = Calibration()
+    cal.update(epe[:2], predicted[:2])
+    cal.update(epe[2:], predicted[2:])  # accumulates over calls
+    s = cal.summary()
+    at = {r: k for k, r in enumerate(s["removed"])}
+    assert s["pixels"] == 4 and s["mean_epe"] == pytest.approx(2.5)
+    assert s["mean_predicted"] == pytest.approx(0.25) and s["ratio"] == pytest.approx(0.1)
+    # by hand: removing the most uncertain half leaves EPE 1 and 4, the oracle leaves 1 and 2
+    assert s["curve"][at[0.0]] == pytest.approx(2.5) and s["oracle"][at[0.0]] == pytest.approx(2.5)
+    assert s["curve"][at[0.5]] == pytest.approx(2.5) and s["oracle"][at[0.5]] == pytest.approx(1.5)
+    assert s["kept_half_ratio"] == pytest.approx(1.0)
+    # 1.04 pixels kept: all of the first and 4 % of the next (EPE 4 by expected error, 2 by EPE)
+    assert s["curve"][at[0.74]] == pytest.approx(1.16 / 1.04)
+    assert s["oracle"][at[0.74]] == pytest.approx(1.08 / 1.04)
+    curve = [_kept_mean_by_sorting(epe, predicted, r) for r in SPARSIFICATION]
+    oracle = [_kept_mean_by_sorting(epe, epe, r) for r in SPARSIFICATION]
+    np.testing.assert_allclose(s["curve"], curve, rtol=1e-9)
+    np.testing.assert_allclose(s["oracle"], oracle, rtol=1e-9)
+    gap = np.subtract(curve, oracle)
+    assert s["ause"] == pytest.approx(float(((gap[1:] + gap[:-1]) / 2 * 0.02).sum()))
+    assert s["ause"] > 0.3
+
+    perfect = Calibration()
+    perfect.update(epe, 2 * epe)  # the right order at twice the size
+    p = perfect.summary()
+    assert p["ause"] == pytest.approx(0.0, abs=1e-9) and p["ratio"] == pytest.approx(2.0)
+    assert p["kept_half_ratio"] == pytest.approx(1.5 / 2.5)
+    inverse = Calibration()
+    inverse.update(epe, 1 / epe)
+    assert inverse.summary()["kept_half_ratio"] == pytest.approx(3.5 / 2.5)
+    assert inverse.summary()["ause"] > s["ause"]
+    assert Calibration().summary() == {"pixels": 0}
+
+
+def test_eval_reports_the_calibration_of_a_model_with_the_head(unc_checkpoint, clip, tmp_path):
+    data, out = clip.parent.parent, tmp_path / "eval"
+    splits = yaml.safe_load((data / "dataset.yaml").read_text())["split"]
+    name = next(s for s, clips in splits.items() if clips)
+    assert (
+        main(
+            [
+                "eval",
+                "--data",
+                str(data),
+                "--split",
+                name,
+                "--checkpoint",
+                str(unc_checkpoint),
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    report = json.loads((out / "report.json").read_text())
+    vessel = report["calibration"]["flowvid"]["vessel"]
+    assert vessel["pixels"] > 0 and 0 < vessel["mean_predicted"]
+    assert vessel["ratio"] == pytest.approx(vessel["mean_predicted"] / vessel["mean_epe"])
+    assert vessel["curve"][0] == pytest.approx(vessel["mean_epe"], rel=1e-6)
+    assert report["overall"]["flowvid"]["epe_vessel"] == pytest.approx(vessel["mean_epe"], rel=1e-5)
+    assert "## Expected error: calibration" in (out / "report.md").read_text()
+    assert (out / "sparsification.png").stat().st_size > 1000
