@@ -188,7 +188,10 @@ def _predict_stream(
         fields = _describe(pred, FLOW_AXES, fps) | _calibration(pred, um_per_px)
         write_sidecar(out, {**fields, **_origin(s, provenance), **extra, "request": request})
     if uncertainty is not None:
-        fields = _describe(pred, UNCERTAINTY_AXES, fps) | {"um_per_px": um_per_px}
+        fields = _describe(pred, UNCERTAINTY_AXES, fps) | {
+            "um_per_px": um_per_px,
+            "um_per_s_per_px_per_frame": pred.um_s_per_px_frame,
+        }
         fields["shape"] = list(shape[:-1])
         fields["meaning"] = (
             "expected end-point error of each flow vector (the exponential scale the model "

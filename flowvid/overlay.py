@@ -14,7 +14,7 @@ from tqdm import tqdm
 from flowvid.errors import InputError, check_calibration
 from flowvid.io.atomic import atomic_output
 from flowvid.io.flowfile import FlowSequence, open_flow
-from flowvid.io.outputs import read_sidecar
+from flowvid.io.outputs import ExpectedError, read_sidecar
 from flowvid.io.video import VideoWriter, open_video
 from flowvid.viz import (
     MIN_TEXT_PX,
@@ -84,16 +84,24 @@ def render_frame(
     label: str,
     alpha: float = 0.55,
     k: int = 1,
+    doubtful: np.ndarray | None = None,
 ) -> np.ndarray:
     """One overlay frame, enlarged k times for display: the colour wheel over every pixel
     (slow flow is near white, as on the wheel: no uncoloured holes) and/or arrows, and the
-    key that reads them."""
+    key that reads them. ``doubtful`` (H, W) bool: vectors not to believe (expected error
+    over a threshold) are drawn as grey video, with no colour and no arrow."""
     out = enlarge(frame, k)
+    trusted = None if doubtful is None else enlarge(~doubtful, k)
     if style in ("color", "both"):
-        out = blend(out, enlarge(flow_to_color(flow, scale), k), alpha)
+        out = blend(out, enlarge(flow_to_color(flow, scale), k), alpha, where=trusted)
+    if trusted is not None:
+        grey = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)[..., None] * np.float32(0.6) + 40
+        out = np.where(trusted[..., None], out, grey.astype(np.uint8))
     if style in ("arrows", "both"):
         step = max(8, min(out.shape[:2]) // 24)
         moving = enlarge(np.linalg.norm(flow, axis=-1) > 0.02 * scale, k)
+        if trusted is not None:
+            moving &= trusted
         out = draw_arrows(
             out, enlarge(flow, k) * k, step, scale=step / max(scale * k, 1e-6), where=moving
         )
@@ -201,6 +209,7 @@ def iter_overlay(
     fps: float | None,
     max_speed: float | None,
     gt: FlowSource | None = None,
+    doubt: tuple[ExpectedError, float] | None = None,
 ) -> Iterator[np.ndarray]:
     reference = gt or flow  # one colour scale for prediction and truth: the truth's
     scale = max_speed or clip_speed_scale(reference.seq) * reference.to_px
@@ -210,8 +219,9 @@ def iter_overlay(
         frames = video.iter_frames(flow.start, flow.start + len(flow.seq))
         for i, frame in enumerate(frames):
             pred = flow.seq[i] * flow.to_px
+            doubtful = None if doubt is None else doubt[0][i] > doubt[1]
             if gt is None:
-                yield render_frame(frame, pred, scale, style, label, k=k)
+                yield render_frame(frame, pred, scale, style, label, k=k, doubtful=doubtful)
             else:
                 truth = gt.seq[flow.start - gt.start + i] * gt.to_px
                 yield side_by_side(frame, pred, truth, scale, style, label, k)
@@ -240,10 +250,14 @@ def write_overlay(
     max_speed: float | None = None,
     gt_path: str | Path | None = None,
     progress: bool = True,
+    uncertainty_path: str | Path | None = None,
+    max_uncertainty: float = 1.0,
 ) -> Path:
     """Write the overlay of ``flow_path`` on ``video_path`` to .mp4, .gif or a PNG folder.
 
     With ``gt_path``: side-by-side panels video | prediction | ground truth | error map.
+    With ``uncertainty_path`` (``predict --uncertainty``): vectors whose expected error is
+    over ``max_uncertainty`` px/frame are greyed out.
     """
     video_path, out = Path(video_path), Path(out)
     if style not in STYLES:
@@ -256,7 +270,20 @@ def write_overlay(
     _check_same_video(flow, video_path, Path(flow_path))
     if gt is not None:
         _check_fits(gt, frames, size, Path(gt_path))
-    images = iter_overlay(video_path, flow, style, um_per_px, fps or rate, max_speed, gt)
+    doubt = None
+    if uncertainty_path is not None:
+        if gt is not None:
+            raise InputError("--uncertainty draws one prediction: leave out --gt")
+        errors = ExpectedError(uncertainty_path)
+        if errors.shape != flow.seq.shape[:3] or errors.start != flow.start:
+            errors.close()
+            raise InputError(
+                f"this expected error {errors.shape} (from frame {errors.start}) is not for the "
+                f"flow {flow.seq.shape[:3]} (from frame {flow.start})",
+                uncertainty_path,
+            )
+        doubt = (errors, max_uncertainty)
+    images = iter_overlay(video_path, flow, style, um_per_px, fps or rate, max_speed, gt, doubt)
     frames_iter = tqdm(
         images, total=len(flow.seq), desc="overlay", unit="frame", disable=not progress
     )

@@ -16,6 +16,7 @@ from flowvid.cli import main
 from flowvid.data.corpus import write_corpus
 from flowvid.data.synthetic import SynthConfig
 from flowvid.evaluate import _centred_means, temporal_mean
+from flowvid.io.outputs import ExpectedError
 from flowvid.io.video import open_video
 from flowvid.models import create_model
 from flowvid.training.losses import error_nll
@@ -134,6 +135,49 @@ def test_predict_uncertainty_in_every_format_equals_the_whole_clip(unc_checkpoin
         main([*args, "--um-per-px", "0.5", "--fps", "10", "--checkpoint", str(unc_checkpoint)]) == 0
     )
     np.testing.assert_allclose(np.load(unc), direct * 5.0, rtol=1e-4, atol=1e-5)
+    # read back map by map in px/frame, whatever the units it was written in
+    errors = ExpectedError(unc)
+    assert len(errors) == 8 and errors.start == 0
+    np.testing.assert_allclose(errors[3], direct[3], rtol=1e-4, atol=1e-5)
+    for suffix in (".h5", ".mat"):
+        np.testing.assert_allclose(
+            ExpectedError(tmp_path / f"unc{suffix}")[7], direct[7], rtol=1e-4
+        )
+
+
+def test_overlay_greys_out_the_vectors_not_to_believe(unc_checkpoint, clip, tmp_path, capsys):
+    from PIL import Image
+
+    flow, unc = tmp_path / "f.npy", tmp_path / "u.npy"
+    args = ["predict", str(clip), "--out", str(flow), "--uncertainty", str(unc)]
+    assert main([*args, "--checkpoint", str(unc_checkpoint)]) == 0
+    expected = np.load(unc)
+
+    def overlay(name, *extra):
+        out = tmp_path / name
+        assert main(["overlay", str(clip), str(flow), "--out", str(out), *extra]) == 0
+        return np.stack([np.asarray(Image.open(p)) for p in sorted(out.glob("*.png"))])
+
+    plain = overlay("plain")
+    threshold = float(np.median(expected))
+    half = overlay("half", "--uncertainty", str(unc), "--max-uncertainty", str(threshold))
+    loose = overlay("loose", "--uncertainty", str(unc), "--max-uncertainty", "1e6")
+    np.testing.assert_array_equal(loose, plain)  # nothing is doubtful: the same frames
+    k = plain.shape[1] // expected.shape[1]  # the display enlargement
+    doubtful = np.repeat(np.repeat(expected > threshold, k, 1), k, 2)
+    body = np.zeros_like(doubtful)
+    body[:, plain.shape[1] // 2 :] = True  # below the legend
+    grey = (half[..., 0] == half[..., 1]) & (half[..., 1] == half[..., 2])
+    assert grey[doubtful & body].all()  # every doubtful pixel is grey
+    coloured = ~doubtful & body
+    assert (half[coloured] == plain[coloured]).all()  # every trusted pixel is as before
+    assert 0.2 < doubtful[body].mean() < 0.8
+
+    other = tmp_path / "other.npy"
+    np.save(other, expected[:5])
+    bad = ["overlay", str(clip), str(flow), "--out", str(tmp_path / "x"), "--uncertainty"]
+    assert main([*bad, str(other)]) == 2
+    assert "is not for the flow" in capsys.readouterr().err
 
 
 def test_predict_uncertainty_refuses_a_model_without_the_head(clip, tmp_path, capsys):

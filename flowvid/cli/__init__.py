@@ -97,16 +97,17 @@ def run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> 
         return EXIT_TERMINATED
 
 
-OUTPUTS = ("out", "out_dir", "run_dir", "uncertainty")  # the arguments that name outputs
+OUTPUTS = ("out", "out_dir", "run_dir")  # the arguments that name outputs
+OUTPUTS_OF = {"predict": ("uncertainty",)}  # and those that do in one command only
 
 
 def input_paths(args: argparse.Namespace) -> list[Path]:
     """Every path a command was given, other than its outputs: its inputs, which no output
     may replace while it runs (:func:`flowvid.io.atomic.protecting`)."""
-    paths = []
+    paths, outputs = [], OUTPUTS + OUTPUTS_OF.get(getattr(args, "command", None), ())
     for name, value in vars(args).items():
         values = value if isinstance(value, list | tuple) else [value]
-        if name not in OUTPUTS:
+        if name not in outputs:
             paths += [v for v in values if isinstance(v, Path)]
     return paths
 

@@ -199,6 +199,8 @@ def _cmd_overlay(args: argparse.Namespace) -> int:
         fps=args.fps,
         max_speed=args.max_speed,
         gt_path=args.gt,
+        uncertainty_path=args.uncertainty,
+        max_uncertainty=args.max_uncertainty,
     )
     print(f"wrote {out}")
     return 0
@@ -222,6 +224,18 @@ def add_overlay(sub: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         help="ground-truth flow: adds panels video | predicted | truth | error, with EPE",
+    )
+    p.add_argument(
+        "--uncertainty",
+        type=Path,
+        default=None,
+        help="expected error from predict --uncertainty: grey out the vectors not to believe",
+    )
+    p.add_argument(
+        "--max-uncertainty",
+        type=positive,
+        default=1.0,
+        help="with --uncertainty: expected error (px/frame) above which a vector is greyed out",
     )
     p.add_argument("--max-speed", type=positive, default=None, help="px/frame at full colour")
     p.add_argument("--um-per-px", type=positive, default=None, help="label the scale in um/s")

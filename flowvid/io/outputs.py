@@ -191,6 +191,61 @@ def _write_uncertainty_mat(path: Path, data: np.ndarray, meta: dict[str, Any]) -
     savemat(path, doc, do_compression=True)
 
 
+class ExpectedError:
+    """A ``predict --uncertainty`` file, read map by map: ``[i]`` is (H, W) float32 in
+    px/frame (a file in um/s is converted back by its sidecar's scale); ``start`` is the
+    first frame it covers. ``.npy`` is memory-mapped and ``.h5`` read lazily, so memory stays
+    constant in the video's length; ``.mat`` is read whole."""
+
+    def __init__(self, path: str | Path) -> None:
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix not in UNCERTAINTY_SUFFIXES:
+            raise InputError(
+                f"an expected-error file ends in .npy, .h5 or .mat, not {suffix!r}", path
+            )
+        if not path.is_file():
+            raise InputError("no such file", path)
+        self._h5 = None
+        try:
+            if suffix == ".npy":
+                self.data = np.load(path, mmap_mode="r", allow_pickle=False)
+            elif suffix == ".h5":
+                import h5py
+
+                self._h5 = h5py.File(path, "r")
+                self.data = self._h5["uncertainty"]
+            else:
+                from scipy.io import loadmat
+
+                self.data = loadmat(path, variable_names=["uncertainty"])["uncertainty"]
+        except (OSError, ValueError, KeyError) as e:
+            self.close()
+            raise InputError(f"cannot read an expected error here ({e})", path) from None
+        if self.data.ndim != 3 or not np.issubdtype(self.data.dtype, np.floating):
+            self.close()
+            raise InputError(
+                f"an expected error is (T-1, H, W) floats, not {self.data.shape} {self.data.dtype}",
+                path,
+            )
+        doc = read_sidecar(path)
+        self.start = int((doc.get("frames") or [0])[0])
+        scale = doc.get("um_per_s_per_px_per_frame") if doc.get("units") == "um/s" else None
+        self.to_px = 1.0 / float(scale) if scale else 1.0
+        self.shape = tuple(self.data.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return np.asarray(self.data[i], np.float32) * np.float32(self.to_px)
+
+    def close(self) -> None:
+        if self._h5 is not None:
+            self._h5.close()
+            self._h5 = None
+
+
 def sidecar_path(out: Path) -> Path:
     return out.with_name(out.name + ".json")
 
