@@ -109,14 +109,36 @@ def _axis(line: np.ndarray) -> np.ndarray:
     return d / norm if norm else np.array([1.0, 0.0])
 
 
-def measure_map(flow: np.ndarray, segs: list[Segment]) -> Iterator[dict[str, float]]:
-    """One flow map (H, W, 2) px/frame -> one row per segment (px units)."""
+def _mean(values: np.ndarray) -> float | np.ndarray:
+    """The mean over the first axis; NaN (of the right shape) where there is nothing."""
+    if len(values):
+        return values.mean(0)
+    return np.full(values.shape[1:], np.nan) if values.ndim > 1 else np.nan
+
+
+def measure_map(
+    flow: np.ndarray,
+    segs: list[Segment],
+    errors: np.ndarray | None = None,
+    max_error: float | None = None,
+) -> Iterator[dict[str, float]]:
+    """One flow map (H, W, 2) px/frame -> one row per segment (px units). ``errors`` (H, W):
+    each vector's expected error, px/frame; the row gains the lumen's mean expected error,
+    and with ``max_error`` only the vectors at or under it are measured (NaN where none is)."""
     for seg in segs:
         along = flow @ seg.axis  # (H, W) px/frame along the segment's axis
-        centre = float(along[tuple(seg.centreline.T)].mean())
-        lumen = flow[seg.lumen]
-        mean = float((lumen @ seg.axis).mean()) if len(lumen) else float("nan")
-        mean_vec = lumen.mean(0) if len(lumen) else np.full(2, np.nan)
+        line, lumen = tuple(seg.centreline.T), seg.lumen
+        extra = {}
+        if errors is not None:
+            extra["mean_uncertainty_px_per_frame"] = float(_mean(errors[lumen]))
+            if max_error is not None:
+                trusted = errors <= max_error
+                extra["kept_share"] = float(trusted[lumen].mean()) if lumen.any() else np.nan
+                line = tuple(seg.centreline[trusted[line]].T)
+                lumen = lumen & trusted
+        centre = float(_mean(along[line]))
+        mean = float(_mean(along[lumen]))
+        mean_vec = _mean(flow[lumen])
         d = seg.diameter_px
         yield {
             "segment": seg.label,
@@ -126,6 +148,7 @@ def measure_map(flow: np.ndarray, segs: list[Segment]) -> Iterator[dict[str, flo
             "flow_rate_px3_per_frame": np.pi * d**2 * centre / 8.0,
             "flow_rate_from_mean_px3_per_frame": np.pi * d**2 * mean / 4.0,
             "direction_deg": float(np.degrees(np.arctan2(mean_vec[1], mean_vec[0]))),
+            **extra,
         }
 
 
@@ -138,7 +161,10 @@ def pulsatility_index(speed: np.ndarray) -> float:
 def _physical(row: dict[str, float], um_per_px: float, fps: float) -> dict[str, float]:
     speed = um_per_px * fps  # µm/s per px/frame
     volume = um_per_px**3 * fps  # µm³/s per px³/frame
-    return {
+    extra = {}
+    if "mean_uncertainty_px_per_frame" in row:
+        extra["mean_uncertainty_um_per_s"] = row["mean_uncertainty_px_per_frame"] * speed
+    return extra | {
         "centreline_speed_um_per_s": row["centreline_speed_px_per_frame"] * speed,
         "mean_speed_um_per_s": row["mean_speed_px_per_frame"] * speed,
         "diameter_um": row["diameter_px"] * um_per_px,
@@ -153,29 +179,45 @@ def measure(
     um_per_px: float | None = None,
     fps: float | None = None,
     min_length: int = 5,
+    errors: Any = None,
+    max_error: float | None = None,
 ) -> tuple[list[dict[str, float]], dict[str, Any]]:
     """Tidy rows (one per segment and flow map) and a per-segment summary.
 
     ``flow``: (T-1, H, W, 2) px/frame (an array or a lazy FlowSequence, read map by map);
-    ``mask``: (H, W) bool vessel mask.
+    ``mask``: (H, W) bool vessel mask; ``errors``: (T-1, H, W) expected error, px/frame
+    (``predict --uncertainty``, read map by map), with ``max_error`` the most a measured
+    vector may have (see :func:`measure_map`).
     """
     if mask.shape != tuple(flow.shape[1:3]):
         raise InputError(f"mask {mask.shape} does not fit flow maps {tuple(flow.shape[1:3])}")
     segs = segments(mask, min_length)
     if not segs:
         raise InputError(f"the mask holds no vessel segment of {min_length} px or more")
+    if errors is not None and tuple(errors.shape) != tuple(flow.shape[:3]):
+        raise InputError(
+            f"the expected error {tuple(errors.shape)} is not for the flow {tuple(flow.shape[:3])}"
+        )
     rows = []
     for i in range(len(flow)):
-        rows += frame_rows(i, np.asarray(flow[i], np.float64), segs, um_per_px, fps)
+        errors_i = None if errors is None else np.asarray(errors[i], np.float64)
+        flow_i = np.asarray(flow[i], np.float64)
+        rows += frame_rows(i, flow_i, segs, um_per_px, fps, errors_i, max_error)
     return rows, summarise(rows, segs, um_per_px, fps)
 
 
 def frame_rows(
-    i: int, flow_map: np.ndarray, segs: list[Segment], um_per_px: float | None, fps: float | None
+    i: int,
+    flow_map: np.ndarray,
+    segs: list[Segment],
+    um_per_px: float | None,
+    fps: float | None,
+    errors: np.ndarray | None = None,
+    max_error: float | None = None,
 ) -> list[dict[str, float]]:
     """The tidy rows of flow map ``i`` (H, W, 2) px/frame: one per segment."""
     out = []
-    for row in measure_map(flow_map, segs):
+    for row in measure_map(flow_map, segs, errors, max_error):
         row = {"frame": i, **({"time_s": i / fps} if fps else {}), **row}
         out.append(row | (_physical(row, um_per_px, fps) if um_per_px and fps else {}))
     return out
@@ -189,6 +231,8 @@ def summarise(
     for seg in segs:
         mine = [r for r in rows if r["segment"] == seg.label]
         centre = np.array([r["centreline_speed_px_per_frame"] for r in mine])
+        measured = centre[np.isfinite(centre)]  # maps with no trusted vector left are NaN
+        rate = np.array([r["flow_rate_px3_per_frame"] for r in mine])
         entry = {
             "segment": seg.label,
             "length_px": seg.length_px,
@@ -196,12 +240,15 @@ def summarise(
             "axis_deg": float(np.degrees(np.arctan2(seg.axis[1], seg.axis[0]))),
             "first_end_rc": seg.centreline[0].tolist(),
             "last_end_rc": seg.centreline[-1].tolist(),
-            "mean_centreline_speed_px_per_frame": float(centre.mean()),
-            "pulsatility_index": pulsatility_index(centre),
-            "mean_flow_rate_px3_per_frame": float(
-                np.mean([r["flow_rate_px3_per_frame"] for r in mine])
-            ),
+            "mean_centreline_speed_px_per_frame": float(_mean(measured)),
+            "pulsatility_index": pulsatility_index(measured) if len(measured) else np.nan,
+            "mean_flow_rate_px3_per_frame": float(_mean(rate[np.isfinite(rate)])),
+            "maps_measured": int(len(measured)),
         }
+        if "mean_uncertainty_px_per_frame" in mine[0]:
+            entry["mean_uncertainty_px_per_frame"] = float(
+                np.nanmean([r["mean_uncertainty_px_per_frame"] for r in mine])
+            )
         if um_per_px and fps:
             entry |= {
                 "diameter_um": seg.diameter_px * um_per_px,

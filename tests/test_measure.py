@@ -107,3 +107,53 @@ def test_measure_bad_input(tmp_path, capsys):
         assert main([*argv, "--out", str(tmp_path / "o.csv")]) == 2
         assert said in capsys.readouterr().err
         assert not (tmp_path / "o.csv").exists()
+
+
+def test_max_uncertainty_measures_only_the_vectors_to_believe(tmp_path, capsys):
+    mask, flow = _vessel(frames=6)  # centre speed 3 px/frame
+    h, w = mask.shape
+    errors = np.full(flow.shape[:3], 0.1, np.float32)
+    flow[:, :, : w // 2] = 0.0  # the left half of every map is wrong ...
+    errors[:, :, : w // 2] = 5.0  # ... and says so
+    errors[5] = 5.0  # the last map is all doubt
+    _, plain = measure(flow, mask)
+    assert abs(plain["segments"][0]["mean_centreline_speed_px_per_frame"]) < 2.0  # misled
+    rows, kept = measure(flow, mask, errors=errors, max_error=1.0)
+    (seg,) = kept["segments"]
+    assert abs(seg["mean_centreline_speed_px_per_frame"]) == pytest.approx(3.0, rel=0.03)
+    assert seg["maps_measured"] == 5 and np.isnan(rows[5]["centreline_speed_px_per_frame"])
+    assert rows[0]["kept_share"] == pytest.approx(0.5, abs=0.03) and rows[5]["kept_share"] == 0
+    assert rows[0]["mean_uncertainty_px_per_frame"] == pytest.approx(2.55, abs=0.1)
+    _, noted = measure(flow, mask, errors=errors)  # without a threshold: reported, not used
+    assert noted["segments"][0]["mean_centreline_speed_px_per_frame"] == pytest.approx(
+        plain["segments"][0]["mean_centreline_speed_px_per_frame"]
+    )
+    with pytest.raises(Exception, match="not for the flow"):
+        measure(flow, mask, errors=errors[:3], max_error=1.0)
+
+    np.save(tmp_path / "f.npy", flow)
+    np.save(tmp_path / "u.npy", errors)
+    Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "m.png")
+    args = ["measure", str(tmp_path / "f.npy"), "--mask", str(tmp_path / "m.png")]
+    out = tmp_path / "v.csv"
+    assert (
+        main(
+            [
+                *args,
+                "--out",
+                str(out),
+                "--uncertainty",
+                str(tmp_path / "u.npy"),
+                "--max-uncertainty",
+                "1",
+            ]
+        )
+        == 0
+    )
+    doc = json.loads(out.with_suffix(".json").read_text())
+    assert abs(doc["segments"][0]["mean_centreline_speed_px_per_frame"]) == pytest.approx(
+        3.0, rel=0.03
+    )
+    assert "expected error" in capsys.readouterr().out
+    assert main([*args, "--out", str(tmp_path / "w.csv"), "--max-uncertainty", "1"]) == 2
+    assert "needs --uncertainty" in capsys.readouterr().err

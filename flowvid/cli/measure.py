@@ -16,6 +16,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     from flowvid.errors import check_calibration
     from flowvid.io.atomic import atomic_output, outputs_beside
     from flowvid.io.masks import read_mask
+    from flowvid.io.outputs import ExpectedError
     from flowvid.measure import Scaled, flow_in_px, measure, rows_to_csv
 
     (json_path,) = outputs_beside(args.out, ".json")  # both checked before any work
@@ -25,8 +26,25 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     check_calibration(um_per_px=um_per_px, fps=fps)
     n, h, w = flow.shape[:3]
     mask = read_mask(args.mask, n, h, w).any(0)
-    rows, summary = measure(Scaled(flow, factor), mask, um_per_px, fps, args.min_length)
+    if args.max_uncertainty is not None and args.uncertainty is None:
+        raise InputError("--max-uncertainty needs --uncertainty (from predict --uncertainty)")
+    errors = None if args.uncertainty is None else ExpectedError(args.uncertainty)
+    try:
+        rows, summary = measure(
+            Scaled(flow, factor),
+            mask,
+            um_per_px,
+            fps,
+            args.min_length,
+            errors,
+            args.max_uncertainty,
+        )
+    finally:
+        if errors is not None:
+            errors.close()
     summary |= {"flow": str(args.flow), "mask": str(args.mask), "video": side.get("video")}
+    if errors is not None:
+        summary |= {"uncertainty": str(args.uncertainty), "max_uncertainty": args.max_uncertainty}
     with atomic_output(args.out) as tmp:
         tmp.write_text(rows_to_csv(rows))
     with atomic_output(json_path) as tmp:
@@ -38,9 +56,14 @@ def _cmd_measure(args: argparse.Namespace) -> int:
             if "mean_centreline_speed_um_per_s" in seg
             else ""
         )
+        doubt = (
+            f", expected error {seg['mean_uncertainty_px_per_frame']:.3f} px/frame"
+            if "mean_uncertainty_px_per_frame" in seg
+            else ""
+        )
         print(
             f"segment {seg['segment']}: diameter {seg['diameter_px']:.1f} px, centreline "
-            f"speed {speed:.3f} px/frame{physical}, PI {seg['pulsatility_index']:.2f}"
+            f"speed {speed:.3f} px/frame{physical}, PI {seg['pulsatility_index']:.2f}{doubt}"
         )
     print(f"wrote {len(rows)} rows to {args.out} and the summary to {json_path}")
     return 0
@@ -65,6 +88,18 @@ def add_measure(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--um-per-px", type=positive, default=None, help="default: the flow's sidecar")
     p.add_argument("--fps", type=positive, default=None, help="default: the flow's sidecar")
     p.add_argument("--min-length", type=int, default=5, help="shortest segment kept, px")
+    p.add_argument(
+        "--uncertainty",
+        type=Path,
+        default=None,
+        help="expected error from predict --uncertainty: each row gains the lumen's mean",
+    )
+    p.add_argument(
+        "--max-uncertainty",
+        type=positive,
+        default=None,
+        help="measure only the vectors whose expected error is at most this, px/frame",
+    )
     p.set_defaults(func=_cmd_measure)
 
 
