@@ -8,7 +8,9 @@ Four panels from a video, its flow and a vessel mask:
 - each segment's centreline speed over time, with the kymograph's stripe speed (the
   line-scan method) beside the model's on the same segment;
 - a table per segment: length, diameter, mean centreline speed, volume flow rate
-  (Poiseuille) and pulsatility index, in µm units when the calibration is known.
+  (Poiseuille) and pulsatility index, in µm units when the calibration is known;
+- with the expected error of each vector (``predict --uncertainty``), a fifth panel: its
+  mean over the pairs, inside the vessels, and a column of each segment's mean.
 
 The video and the flow are each read once, frame by frame: memory does not grow with the
 length of the clip. The numbers are those of :func:`flowvid.measure.measure` and
@@ -54,6 +56,7 @@ class ClipSummary:
     window: int  # frames per stripe-speed window
     um_per_px: float | None
     fps: float | None
+    mean_error: np.ndarray | None = None  # (H, W) px/frame: expected error over the pairs
 
     @property
     def scale(self) -> float | None:
@@ -71,17 +74,22 @@ def summarise_clip(
     segment: int | None = None,
     window: int = 32,
     min_length: int = 5,
+    errors: Any = None,
 ) -> ClipSummary:
     """Gather what the one-page figure shows.
 
     ``frames``: the video's frames (H, W, 3) uint8, in order, read once; ``flow``:
     (T-1, H, W, 2) px/frame, an array or a lazy sequence read map by map; ``mask``: (H, W)
     bool; ``segment``: the label of the segment whose kymograph is drawn (default: the
-    longest).
+    longest); ``errors``: (T-1, H, W) expected error, px/frame, read map by map.
     """
     mask = np.asarray(mask, bool)
     if mask.shape != tuple(flow.shape[1:3]):
         raise InputError(f"mask {mask.shape} does not fit flow maps {tuple(flow.shape[1:3])}")
+    if errors is not None and tuple(errors.shape) != tuple(flow.shape[:3]):
+        raise InputError(
+            f"the expected error {tuple(errors.shape)} is not for the flow {tuple(flow.shape[:3])}"
+        )
     segs = segments(mask, min_length)
     if not segs:
         raise InputError(f"the mask holds no vessel segment of {min_length} px or more")
@@ -93,11 +101,15 @@ def summarise_clip(
     tangent = directions(path)
 
     speed_sum = np.zeros(mask.shape, np.float64)
+    error_sum = None if errors is None else np.zeros(mask.shape, np.float64)
     rows, along_path = [], []
     for i in range(len(flow)):
         f = np.asarray(flow[i], np.float64)
         speed_sum += np.hypot(f[..., 0], f[..., 1])
-        rows += frame_rows(i, f, segs, um_per_px, fps)
+        e = None if errors is None else np.asarray(errors[i], np.float64)
+        if e is not None:
+            error_sum += e
+        rows += frame_rows(i, f, segs, um_per_px, fps, e)
         along_path.append(flow_along(f, path, tangent))
     centre = np.array([r["centreline_speed_px_per_frame"] for r in rows]).reshape(
         len(flow), len(segs)
@@ -126,6 +138,7 @@ def summarise_clip(
         window=min(window, len(kymo_arr)),
         um_per_px=um_per_px,
         fps=fps,
+        mean_error=None if error_sum is None else (error_sum / len(flow)).astype(np.float32),
     )
 
 
@@ -153,13 +166,14 @@ def _table(s: ClipSummary) -> tuple[list[str], list[list[str]]]:
                 entry["mean_centreline_speed_px_per_frame"],
                 entry["mean_flow_rate_px3_per_frame"],
             ]
-        rows.append(
-            [
-                str(entry["segment"]),
-                *(f"{v:.3g}" for v in values),
-                f"{entry['pulsatility_index']:.2f}",
-            ]
-        )
+        row = [str(entry["segment"]), *(f"{v:.3g}" for v in values)]
+        row.append(f"{entry['pulsatility_index']:.2f}")
+        if s.mean_error is not None:
+            row.append(f"{entry['mean_uncertainty_px_per_frame'] * (s.scale or 1.0):.3g}")
+        rows.append(row)
+    if s.mean_error is not None:
+        columns.append("expected\nerror")
+        units.append(units[3])
     header = [f"{c}\n({u})" if u else c for c, u in zip(columns, units, strict=True)]
     return header, rows
 
@@ -173,8 +187,25 @@ def summary_figure(path_out: str | Path, s: ClipSummary, title: str = "") -> Non
 
     k = s.scale or 1.0
     unit = "µm/s" if s.scale else "px/frame"
-    fig, axes = plt.subplots(2, 2, figsize=(11.69, 8.27), constrained_layout=True)
-    (ax_map, ax_kymo), (ax_time, ax_table) = axes
+    layout, size = [["map", "kymo"], ["time", "table"]], (11.69, 8.27)  # A4 landscape
+    if s.mean_error is not None:
+        layout, size = [["map", "kymo", "error"], ["time", "time", "table"]], (16.5, 8.27)
+    axes = plt.figure(figsize=size, layout="constrained").subplot_mosaic(layout)
+    fig = axes["map"].figure
+    ax_map, ax_kymo, ax_time, ax_table = (axes[k] for k in ("map", "kymo", "time", "table"))
+    if s.mean_error is not None:
+        ax_err = axes["error"]
+        ax_err.imshow(s.mean_frame)
+        error = np.ma.masked_where(~s.mask, s.mean_error * k)
+        top = float(np.percentile(s.mean_error[s.mask], 99) * k) if s.mask.any() else 1.0
+        shown = ax_err.imshow(error, cmap="viridis", vmin=0, vmax=top or 1.0, alpha=0.85)
+        fig.colorbar(shown, ax=ax_err, shrink=0.85, label=f"expected error ({unit})")
+        ax_err.set_title(
+            "expected error, mean over the pairs\n"
+            f"in the vessels: {float(s.mean_error[s.mask].mean()) * k:.3g} {unit}",
+            fontsize=10,
+        )
+        ax_err.set_axis_off()
 
     ax_map.imshow(s.mean_frame)
     speed = np.ma.masked_where(~s.mask, s.mean_speed * k)

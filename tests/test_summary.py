@@ -83,3 +83,39 @@ def test_summary_command_writes_the_figure_and_its_numbers(tmp_path, capsys):
     assert "does not fit the video" in capsys.readouterr().err and not bad.exists()
     assert main(["summary", *common, "--out", str(bad), "--segment", "3"]) == 2
     assert "segment must be 1..1" in capsys.readouterr().err and not bad.exists()
+
+
+def test_summary_shows_the_expected_error_panel(tmp_path):
+    video, flow, mask = _clip(frames=12)
+    errors = np.where(mask, 0.2, 1.0)[None].repeat(len(flow), 0).astype(np.float32)
+    errors[:, mask.nonzero()[0].min() :, :10] = 0.8  # the vessel's left end is doubtful
+    s = summarise_clip(iter(video), flow, mask, window=8, errors=errors)
+    np.testing.assert_allclose(s.mean_error, errors[0])
+    seg = s.measured["segments"][0]
+    inside = errors[0][s.segments[0].lumen]
+    assert seg["mean_uncertainty_px_per_frame"] == pytest.approx(inside.mean(), rel=1e-6)
+    assert seg["mean_centreline_speed_px_per_frame"] != 0  # reported, not used to drop
+    from flowvid.summary import summary_figure
+
+    summary_figure(tmp_path / "with.png", s)
+    summary_figure(tmp_path / "without.png", summarise_clip(iter(video), flow, mask, window=8))
+    with_panel = np.asarray(Image.open(tmp_path / "with.png").convert("RGB"))
+    without = np.asarray(Image.open(tmp_path / "without.png").convert("RGB"))
+    assert with_panel.shape[0] == without.shape[0]
+    assert with_panel.shape[1] > 1.3 * without.shape[1]  # a third column: the error panel
+    with pytest.raises(Exception, match="not for the flow"):
+        summarise_clip(iter(video), flow, mask, errors=errors[:3])
+
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for i, f in enumerate(video):
+        Image.fromarray(f).save(folder / f"{i:03d}.png")
+    np.save(tmp_path / "flow.npy", flow)
+    np.save(tmp_path / "unc.npy", errors)
+    Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "mask.png")
+    out = tmp_path / "summary.png"
+    args = ["summary", str(folder), "--flow", str(tmp_path / "flow.npy"), "--mask"]
+    args += [str(tmp_path / "mask.png"), "--out", str(out), "--window", "8"]
+    assert main([*args, "--uncertainty", str(tmp_path / "unc.npy")]) == 0
+    doc = json.loads(out.with_suffix(".json").read_text())
+    assert doc["segments"][0]["mean_uncertainty_px_per_frame"] == pytest.approx(inside.mean())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 
@@ -106,6 +107,7 @@ def add_measure(sub: argparse._SubParsersAction) -> None:
 def _cmd_summary(args: argparse.Namespace) -> int:
     from flowvid.io.atomic import atomic_output, outputs_beside
     from flowvid.io.masks import read_mask
+    from flowvid.io.outputs import ExpectedError
     from flowvid.io.video import open_video
     from flowvid.measure import flow_for_video
     from flowvid.summary import summarise_clip, summary_figure
@@ -116,10 +118,15 @@ def _cmd_summary(args: argparse.Namespace) -> int:
         )
     (json_path,) = outputs_beside(args.out, ".json")  # both checked before any work
 
-    with open_video(args.video) as reader:
+    with contextlib.ExitStack() as stack:
+        reader = stack.enter_context(open_video(args.video))
         total, h, w = reader.num_frames, reader.height, reader.width
         flow, side = flow_for_video(args.flow, total, h, w)
         mask = read_mask(args.mask, total - 1, h, w).any(0)
+        errors = None
+        if args.uncertainty is not None:
+            errors = ExpectedError(args.uncertainty)
+            stack.callback(errors.close)
         summary = summarise_clip(
             reader.iter_frames(),
             flow,
@@ -128,6 +135,7 @@ def _cmd_summary(args: argparse.Namespace) -> int:
             fps=args.fps or side.get("fps") or reader.fps,
             segment=args.segment,
             window=args.window,
+            errors=errors,
         )
     doc = summary.measured | {
         "video": str(args.video),
@@ -172,4 +180,10 @@ def add_summary(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--um-per-px", type=positive, default=None, help="default: the flow's sidecar")
     p.add_argument("--fps", type=positive, default=None, help="default: the sidecar's or video's")
+    p.add_argument(
+        "--uncertainty",
+        type=Path,
+        default=None,
+        help="expected error from predict --uncertainty: adds its panel and a column",
+    )
     p.set_defaults(func=_cmd_summary)
