@@ -64,6 +64,24 @@ def test_tiff_stack_grayscale_16bit(tmp_path):
     assert (frames[..., 0] == frames[..., 2]).all()
 
 
+def test_tiff_colour_by_its_axes_one_picture_or_a_stack(tmp_path, capsys):
+    from flowvid.cli import main
+
+    rgb = (np.arange(3 * 9 * 7 * 3).reshape(3, 9, 7, 3) % 251).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "one.tif", rgb[0], photometric="rgb")  # (H, W, 3): one frame
+    with open_video(tmp_path / "one.tif") as v:
+        assert (v.num_frames, v.height, v.width) == (1, 9, 7)
+        np.testing.assert_array_equal(v.read([0])[0], rgb[0])
+    planes = np.moveaxis(rgb, -1, 1)  # colour planes stored apart: (T, 3, H, W)
+    tifffile.imwrite(tmp_path / "planar.tif", planes, photometric="rgb", planarconfig="separate")
+    with open_video(tmp_path / "planar.tif") as v:
+        assert (v.num_frames, v.height, v.width) == (3, 9, 7)
+        np.testing.assert_array_equal(v.read([0, 2]), rgb[[0, 2]])
+    out = tmp_path / "f.npy"
+    assert main(["predict", str(tmp_path / "one.tif"), "--out", str(out)]) == 2
+    assert "at least 2 frames" in capsys.readouterr().err and not out.exists()
+
+
 def test_frame_folder_natural_order(tmp_path):
     for i in (1, 2, 10):
         Image.fromarray(np.full((5, 6), i * 20, np.uint8)).save(tmp_path / f"frame{i}.png")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,17 +20,30 @@ class TiffReader(VideoReader):
         import tifffile
 
         self.path = Path(path)
+        quiet = logging.getLogger("tifffile")  # its own warning would repeat ours
+        level, quiet.level = quiet.level, logging.CRITICAL
         try:
             with tifffile.TiffFile(self.path) as tif:
                 series = tif.series[0]
-                shape, dtype = series.shape, series.dtype
+                shape, dtype, axes = series.shape, series.dtype, series.axes
         except Exception as err:
             raise VideoError(f"not a readable TIFF stack ({err})", self.path) from None
-        if len(shape) == 2:
-            shape = (1, *shape)
-        if len(shape) not in (3, 4) or (len(shape) == 4 and shape[3] not in (1, 3, 4)):
-            raise VideoError(f"TIFF stack of shape {shape}: expected (T,H,W) or (T,H,W,C)", path)
-        self.num_frames, self.height, self.width = shape[:3]
+        finally:
+            quiet.level = level
+        # by tifffile's axes: S is a pixel's samples (an RGB TIFF; before Y and X when the
+        # colour planes are stored apart), Y and X the image
+        samples = shape[axes.index("S")] if "S" in axes else None
+        image = tuple(n for n, a in zip(shape, axes, strict=True) if a != "S")
+        self._planar = axes.endswith("SYX")
+        if len(image) == 2:
+            image = (1, *image)  # one picture: one frame
+        if len(image) != 3 or samples not in (None, 1, 3, 4):
+            raise VideoError(
+                f"TIFF of shape {shape} (axes {axes}): expected frames (T,H,W) or (T,H,W,C) "
+                "with C in 1/3/4",
+                path,
+            )
+        self.num_frames, self.height, self.width = image
         self.fps = None
         self.intensity = Intensity.decide(
             np.dtype(dtype), (self._pages([i])[0] for i in range(self.num_frames))
@@ -39,7 +53,8 @@ class TiffReader(VideoReader):
         import tifffile
 
         data = tifffile.imread(self.path, key=list(indices), maxworkers=1)
-        return data if len(indices) > 1 else data[None]
+        data = data if len(indices) > 1 else data[None]
+        return np.moveaxis(data, -3, -1) if self._planar else data
 
     def read(self, indices: Sequence[int]) -> np.ndarray:
         wanted = self._check_indices(indices)
