@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from flowvid.errors import InputError
+from flowvid.io.atomic import claim_folder
 from flowvid.io.outputs import sidecar_path
 from flowvid.io.reader import IMAGE_SUFFIXES, TIFF_SUFFIXES, VIDEO_SUFFIXES
 
@@ -103,15 +104,17 @@ def predict_many(
     checkpoint_sha256: str | None = None,
     report: Callable[[str], None] = print,
     request: dict | None = None,
+    overwrite: bool = False,
 ) -> BatchSummary:
     """Call ``predict(video, out)`` for every video whose output is not up to date
     (:func:`stale`); bad input is recorded and the batch goes on (anything else, Ctrl-C and
-    SIGTERM included, stops it)."""
+    SIGTERM included, stops it). ``out_dir`` is claimed first
+    (:func:`~flowvid.io.atomic.claim_folder`; ``overwrite`` as there)."""
     if fmt not in FORMATS:
         raise InputError(f"--format must be one of {FORMATS}, not {fmt!r}")
-    out_dir = Path(out_dir)
+    todo = expand_videos(videos)  # bad input first: it leaves no folder behind
+    out_dir = claim_folder(out_dir, overwrite)
     summary = BatchSummary()
-    todo = expand_videos(videos)
     for i, video in enumerate(todo, 1):
         out = out_dir / f"{video.stem}.{fmt}"
         why = stale(out, video, checkpoint_sha256, request)

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from flowvid.data.clips import describe
 from flowvid.data.dataset import Clip, load_dataset
 from flowvid.errors import InputError
-from flowvid.io.atomic import atomic_output
+from flowvid.io.atomic import atomic_output, claim_folder
 from flowvid.io.flowfile import open_flow
 from flowvid.io.masks import read_mask
 from flowvid.io.video import open_video
@@ -184,9 +184,11 @@ def evaluate(
     max_side: int | None = None,
     progress: bool = True,
     precision: str = "auto",
+    overwrite: bool = False,
 ) -> dict:
-    """Score every clip of ``split``; write report.json, report.md and plots to ``out_dir``.
-    ``precision``: the model's, as for :func:`flowvid.inference.predict_flow`."""
+    """Score every clip of ``split``; write report.json, report.md and plots to ``out_dir``
+    (claimed before any work: :func:`~flowvid.io.atomic.claim_folder`, ``overwrite`` as
+    there). ``precision``: the model's, as for :func:`flowvid.inference.predict_flow`."""
     data = load_dataset(data_root)
     clips = data.split(split)
     if not clips:
@@ -209,6 +211,7 @@ def evaluate(
         )
     if not methods:
         raise InputError("nothing to evaluate: give a checkpoint, or --baselines")
+    claim_folder(out_dir, overwrite)
     infos = {i.clip.name: i for i in describe(clips)}
     per_clip: dict[str, dict] = {}
     pooled = {name: ErrorStats() for name in methods}
@@ -277,7 +280,7 @@ def _report(root: str | Path, split: str, per_clip: dict, pooled: dict, times: d
 def write_report(out_dir: Path, report: dict) -> None:
     from flowvid.report import plot_per_clip, plot_sparsification, plot_speed_curve, render_markdown
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    claim_folder(out_dir, overwrite=True)  # the caller claimed it (or owns it)
     with atomic_output(out_dir / "report.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2, default=float))
     with atomic_output(out_dir / "report.md") as tmp:
@@ -294,6 +297,7 @@ def motion_suite(
     device: str = "auto",
     size: int = 128,
     frames: int = 6,
+    overwrite: bool = False,
 ) -> str:
     """The motion sanity suite (:mod:`flowvid.sanity`) for the model and Farneback/DIS;
     writes motion_suite.md and motion_suite.json to ``out_dir`` and returns the table."""
@@ -301,6 +305,7 @@ def motion_suite(
 
     if size < 64:  # the 20 px/frame case keeps a 24 px border out of the score
         raise InputError(f"--size must be at least 64 for the motion suite, not {size}")
+    out = claim_folder(out_dir, overwrite)
     methods: dict[str, sanity.Method] = {}
     if model is not None:
         dev = resolve_device(device)
@@ -312,8 +317,6 @@ def motion_suite(
         "mean over all pairs, away from the border."
     )
     md = sanity.render_markdown(rows, list(methods), header + "\n")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     with atomic_output(out / "motion_suite.json") as tmp:
         tmp.write_text(json.dumps({"size": size, "frames": frames, "rows": rows}, indent=2))
     with atomic_output(out / "motion_suite.md") as tmp:

@@ -26,7 +26,7 @@ from flowvid.data.looks import LOOKS
 from flowvid.data.synthetic import SynthConfig
 from flowvid.errors import InputError
 from flowvid.evaluate import CLASSICAL, evaluate
-from flowvid.io.atomic import atomic_output
+from flowvid.io.atomic import atomic_output, claim_folder
 from flowvid.training.train import train
 
 HELD_OUT_SEED = 10_000  # added to the seed: held-out scenes never repeat a training scene
@@ -75,6 +75,7 @@ def leave_one_look_out(
     hold_out = looks if hold_out is None else hold_out
     if not hold_out or set(hold_out) - set(looks):
         raise InputError(f"hold out one or more of the study's looks {looks}, not {hold_out}")
+    claim_folder(out)  # a new folder, or one this study wrote: before any work
     for held in hold_out:
         base = out / f"without_{held}"
         if (base / "row.json").is_file():
@@ -131,7 +132,6 @@ def render_markdown(rows: list[dict]) -> str:
 
 
 def _write(out: Path, rows: list[dict]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
     with atomic_output(out / "results.json") as tmp:
         tmp.write_text(json.dumps(rows, indent=2))
     with atomic_output(out / "results.md") as tmp:

@@ -84,6 +84,35 @@ def test_predict_refuses_a_folder_of_someone_elses_files(setup, tmp_path, capsys
     assert main(["predict", str(video), "--out", str(empty), "--checkpoint", str(ckpt)]) == 0
 
 
+def test_reports_and_batches_claim_their_folder_before_any_work(setup, capsys):
+    root, video, frames, ckpt, *_ = setup
+    data = root / "data"
+    theirs = root / "report_theirs"
+    theirs.mkdir(exist_ok=True)
+    (theirs / "report.md").write_text("my own notes, not flowvid's")
+    (theirs / "keep.txt").write_text("a week of work")
+    ev = ["eval", "--data", str(data), "--split", "train", "--baselines-only", "--out", str(theirs)]
+    _refused(ev, root, capsys, ["did not write"])
+    suite = ["eval", "--suite", "motion", "--baselines-only", "--size", "64", "--out", str(theirs)]
+    _refused(suite, root, capsys, ["did not write"])
+    batch = ["predict", str(video), "--out-dir", str(theirs), "--checkpoint", str(ckpt)]
+    _refused(batch, root, capsys, ["did not write"])
+    # --overwrite: only the names flowvid writes are replaced; nothing else is touched
+    assert main([*ev, "--overwrite"]) == 0
+    assert "flowvid evaluation" in (theirs / "report.md").read_text()
+    assert (theirs / "keep.txt").read_text() == "a week of work"
+    assert not (theirs / MARKER).exists()  # still theirs: no folder output may replace it
+    assert main(["predict", str(video), "--out", str(theirs), "--checkpoint", str(ckpt)]) == 2
+    assert main([*batch, "--overwrite"]) == 0
+    assert (theirs / "vessel_000.npy").is_file() and (theirs / "keep.txt").is_file()
+    # a new folder is claimed with the marker, and a rerun may write there again
+    fresh = root / "report_new"
+    ev_fresh = [*ev[:-1], str(fresh)]
+    assert main(ev_fresh) == 0 and (fresh / MARKER).is_file()
+    assert main(ev_fresh) == 0
+    capsys.readouterr()
+
+
 @pytest.mark.skipif(os.name != "posix", reason="device nodes")
 def test_predict_refuses_a_device_or_a_fifo(setup, tmp_path, capsys):
     root, video, frames, ckpt, *_ = setup

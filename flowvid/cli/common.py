@@ -52,3 +52,12 @@ def frames_window(text: str) -> int:
     if value < 2:
         raise argparse.ArgumentTypeError(f"must be at least 2 frames, not {value}")
     return value
+
+
+def add_overwrite(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into a folder that holds files flowvid did not write: only the files of "
+        "the names it writes are replaced, nothing else is touched",
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from flowvid.cli.common import HelpFormatter, add_precision, positive
+from flowvid.cli.common import HelpFormatter, add_overwrite, add_precision, positive
 from flowvid.errors import InputError
 
 
@@ -81,6 +81,7 @@ def _predict_batch(model, args: argparse.Namespace, options: dict, sha: str) -> 
         fmt=args.format,
         checkpoint_sha256=sha,
         request=flow_request(**{k: options[k] for k in decisive}, mask=None),
+        overwrite=args.overwrite,
     )
     print(summary)
     return 2 if summary.failed else 0
@@ -115,6 +116,7 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
         type=Path,
         help="batch: one <video name>.<format> per video here; videos already done are skipped",
     )
+    add_overwrite(p)
     p.add_argument(
         "--format", default="npy", choices=("npy", "npz", "h5", "mat"), help="batch output format"
     )

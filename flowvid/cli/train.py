@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from flowvid.cli.common import HelpFormatter, add_precision
+from flowvid.cli.common import HelpFormatter, add_overwrite, add_precision
 from flowvid.errors import InputError
 
 
@@ -85,7 +85,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             "pass a flow checkpoint (or --baselines-only)"
         )
     if args.suite == "motion":
-        md = motion_suite(model, args.out, device=args.device, size=args.size)
+        md = motion_suite(
+            model, args.out, device=args.device, size=args.size, overwrite=args.overwrite
+        )
         print(md)
         print(f"report: {args.out / 'motion_suite.md'}")
         return 0
@@ -101,6 +103,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         batch_frames=args.batch_frames,
         max_side=args.max_side,
         precision=args.precision,
+        overwrite=args.overwrite,
     )
     for name, m in report["overall"].items():
         print(
@@ -135,6 +138,7 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baselines", action="store_true", help="also zero flow, Farneback, DIS")
     p.add_argument("--baselines-only", action="store_true", help="no model, only the baselines")
     p.add_argument("--out", type=Path, default=Path("eval_report"), help="report folder")
+    add_overwrite(p)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--batch-frames", type=int, default=16, help="frames per encoder batch")
     p.add_argument("--max-side", type=int, default=None, help="run the model at most this size")

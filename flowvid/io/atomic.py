@@ -10,7 +10,10 @@ One rule for every output (:func:`check_target`), checked before any work:
 - no output replaces anything but a regular file or a folder: a device, a pipe or a socket
   is refused; a file never replaces a folder, nor a folder a file;
 - a folder output replaces only a folder that flowvid wrote (it holds the marker
-  :data:`MARKER`) or an empty one: a folder of someone else's files is never emptied.
+  :data:`MARKER`) or an empty one: a folder of someone else's files is never emptied;
+- files of fixed names (a report, a batch's outputs) go into a folder only once it is
+  claimed (:func:`claim_folder`): a new, empty or flowvid-written one, or with ``overwrite``
+  a folder of other files, of which only the names flowvid writes are replaced.
 """
 
 from __future__ import annotations
@@ -50,9 +53,10 @@ def protecting(*paths: str | Path | None) -> Iterator[None]:
         _PROTECTED.intersection_update(before)
 
 
-def check_target(final: str | Path, is_dir: bool = False) -> None:
+def check_target(final: str | Path, is_dir: bool = False, others_ok: bool = False) -> None:
     """Refuse (:class:`InputError`, before any work) an output that would destroy data: see
-    the module's rule."""
+    the module's rule. ``others_ok``: a folder of files flowvid did not write is accepted
+    (:func:`claim_folder` with ``overwrite``)."""
     final = Path(final)
     resolved = final.resolve()
     for source in _PROTECTED:
@@ -67,10 +71,26 @@ def check_target(final: str | Path, is_dir: bool = False) -> None:
         raise InputError("is a folder: give the output a file name", final)
     if final.is_file() and is_dir:
         raise InputError("is a file: this output is a folder; choose another name", final)
-    if is_dir and not (final / MARKER).is_file() and any(final.iterdir()):
+    if is_dir and not others_ok and not (final / MARKER).is_file() and any(final.iterdir()):
         raise InputError(
-            "is a folder of files flowvid did not write; choose a new folder or empty it", final
+            "is a folder of files flowvid did not write; choose a new folder or empty it "
+            "(or give --overwrite to replace only the files of the names flowvid writes)",
+            final,
         )
+
+
+def claim_folder(folder: str | Path, overwrite: bool = False) -> Path:
+    """Make ``folder`` ready for files of fixed names, before any work: created (with the
+    marker) when new or empty, reused when flowvid wrote it; a folder of other files is
+    refused unless ``overwrite``, and then left unmarked (no later folder output may replace
+    it as a whole). Inputs of the command are refused as always."""
+    folder = Path(folder)
+    check_target(folder, is_dir=True, others_ok=overwrite)
+    fresh = not folder.exists() or not any(folder.iterdir())
+    folder.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        (folder / MARKER).write_text("written by flowvid; it may replace this folder\n")
+    return folder
 
 
 def outputs_beside(out: str | Path, *suffixes: str) -> list[Path]:
