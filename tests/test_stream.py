@@ -10,12 +10,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from helpers import TINY
+from helpers import TINY, write_vfr_video
 
 from flowvid.errors import InputError
 from flowvid.inference import predict_flow
 from flowvid.io import index as index_module
-from flowvid.io.index import _index_path
+from flowvid.io.index import _index_path, video_index
+from flowvid.io.outputs import read_sidecar
 from flowvid.io.video import open_video, write_video
 from flowvid.models import create_model
 from flowvid.stream import prefetch, resolve_precision
@@ -121,6 +122,33 @@ def test_a_wrong_container_count_falls_back_to_the_exact_count(
     np.testing.assert_allclose(np.load(out), _direct(model, video), atol=1e-4)
     assert _index_path(video).exists()  # the exact index, built and cached
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_the_frame_rate_does_not_depend_on_which_index_was_used(model, tmp_path, caplog):
+    """A constant-rate video gets its rate either way; a variable-rate one gets none (with a
+    warning), whether it is read with its container's claims or with the exact index."""
+    cfr = _video(tmp_path / "cfr.mp4")  # 50 frames/s
+    vfr = write_vfr_video(tmp_path / "vfr.mp4", frames=11)  # intervals of 30 and 10 ms
+    for video, fps in ((cfr, 50.0), (vfr, None)):
+        a, b = tmp_path / f"{video.stem}_fresh.npy", tmp_path / f"{video.stem}_cached.npy"
+        fresh = predict_flow(model, video, a, device="cpu", progress=False)
+        cached = predict_flow(model, video, b, device="cpu", progress=False)
+        assert read_sidecar(a)["fps"] == read_sidecar(b)["fps"] == fps
+        assert fresh.shape == cached.shape == (10, 48, 48, 2)
+        np.testing.assert_array_equal(np.load(a), np.load(b))
+    assert video_index(vfr).rate_range == pytest.approx((1000 / 30, 100.0))
+    assert "the frame rate varies (33.3-100 frames/s)" in caplog.text
+    with pytest.raises(InputError, match="--fps"):
+        predict_flow(
+            model,
+            vfr,
+            tmp_path / "c.npy",
+            device="cpu",
+            progress=False,
+            units="um/s",
+            um_per_px=0.5,
+        )
+    assert not (tmp_path / "c.npy").exists()
 
 
 def test_precision_resolves_per_device_and_refuses_unknown_names():

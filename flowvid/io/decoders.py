@@ -13,7 +13,7 @@ import av
 import numpy as np
 
 from flowvid.errors import VideoError
-from flowvid.io.index import FrameCountMismatch, VideoIndex, open_container, video_index
+from flowvid.io.index import FrameCountMismatch, VideoIndex, open_container, step_slack, video_index
 from flowvid.io.reader import VideoReader
 
 log = logging.getLogger(__name__)
@@ -83,9 +83,12 @@ class PyAVReader(VideoReader):
         if start >= stop:
             return
         frames = self._decode_from(start)
+        checked = self._StatedRate(self) if not self.index.exact else None
         for idx, frame in frames:
             if idx >= stop:
                 break
+            if checked is not None:
+                checked.step(frame.pts)
             if idx >= start:
                 yield frame.to_ndarray(format="rgb24")
             if idx == stop - 1:  # done: ask the decoder for nothing more (past the end of a
@@ -96,6 +99,29 @@ class PyAVReader(VideoReader):
             raise FrameCountMismatch(
                 f"the container states {self.num_frames} frames; fewer decode", self.path
             )
+
+    class _StatedRate:
+        """Checks the timestamps of a video read with its container's stated count and rate:
+        where they show another or a varying rate, the reading stops as a mismatch, so the
+        caller builds the exact index (the rate never depends on which index was used)."""
+
+        def __init__(self, reader: PyAVReader) -> None:
+            stream = reader._stream()
+            self.reader, self.last = reader, None
+            fps, base = reader.index.fps, stream.time_base
+            self.step_ticks = 1.0 / (fps * float(base)) if fps and base else None
+
+        def step(self, pts: int | None) -> None:
+            if pts is None or self.step_ticks is None:
+                self.step_ticks = None  # nothing to check against
+                return
+            if self.last is not None:
+                if abs(pts - self.last - self.step_ticks) > step_slack(self.step_ticks):
+                    raise FrameCountMismatch(
+                        f"the timestamps do not follow the stated {self.reader.fps:g} frames/s",
+                        self.reader.path,
+                    )
+            self.last = pts
 
     def _check_no_more(self, frames: Iterator[tuple[int, av.VideoFrame]]) -> None:
         try:

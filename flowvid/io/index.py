@@ -39,6 +39,7 @@ class VideoIndex:
     pts: list[int] | None  # presentation timestamp of every frame, in decode order
     decord_ok: bool | None = None  # set once decord has been checked against PyAV
     exact: bool = True  # False: the count is the container's claim, checked while decoding
+    rate_range: tuple[float, float] | None = None  # slowest and fastest rate where it varies
 
 
 class FrameCountMismatch(VideoError):
@@ -47,6 +48,9 @@ class FrameCountMismatch(VideoError):
 
 # containers whose sample table counts the frames it holds (MP4/MOV family, AVI)
 _COUNTED_FORMATS = ("mov", "mp4", "avi")
+
+
+INDEX_VERSION = 2  # 2: a variable frame rate is recorded (rate_range) and gives no fps
 
 
 def cache_dir() -> Path:
@@ -59,7 +63,7 @@ def cache_dir() -> Path:
 
 def _index_path(path: Path) -> Path:
     stat = path.stat()
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    key = f"{INDEX_VERSION}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
     return cache_dir() / "index" / (hashlib.sha1(key.encode()).hexdigest() + ".json")
 
 
@@ -97,8 +101,37 @@ def _scan(path: Path) -> VideoIndex:
     if not pts or size is None:
         raise VideoError("the video has no decodable frames", path)
     known = None if any(p is None for p in pts) else [int(p) for p in pts]
-    fps = _fps_from_pts(known, time_base) or _float_rate(average_rate)
+    varies = rate_range(known, time_base)
+    if varies is not None:
+        log.warning(
+            "%s: the frame rate varies (%.3g-%.3g frames/s); it has no single frame rate, so "
+            "physical units need --fps",
+            path,
+            *varies,
+        )
+        return VideoIndex(len(pts), None, size[0], size[1], known, rate_range=varies)
+    fps = _fps_from_pts(known, time_base)
+    stated = _float_rate(average_rate)
+    if stated and (fps is None or _agrees(1.0 / (fps * float(time_base)), stated, time_base)):
+        fps = stated  # the stated rate, as a read with the container's claims gets it
     return VideoIndex(len(pts), fps, size[0], size[1], known)
+
+
+# A frame interval within this fraction (or one tick of the time base) of the stated one
+# agrees with it; intervals that spread over twice that make a variable frame rate.
+RATE_TOLERANCE = 0.01
+
+
+def step_slack(step_ticks: float) -> float:
+    """How far (in ticks) a frame interval may lie from ``step_ticks`` and still agree."""
+    return max(RATE_TOLERANCE * step_ticks, 1.0)
+
+
+def _agrees(step_ticks: float, fps: float, time_base: Fraction | None) -> bool:
+    if time_base is None:
+        return True
+    expected = 1.0 / (fps * float(time_base))
+    return abs(step_ticks - expected) <= step_slack(expected)
 
 
 def _fps_from_pts(pts: list[int] | None, time_base: Fraction | None) -> float | None:
@@ -107,6 +140,20 @@ def _fps_from_pts(pts: list[int] | None, time_base: Fraction | None) -> float | 
     steps = np.diff(np.asarray(pts, np.float64))
     step = float(np.median(steps))
     return 1.0 / (step * float(time_base)) if step > 0 else None
+
+
+def rate_range(pts: list[int] | None, time_base: Fraction | None) -> tuple[float, float] | None:
+    """The slowest and fastest frame rate between consecutive timestamps, or None where the
+    rate is constant (or the timestamps cannot tell)."""
+    if not pts or len(pts) < 3 or time_base is None:
+        return None
+    steps = np.diff(np.asarray(pts, np.float64))
+    if steps.min() <= 0:
+        return None  # out of order or repeated timestamps: no rate to read from them
+    if steps.max() - steps.min() <= 2 * step_slack(float(np.median(steps))):
+        return None
+    tick = float(time_base)
+    return float(1.0 / (steps.max() * tick)), float(1.0 / (steps.min() * tick))
 
 
 def _float_rate(rate: Fraction | None) -> float | None:
@@ -138,8 +185,11 @@ def video_index(path: str | Path, refresh: bool = False, exact: bool = True) -> 
     cached = _index_path(path)
     if cached.is_file() and not refresh:
         try:
-            return VideoIndex(**json.loads(cached.read_text()))
-        except (ValueError, TypeError):
+            entry = json.loads(cached.read_text())
+            if entry.get("rate_range") is not None:
+                entry["rate_range"] = tuple(entry["rate_range"])
+            return VideoIndex(**entry)
+        except (ValueError, TypeError, AttributeError):
             pass  # damaged cache entry: rebuild
     if not exact and not refresh:
         stated = header_index(path)
