@@ -181,18 +181,22 @@ def test_a_run_saves_last_ckpt_before_its_first_validation(tmp_path, tiny_data):
     assert not list((run / "checkpoints").glob("best-*"))
 
 
+@pytest.mark.parametrize("suffix", [".npy", ".h5", ".mat"])
 def test_a_full_disk_is_a_clear_error_before_any_work(
-    monkeypatch, tmp_path, checkpoint, video, capsys
+    monkeypatch, tmp_path, checkpoint, video, capsys, suffix
 ):
-    """The output's space is reserved up front: a full disk is ENOSPC at once (exit 2), not a
-    SIGBUS half-way through a memory-mapped write."""
+    """The output's space is reserved (or, for HDF5's compressed chunks, checked) up front: a
+    full disk is ENOSPC at once (exit 2), not a SIGBUS or a crash in h5py half-way through,
+    and no stage or temporary file stays behind."""
     import errno
+    import shutil
 
     def full(fd, offset, length):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(os, "posix_fallocate", full)
-    out = tmp_path / "flow.npy"
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9, 0))
+    out = tmp_path / f"flow{suffix}"
     argv = ["predict", str(video), "--out", str(out), "--checkpoint", str(checkpoint)]
     assert main(argv) == 2
     assert "No space left on device" in capsys.readouterr().err

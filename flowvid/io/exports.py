@@ -10,6 +10,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,20 @@ import numpy as np
 from flowvid.errors import FlowFormatError
 
 AXES = "(T-1, H, W, 2): pair i moves frame i to i+1; channel 0 = u (x, right), 1 = v (y, down)"
+
+
+def need_free_space(path: Path, size: int) -> None:
+    """An ``OSError`` (ENOSPC) unless ``size`` bytes are free where ``path`` goes. HDF5 cannot
+    reserve its compressed chunks up front, and h5py meeting a full disk mid-write can crash
+    the process, so the uncompressed size must be free before it starts."""
+    free = shutil.disk_usage(Path(path).parent).free
+    if free < size:
+        raise OSError(
+            errno.ENOSPC,
+            f"{os.strerror(errno.ENOSPC)}: the output needs up to {size / 1e6:.1f} MB, "
+            f"{free / 1e6:.1f} MB are free",
+            str(path),
+        )
 
 
 def _plain(meta: dict[str, Any]) -> dict[str, Any]:
@@ -69,6 +86,7 @@ class H5Writer:
     ):
         import h5py
 
+        need_free_space(path, int(np.prod(shape, dtype=np.int64)) * 4)
         self.file = h5py.File(path, "w")
         self.data = self.file.create_dataset(
             name, shape, np.float32, chunks=(1, *shape[1:]), compression="gzip"

@@ -18,7 +18,7 @@ import numpy as np
 from flowvid import __version__
 from flowvid.errors import InputError
 from flowvid.io.atomic import atomic_output, reserve
-from flowvid.io.exports import H5Writer, write_mat
+from flowvid.io.exports import H5Writer, need_free_space, write_mat
 from flowvid.io.pairs import write_flo, write_kitti
 
 
@@ -34,11 +34,16 @@ class NpyWriter:
         self.dtype, self.shape = np.dtype(dtype), shape
         self.row = int(np.prod(shape[1:], dtype=np.int64)) * self.dtype.itemsize
         self.fh = open(path, "wb")  # noqa: SIM115 - closed by close()
-        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False}
-        np.lib.format.write_array_header_2_0(self.fh, {**header, "shape": shape})
-        self.fh.flush()
-        self.offset = self.fh.tell()
-        reserve(self.fh.fileno(), self.offset + self.row * shape[0])
+        try:
+            header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False}
+            np.lib.format.write_array_header_2_0(self.fh, {**header, "shape": shape})
+            self.fh.flush()
+            self.offset = self.fh.tell()
+            reserve(self.fh.fileno(), self.offset + self.row * shape[0])
+        except BaseException:  # a full disk: no half-made file stays behind
+            self.fh.close()
+            Path(path).unlink(missing_ok=True)
+            raise
 
     def __setitem__(self, index: slice, value: np.ndarray) -> None:
         start = 0 if index.start is None else index.start
@@ -106,6 +111,7 @@ class MatWriter(NpyWriter):
 
     def finish(self) -> None:
         self.fh.close()
+        need_free_space(self.target, self.row * self.shape[0])  # at most the raw size
         self.write(self.target, np.load(self.fh.name, mmap_mode="r"), self.meta)
 
     def close(self) -> None:
