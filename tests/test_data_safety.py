@@ -321,6 +321,45 @@ def test_synth_refuses_sizes_and_speeds_out_of_range(tmp_path, extra, capsys):
     assert not out.exists()
 
 
+def test_synth_on_a_full_disk_leaves_nothing_and_an_interrupted_corpus_is_finished(
+    tmp_path, monkeypatch, capsys
+):
+    import errno
+
+    from flowvid.data import corpus
+
+    honest, calls = corpus.write_clip, []
+
+    def fills_the_disk(out, name, cfg, seed):
+        calls.append(name)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return honest(out, name, cfg, seed)
+
+    monkeypatch.setattr(corpus, "write_clip", fills_the_disk)
+    argv = ["synth", "--out", "", "--videos", "3", "--frames", "3", "--size", "32"]
+    argv += ["--workers", "1"]
+    new, empty = tmp_path / "new", tmp_path / "empty"
+    empty.mkdir()
+    for out in (new, empty):
+        calls.clear()
+        argv[2] = str(out)
+        assert main(argv) == 2
+        assert "No space left on device" in capsys.readouterr().err
+        assert not new.exists() and empty.is_dir() and list(empty.iterdir()) == []
+    # killed half-way: the marked, unfinished corpus is taken up again by a rerun
+    monkeypatch.setattr(corpus, "write_clip", honest)
+    (new / "videos").mkdir(parents=True)
+    (new / MARKER).write_text("")
+    (new / "videos" / "vessel_000.mp4").write_bytes(b"half")
+    argv[2] = str(new)
+    assert main(argv) == 0
+    assert not (new / MARKER).exists() and (new / "dataset.yaml").is_file()
+    assert open_video(new / "videos" / "vessel_000.mp4").num_frames == 3
+    assert main(argv) == 2  # a finished corpus is any other folder: not replaced
+    assert "is not empty" in capsys.readouterr().err
+
+
 def test_a_rerun_sweeps_what_a_killed_writer_left_and_keeps_a_live_ones(tmp_path):
     import subprocess
     import sys

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
@@ -23,7 +24,7 @@ from flowvid.data.dataset import default_split
 from flowvid.data.motion import MotionConfig, MotionRenderer
 from flowvid.data.synthetic import ClipRenderer, SynthConfig
 from flowvid.errors import InputError
-from flowvid.io.atomic import atomic_output, reserved_memmap
+from flowvid.io.atomic import MARKER, atomic_output, reserved_memmap
 from flowvid.io.masks import write_png_mask
 from flowvid.io.video import VideoWriter
 
@@ -84,11 +85,17 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def _check_target(out: Path, force: bool) -> None:
+def _check_target(out: Path, force: bool) -> bool:
+    """Whether ``out`` is new (or empty): a corpus folder that an interrupted run left (marked,
+    no dataset.yaml yet) is taken up again; any other non-empty folder needs ``force``."""
     if out.exists() and not out.is_dir():
         raise InputError("exists and is not a folder; choose another --out", out)
-    if out.is_dir() and any(out.iterdir()) and not force:
+    if not out.is_dir() or not any(out.iterdir()):
+        return True
+    unfinished = (out / MARKER).is_file() and not (out / "dataset.yaml").exists()
+    if not unfinished and not force:
         raise InputError("is not empty; choose another --out or pass --force to add to it", out)
+    return False
 
 
 def write_corpus(
@@ -111,9 +118,36 @@ def write_corpus(
     cfg = cfg or SynthConfig()
     if videos < 1:
         raise InputError(f"--videos must be at least 1, not {videos}")
-    _check_target(out, force)
-    for sub in ("videos", "flow", "masks"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
+    fresh, existed = _check_target(out, force), out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        if fresh:  # marks the corpus as unfinished until its dataset.yaml is written
+            (out / MARKER).write_text(
+                "an unfinished corpus of flowvid synth; a rerun finishes it\n"
+            )
+        for sub in ("videos", "flow", "masks"):
+            (out / sub).mkdir(exist_ok=True)
+        _write_clips(out, videos, cfg, seed, workers, progress, split)
+    except BaseException:
+        if fresh:  # nothing of the user's was there: nothing half-made stays
+            for part in out.iterdir() if existed else ():
+                shutil.rmtree(part) if part.is_dir() else part.unlink()
+            if not existed:
+                shutil.rmtree(out, ignore_errors=True)
+        raise
+    (out / MARKER).unlink(missing_ok=True)  # finished: a folder like any other
+    return out
+
+
+def _write_clips(
+    out: Path,
+    videos: int,
+    cfg: GeneratorConfig,
+    seed: int,
+    workers: int | None,
+    progress: bool,
+    split: str | None,
+) -> None:
     names = [clip_name(i, KIND_OF[type(cfg)]) for i in range(videos)]
     seeds = np.random.SeedSequence(seed).spawn(videos)
     workers = max(1, min(workers or os.cpu_count() or 1, videos))
@@ -133,7 +167,6 @@ def write_corpus(
             for name in tqdm(names, desc="synth", unit="clip", disable=not progress):
                 meta[name] = jobs[name].result()
     _write_metadata(out, cfg, seed, names, meta, time.perf_counter() - start, split)
-    return out
 
 
 def _write_metadata(
