@@ -452,3 +452,19 @@ def test_figures_refuse_a_suffix_they_cannot_write(setup, capsys):
     ):
         assert main(argv) == 2
         assert ".png, .pdf or .svg" in capsys.readouterr().err and not out.exists()
+
+
+def test_train_refuses_a_run_folder_of_other_files_before_any_work(tmp_path, capsys):
+    run = tmp_path / "results"
+    run.mkdir()
+    (run / "model.pt").write_bytes(b"someone else's model")
+    before = _snapshot(run)
+    argv = ["train", "--config", "configs/debug.yaml", "--data", str(tmp_path / "none")]
+    assert main([*argv, "--run-dir", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "files flowvid did not write" in err and "Traceback" not in err
+    assert _snapshot(run) == before
+    # a run to resume is taken as the user's own: not the folder is refused, the data is
+    assert main([*argv, "--run-dir", str(run), "--resume"]) == 2
+    assert "no dataset at" in capsys.readouterr().err
+    assert _snapshot(run) == before

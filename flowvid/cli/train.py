@@ -28,7 +28,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             overrides.append(f"{key}={value}")
     cfg = load_config(args.config, overrides)
     try:
-        run_dir = train(cfg)
+        run_dir = train(cfg, overwrite=args.overwrite)
     except TrainingDiverged as err:
         print(f"flowvid train: {err}", file=sys.stderr)
         return 1
@@ -71,6 +71,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="resume an interrupted run (default: its last.ckpt)",
     )
+    add_overwrite(p)
     p.set_defaults(func=_cmd_train)
 
 

@@ -18,7 +18,7 @@ from flowvid.checkpoint import load_weights, read_checkpoint, save_checkpoint
 from flowvid.config import Config, model_kwargs
 from flowvid.data.datamodule import ClipDataModule, RenderedDataModule, ensure_dataset
 from flowvid.errors import InputError, Terminated
-from flowvid.io.atomic import atomic_output
+from flowvid.io.atomic import atomic_output, check_target, claim_folder
 from flowvid.training.checkpoints import LastCheckpoint, lightning_handles_sigterm
 from flowvid.training.module import FlowVidModule, TrainingDiverged, module_from_config
 
@@ -115,11 +115,16 @@ def _resume_path(cfg: Config, run_dir: Path) -> str | None:
     return str(path)
 
 
-def train(cfg: Config) -> Path | None:
+def train(cfg: Config, overwrite: bool = False) -> Path | None:
     """Train, checkpoint (best by validation score, and last) and export ``model.pt``.
 
-    Returns the run folder on the main process (None on the other DDP ranks).
+    The run folder must be new, empty or flowvid's own (a run to resume included); a folder
+    of other files needs ``overwrite``. Returns the run folder on the main process (None on
+    the other DDP ranks).
     """
+    run_dir = Path(cfg.train.run_dir)
+    resuming = cfg.train.resume not in (None, "")
+    check_target(run_dir, is_dir=True, others_ok=overwrite or resuming)
     datamodule = build_datamodule(cfg)  # first: bad data leaves no run folder behind
     datamodule.setup("fit")
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
@@ -143,8 +148,7 @@ def train(cfg: Config) -> Path | None:
         )
         if fresh:
             log.warning("%d tensors of new modules start from their initialisation", len(fresh))
-    run_dir = Path(cfg.train.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    claim_folder(run_dir, overwrite=overwrite or resuming)
     with atomic_output(run_dir / "config.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     trainer = build_trainer(cfg, run_dir)
