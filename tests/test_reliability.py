@@ -231,6 +231,7 @@ def test_batch_predict_skips_what_is_done_and_goes_on_after_a_sigterm(
             fps=10,
         )
     (folder / "broken.mp4").write_bytes(b"not a video" * 20)
+    (folder / "damaged.tif").write_bytes(b"II*\x00" + bytes(200))  # a TIFF header, no image
     out = tmp_path / "flows"
     argv = ["predict", str(folder), "--out-dir", str(out), "--checkpoint", str(checkpoint)]
     # stopped by SIGTERM inside the second video: the first is kept, nothing half-written
@@ -242,7 +243,8 @@ def test_batch_predict_skips_what_is_done_and_goes_on_after_a_sigterm(
     # run again: a is skipped, the rest is written, the broken video is reported
     assert main(argv) == 2
     said = capsys.readouterr().out
-    assert "2 written, 1 already done (skipped), 1 failed" in said and "broken.mp4" in said
+    assert "2 written, 1 already done (skipped), 2 failed" in said
+    assert "broken.mp4" in said and "damaged.tif: not a readable TIFF stack" in said
     assert sorted(p.name for p in out.glob("*.npy")) == ["a.npy", "b.npy", "c.npy"]
     assert np.load(out / "c.npy").shape == (5, 32, 32, 2)
     assert main(argv) == 2 and "0 written, 3 already done" in capsys.readouterr().out
