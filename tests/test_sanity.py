@@ -148,6 +148,32 @@ def test_the_shipped_model_measures_motion_on_an_unseen_texture(shipped, case, t
         assert result["mean_v"] == pytest.approx(v, abs=0.03)
 
 
+@pytest.mark.xfail(
+    _shipped_is_the_old_synthetic_model(),
+    reason="the shipped flow_lite0_synth.pt has no expected-error head",
+    strict=True,
+)
+def test_the_shipped_model_is_less_sure_where_there_is_nothing_to_see():
+    """A texture moving (1, 0.5) px/frame beside a flat, featureless region: the expected
+    error in the flat region (where no method can tell the motion) is higher than in the
+    textured one."""
+    import torch
+
+    from flowvid.checkpoint import load_model
+
+    model, _ = load_model()
+    size = 128
+    canvas = sanity.noise_canvas(size, seed=7)
+    canvas[:, size // 2 :] = 0.5  # the right half of the (periodic) canvas: flat
+    frames, _ = sanity.render_case(_translation("(1, 0.5)", 1.0, 0.5), canvas, size, 6)
+    aux: dict = {}
+    with torch.no_grad():
+        model(torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255.0)[None], aux=aux)
+    unc = aux["uncertainty"][0, :, 0].numpy()
+    textured, flat = unc[:, 8:-8, 8:48].mean(), unc[:, 8:-8, 80:-8].mean()
+    assert flat > 1.5 * textured, (flat, textured)
+
+
 def test_the_photograph_is_no_training_texture():
     from flowvid.data.textures import PHOTOS, RESERVED_IMAGES
 
