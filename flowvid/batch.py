@@ -86,7 +86,7 @@ def stale(
     if not isinstance(doc, dict) or doc.get("video") != str(video):
         return "made from another video"
     if checkpoint_sha256 is not None and doc.get("checkpoint_sha256") != checkpoint_sha256:
-        return "made by another checkpoint"
+        return "made by another checkpoint or method"
     if doc.get("video_stat") != input_stat(video):
         return "the video changed since (size or modification time)"
     if request is not None and doc.get("request") != request:

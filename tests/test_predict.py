@@ -375,3 +375,38 @@ def test_python_api_sidecars_name_the_model_and_the_video(checkpoint, data, tmp_
     first_mb = hashlib.sha256(video.read_bytes()[: 1 << 20]).hexdigest()
     assert side["video"] == str(video) and side["video_sha256_first_mb"] == first_mb
     assert side["video_size_hw"] == [64, 64] and side["video_frames"] == 9
+
+
+@pytest.mark.parametrize("method", ["dis", "farneback"])
+def test_predict_method_classical_is_opencv_on_the_same_frames(method, data, tmp_path, capsys):
+    import cv2
+
+    from flowvid.classical import METHODS
+
+    video = data / "videos" / "vessel_001.mp4"
+    with open_video(video) as reader:
+        grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in reader.iter_frames()]
+    expected = np.stack([METHODS[method](a, b) for a, b in zip(grey[:-1], grey[1:], strict=True)])
+    assert np.abs(expected).max() > 0.1  # the clip moves
+    out = tmp_path / f"{method}.h5"
+    argv = ["predict", str(video), "--out", str(out), "--method", method]
+    assert main([*argv, "--batch-frames", "3", "--um-per-px", "0.8"]) == 0  # chunks carry over
+    np.testing.assert_array_equal(read_flow(out), expected)
+    side = json.loads((tmp_path / f"{method}.h5.json").read_text())
+    assert side["method"] == method and side["checkpoint"] is None and side["um_per_px"] == 0.8
+    # what the classical flow cannot do is refused, not ignored
+    for extra, says in (
+        (["--checkpoint", "x.pt"], "uses no checkpoint"),
+        (["--uncertainty", str(tmp_path / "u.npy")], "--uncertainty needs the model"),
+    ):
+        again = [*argv[:3], str(tmp_path / "again.npy"), *argv[4:], *extra]
+        assert main(again) == 2 and says in capsys.readouterr().err
+        assert not (tmp_path / "again.npy").exists()
+
+
+def test_the_model_s_sidecar_names_its_method(checkpoint, data, tmp_path):
+    video = data / "videos" / "vessel_001.mp4"
+    out = tmp_path / "model.npy"
+    assert main(["predict", str(video), "--out", str(out), "--checkpoint", str(checkpoint)]) == 0
+    side = json.loads((tmp_path / "model.npy.json").read_text())
+    assert side["method"] == "model" and side["checkpoint_sha256"]

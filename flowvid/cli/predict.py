@@ -13,8 +13,19 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from flowvid.checkpoint import load_model
     from flowvid.inference import predict_flow, predict_frames
 
-    model, ckpt = load_model(args.checkpoint)
-    provenance = model.provenance
+    if args.method == "model":
+        model, _ = load_model(args.checkpoint)
+    else:
+        from flowvid.classical import ClassicalFlow
+
+        if args.checkpoint is not None:
+            raise InputError(f"--method {args.method} uses no checkpoint: drop --checkpoint")
+        if args.uncertainty is not None:
+            raise InputError(
+                f"--method {args.method} states no expected error: --uncertainty needs the model"
+            )
+        model = ClassicalFlow(args.method)
+    provenance = {**model.provenance, "method": args.method}
     common = dict(
         frames=args.frames,
         device=args.device,
@@ -121,6 +132,13 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
         "--format", default="npy", choices=("npy", "npz", "h5", "mat"), help="batch output format"
     )
     p.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped model")
+    p.add_argument(
+        "--method",
+        default="model",
+        choices=("model", "dis", "farneback"),
+        help="the flowvid model, or classical optical flow (OpenCV's DIS, medium preset, or "
+        "Farneback, as eval --baselines scores them) written to the same files and sidecar",
+    )
     p.add_argument(
         "--task", default=None, choices=("flow", "frames"), help="default: the checkpoint's"
     )
