@@ -171,6 +171,8 @@ class FlowSource:
     to_px: float
     units: str
     video: str | None = None  # the video it was predicted for, when its sidecar says
+    um_per_px: float | None = None  # the calibration its sidecar states
+    fps: float | None = None
 
 
 def flow_source(path: str | Path) -> FlowSource:
@@ -188,7 +190,13 @@ def flow_source(path: str | Path) -> FlowSource:
         if doc.get("units") == "um/s" and doc.get("um_per_s_per_px_per_frame"):
             check_calibration(um_per_s_per_px_per_frame=doc["um_per_s_per_px_per_frame"])
             to_px, units = 1.0 / float(doc["um_per_s_per_px_per_frame"]), "um/s"
-    return FlowSource(seq, start, to_px, units, doc.get("video"))
+    stated = {}
+    for key in ("um_per_px", "fps"):
+        value = doc.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            check_calibration(**{key: value})
+            stated[key] = float(value)
+    return FlowSource(seq, start, to_px, units, doc.get("video"), **stated)
 
 
 def _check_same_video(flow: FlowSource, video: Path, flow_path: Path) -> None:
@@ -283,7 +291,14 @@ def write_overlay(
                 uncertainty_path,
             )
         doubt = (errors, max_uncertainty)
-    images = iter_overlay(video_path, flow, style, um_per_px, fps or rate, max_speed, gt, doubt)
+    # the calibration: what the command line says, else what the flow's sidecar states
+    um_per_px, fps = um_per_px or flow.um_per_px, fps or flow.fps or rate
+    if um_per_px and not fps:
+        raise InputError(
+            "µm/s needs a frame rate: give --fps (neither the video nor the flow's sidecar "
+            "states one)"
+        )
+    images = iter_overlay(video_path, flow, style, um_per_px, fps, max_speed, gt, doubt)
     frames_iter = tqdm(
         images, total=len(flow.seq), desc="overlay", unit="frame", disable=not progress
     )

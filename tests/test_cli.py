@@ -211,3 +211,32 @@ def test_overlay_refuses_a_flow_predicted_for_another_video(tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path / "o.mp4")]) == 2
     assert "predicted for recordings/b.mp4" in capsys.readouterr().err
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_overlay_takes_the_calibration_its_flow_s_sidecar_states(tmp_path, capsys, monkeypatch):
+    """A frame folder states no frame rate: the flow's sidecar gives it (and the pixel size);
+    with neither, --um-per-px is refused instead of silently staying in px/frame."""
+    import json
+
+    from PIL import Image
+
+    from flowvid import overlay
+    from flowvid.io.flowfile import write_flow
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((16, 16, 3), 60 * i, np.uint8)).save(frames / f"{i:03d}.png")
+    write_flow(tmp_path / "f.npy", np.ones((2, 16, 16, 2), np.float32))
+    labels = []
+    honest = overlay.speed_label
+    monkeypatch.setattr(overlay, "speed_label", lambda *a: labels.append(a) or honest(*a))
+    argv = ["overlay", str(frames), str(tmp_path / "f.npy"), "--out"]
+    assert main([*argv, str(tmp_path / "a.gif"), "--um-per-px", "0.5"]) == 2
+    assert "µm/s needs a frame rate: give --fps" in capsys.readouterr().err
+    assert not (tmp_path / "a.gif").exists()
+    (tmp_path / "f.npy.json").write_text(json.dumps({"fps": 20.0, "um_per_px": 0.5}))
+    assert main([*argv, str(tmp_path / "b.gif")]) == 0
+    assert labels[-1][1:] == (0.5, 20.0)  # µm/px and frames/s from the sidecar
+    assert main([*argv, str(tmp_path / "c.gif"), "--fps", "40"]) == 0
+    assert labels[-1][1:] == (0.5, 40.0)  # the command line wins
