@@ -58,12 +58,13 @@ def _legend(out: np.ndarray, style: str, scale: float, label: str, k: int) -> No
     font = text_scale(max(MIN_TEXT_PX, min(h, w) / 28))
     text_h = cv2.getTextSize("H", cv2.FONT_HERSHEY_SIMPLEX, font, 1)[0][1]
     if style == "arrows":
-        step = max(8, min(h, w) // 24)
+        length = round(ARROW_LENGTH * arrow_step(h, w))
         y = 6 + text_h
+        out[4 : y + 14, 4 : 10 + length] //= 4  # a dark plate under the scale arrow
         cv2.arrowedLine(
-            out, (6, y + 8), (6 + step, y + 8), (255, 255, 255), 2, cv2.LINE_AA, tipLength=0.3
+            out, (6, y + 8), (6 + length, y + 8), (255, 255, 255), 2, cv2.LINE_AA, tipLength=0.3
         )
-        put_text(out, f"= {label}", (12 + step, y + 8 + text_h // 2), font)
+        put_text(out, f"= {label}", (16 + length, y + 8 + text_h // 2), font)
         return
     out[4 : 4 + side, 4 : 4 + side] = wheel_legend(side)
     bar_len, bar_h = min(w - side - 16, 3 * side), max(6, side // 5)
@@ -74,6 +75,14 @@ def _legend(out: np.ndarray, style: str, scale: float, label: str, k: int) -> No
         bar_len, bar_h, scale
     )
     put_text(out, f"0 .. {label} (99th pct)", (x0, 4 + text_h), font)
+
+
+ARROW_LENGTH = 1.5  # an arrow at the scale's speed spans 1.5 grid steps
+
+
+def arrow_step(height: int, width: int) -> int:
+    """The spacing of the arrow grid on a displayed frame: 16 per short side, at least 12 px."""
+    return max(12, min(height, width) // 16)
 
 
 def render_frame(
@@ -98,22 +107,47 @@ def render_frame(
         grey = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)[..., None] * np.float32(0.6) + 40
         out = np.where(trusted[..., None], out, grey.astype(np.uint8))
     if style in ("arrows", "both"):
-        step = max(8, min(out.shape[:2]) // 24)
+        step = arrow_step(*out.shape[:2])
         moving = enlarge(np.linalg.norm(flow, axis=-1) > 0.02 * scale, k)
         if trusted is not None:
             moving &= trusted
+        length = ARROW_LENGTH * step  # of an arrow at the scale's speed
         out = draw_arrows(
-            out, enlarge(flow, k) * k, step, scale=step / max(scale * k, 1e-6), where=moving
+            out, enlarge(flow, k) * k, step, scale=length / max(scale * k, 1e-6), where=moving
         )
     out = np.ascontiguousarray(out)
     _legend(out, style, scale, label, k)
     return out
 
 
-def error_panel(pred: np.ndarray, gt: np.ndarray, scale: float, k: int = 1) -> np.ndarray:
-    """|pred - gt| (px/frame) as a heat map, black 0 .. yellow >= scale / 2, with its bar."""
+def error_scale(epe: np.ndarray) -> float:
+    """The top of an error map's scale: the 99th percentile of the error (so that the scale
+    covers the error), at least 0.01 px/frame."""
+    finite = epe[np.isfinite(epe)]
+    return max(float(np.percentile(finite, 99)) if finite.size else 0.0, 0.01)
+
+
+def clip_error_scale(flow: FlowSource, gt: FlowSource, samples: int = 16) -> float:
+    """:func:`error_scale` over up to ``samples`` maps spread over the clip: one scale for
+    every frame of an overlay."""
+    picks = np.unique(np.linspace(0, len(flow.seq) - 1, min(samples, len(flow.seq))).astype(int))
+    epe = [
+        np.linalg.norm(
+            flow.seq[i] * flow.to_px - gt.seq[flow.start - gt.start + i] * gt.to_px, axis=-1
+        )
+        for i in picks
+    ]
+    return error_scale(np.stack(epe))
+
+
+def error_panel(
+    pred: np.ndarray, gt: np.ndarray, max_error: float | None = None, k: int = 1
+) -> np.ndarray:
+    """|pred - gt| (px/frame) as a heat map, black 0 .. yellow >= ``max_error`` (default:
+    this map's :func:`error_scale`), with its bar."""
     epe = np.linalg.norm(pred - gt, axis=-1)
-    level = np.clip(epe / max(scale / 2, 1e-6) * 255, 0, 255).astype(np.uint8)
+    top = error_scale(epe) if max_error is None else max_error
+    level = np.clip(epe / top * 255, 0, 255).astype(np.uint8)
     out = np.ascontiguousarray(
         enlarge(cv2.applyColorMap(level, cv2.COLORMAP_INFERNO)[..., ::-1], k)
     )
@@ -122,7 +156,7 @@ def error_panel(pred: np.ndarray, gt: np.ndarray, scale: float, k: int = 1) -> n
     text_h = cv2.getTextSize("H", cv2.FONT_HERSHEY_SIMPLEX, font, 1)[0][1]
     bar_len, bar_h = w // 2, max(6, h // 40)
     out[4 + text_h + 4 : 4 + text_h + 4 + bar_h, 4 : 4 + bar_len] = heat_bar(bar_len, bar_h)
-    put_text(out, f"EPE 0 .. {scale / 2:.2f} px/frame", (4, 4 + text_h), font)
+    put_text(out, f"EPE 0 .. {top:.2f} px/frame", (4, 4 + text_h), font)
     return out
 
 
@@ -149,14 +183,17 @@ def side_by_side(
     style: str,
     label: str,
     k: int = 1,
+    max_error: float | None = None,
 ) -> np.ndarray:
-    """video | prediction | ground truth | error, with the EPE where it moves and where not."""
+    """video | prediction | ground truth | error (its scale up to ``max_error``), with the
+    EPE where the truth moves and where it does not."""
     moving, still = frame_errors(pred, gt, scale)
+    parts = [f"{name} {v:.2f}" for name, v in (("moving", moving), ("still", still)) if v == v]
     panels = [
         titled(enlarge(frame, k), "video"),
         titled(render_frame(frame, pred, scale, style, label, k=k), "predicted"),
         titled(render_frame(frame, gt, scale, style, label, k=k), "ground truth"),
-        titled(error_panel(pred, gt, scale, k), f"EPE moving {moving:.2f}, still {still:.2f} px"),
+        titled(error_panel(pred, gt, max_error, k), f"EPE {', '.join(parts)} px"),
     ]
     gap = np.full((panels[0].shape[0], 2, 3), 255, np.uint8)
     return np.concatenate([x for p in panels for x in (p, gap)][:-1], axis=1)
@@ -222,6 +259,7 @@ def iter_overlay(
     reference = gt or flow  # one colour scale for prediction and truth: the truth's
     scale = max_speed or clip_speed_scale(reference.seq) * reference.to_px
     label = speed_label(scale, um_per_px, fps)
+    max_error = None if gt is None else clip_error_scale(flow, gt)
     with open_video(video_path) as video:
         k = display_factor(video.height, video.width)
         frames = video.iter_frames(flow.start, flow.start + len(flow.seq))
@@ -232,7 +270,7 @@ def iter_overlay(
                 yield render_frame(frame, pred, scale, style, label, k=k, doubtful=doubtful)
             else:
                 truth = gt.seq[flow.start - gt.start + i] * gt.to_px
-                yield side_by_side(frame, pred, truth, scale, style, label, k)
+                yield side_by_side(frame, pred, truth, scale, style, label, k, max_error)
 
 
 def _check_fits(flow: FlowSource, frames: int, size: tuple[int, int], path: Path) -> None:

@@ -110,11 +110,15 @@ def text_scale(height_px: float) -> float:
 
 
 def put_text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float = 0.4) -> None:
-    """Readable white text with a dark outline, in place (``origin``: bottom-left)."""
-    thick = max(1, round(scale * 1.5))
-    cv2.putText(
-        image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA
-    )
+    """Readable white text on a dark plate, in place (``origin``: bottom-left). A plate reads
+    on any background, where an outline round anti-aliased strokes looks doubled."""
+    thick = max(1, round(scale * 1.2))
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    pad = max(2, th // 4)
+    x0, y0 = max(origin[0] - pad, 0), max(origin[1] - th - pad, 0)
+    x1, y1 = min(origin[0] + tw + pad, image.shape[1]), min(origin[1] + base + pad, image.shape[0])
+    plate = image[y0:y1, x0:x1]
+    plate[:] = (plate.astype(np.float32) * 0.25).astype(image.dtype)
     cv2.putText(
         image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA
     )

@@ -240,3 +240,42 @@ def test_overlay_takes_the_calibration_its_flow_s_sidecar_states(tmp_path, capsy
     assert labels[-1][1:] == (0.5, 20.0)  # µm/px and frames/s from the sidecar
     assert main([*argv, str(tmp_path / "c.gif"), "--fps", "40"]) == 0
     assert labels[-1][1:] == (0.5, 40.0)  # the command line wins
+
+
+def test_overlay_error_scale_covers_the_error_and_captions_have_no_nan():
+    from flowvid.overlay import error_panel, error_scale, side_by_side
+
+    gt = np.zeros((64, 64, 2), np.float32)
+    gt[..., 0] = 1.5  # every pixel moves: nothing is still
+    pred = gt.copy()
+    pred[..., 0] += np.linspace(0, 1.23, 64, dtype=np.float32)[None, :]  # errors up to 1.23
+    top = error_scale(np.linalg.norm(pred - gt, axis=-1))
+    assert 1.18 < top < 1.24  # the 99th percentile, not half the speed scale (0.75)
+    panel = error_panel(pred, gt, None, 1)
+    assert panel[40:, -2].mean() > panel[40:, 40].mean()  # the largest errors stay brightest
+    frame = np.full((64, 64, 3), 90, np.uint8)
+    seen = []
+    import flowvid.overlay as overlay
+
+    honest = overlay.titled
+    overlay.titled = lambda image, title: seen.append(title) or honest(image, title)
+    try:
+        side_by_side(frame, pred, gt, 1.5, "color", "1.50 px/frame", 1)
+    finally:
+        overlay.titled = honest
+    assert seen[-1] == "EPE moving 0.62 px" and "nan" not in " ".join(seen)
+
+
+def test_overlay_arrows_at_the_scale_speed_span_one_and_a_half_grid_steps():
+    from flowvid.overlay import arrow_step, render_frame
+
+    frame = np.zeros((256, 256, 3), np.uint8)
+    flow = np.zeros((256, 256, 2), np.float32)
+    flow[150:155, 100:110, 0] = 2.0  # one grid point moves right at the scale's speed
+    image = render_frame(frame, flow, 2.0, "arrows", "2.00 px/frame", k=1)
+    step = arrow_step(256, 256)
+    assert step == 16  # the grid point is (104, 152)
+    lit = np.flatnonzero(image[152, :, 0] > 128)
+    assert lit.min() == 104 and abs(lit.max() - 104 - 1.5 * step) <= 1  # a 24 px arrow
+    image[:60, :160] = 0  # the key
+    assert (image[:140] == 0).all()  # nothing else drawn where nothing moves
