@@ -51,19 +51,22 @@ class Segment:
         return float(len(self.centreline))
 
 
-def segments(mask: np.ndarray, min_length: int = 5) -> list[Segment]:
-    """Split a vessel mask (H, W) bool into segments between branch points and ends."""
+def segments(mask: np.ndarray, min_length: int = 5, prune_spurs: bool = True) -> list[Segment]:
+    """Split a vessel mask (H, W) bool into segments between branch points and ends.
+
+    ``prune_spurs``: a skeleton branch that ends free and is shorter than the vessel's radius
+    where it grows (a bump of the mask's edge, not a vessel) is removed first, so that it
+    neither becomes a row of its own nor cuts its vessel in two."""
     from skimage.morphology import skeletonize
 
     mask = np.asarray(mask, bool)
+    half_width = ndimage.distance_transform_edt(mask)
     skeleton = skeletonize(mask)
-    neighbours = ndimage.convolve(skeleton.astype(int), np.ones((3, 3), int), mode="constant")
-    branch = skeleton & (neighbours - 1 > 2)
-    pieces = skeleton & ~ndimage.binary_dilation(branch, np.ones((3, 3), bool))
-    labels, count = ndimage.label(pieces, np.ones((3, 3), int))
+    if prune_spurs:
+        skeleton = _without_spurs(skeleton, half_width)
+    _, labels, count = _pieces(skeleton)
     _, (near_r, near_c) = ndimage.distance_transform_edt(~skeleton, return_indices=True)
     owner = np.where(mask, labels[near_r, near_c], 0)  # 0: nearest a branch point, or outside
-    half_width = ndimage.distance_transform_edt(mask)
     out = []
     for label in range(1, count + 1):
         line = np.argwhere(labels == label)
@@ -75,6 +78,51 @@ def segments(mask: np.ndarray, min_length: int = 5) -> list[Segment]:
         diameter = _diameter(line, lumen, axis)
         out.append(Segment(len(out) + 1, line, lumen, axis, diameter, whole))
     return out
+
+
+_EIGHT = np.ones((3, 3), int)
+
+
+def _neighbours(skeleton: np.ndarray) -> np.ndarray:
+    """How many of its 8 neighbours each pixel of the skeleton has."""
+    return ndimage.convolve(skeleton.astype(int), _EIGHT, mode="constant") - 1
+
+
+def _pieces(skeleton: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(branch points, labelled pieces between them, how many pieces) of a skeleton."""
+    branch = skeleton & (_neighbours(skeleton) > 2)
+    pieces = skeleton & ~ndimage.binary_dilation(branch, np.ones((3, 3), bool))
+    labels, count = ndimage.label(pieces, _EIGHT)
+    return branch, labels, count
+
+
+def _without_spurs(skeleton: np.ndarray, half_width: np.ndarray, rounds: int = 3) -> np.ndarray:
+    """The skeleton less its spurs: pieces with a free end that touch a branch point and are
+    shorter than the largest half-width along them (the vessel's radius where they grow)."""
+    from skimage.morphology import skeletonize
+
+    for _ in range(rounds):
+        branch, labels, count = _pieces(skeleton)
+        if not branch.any():
+            break
+        ends = skeleton & (_neighbours(skeleton) <= 1)
+        zone = ndimage.binary_dilation(branch, np.ones((5, 5), bool))
+        spurs = np.zeros_like(skeleton)
+        for label in range(1, count + 1):
+            piece = labels == label
+            length = int(piece.sum())
+            if (piece & ends).any() and (piece & zone).any() and length < half_width[piece].max():
+                spurs |= piece
+        if not spurs.any():
+            break
+        skeleton = skeleton & ~spurs
+        for _ in range(3):  # the stub the spur leaves at its branch point
+            loose = skeleton & (_neighbours(skeleton) <= 1) & zone
+            if not loose.any():
+                break
+            skeleton = skeleton & ~loose
+        skeleton = skeletonize(skeleton)  # thins what is left of the junction to a line
+    return skeleton
 
 
 def _ordered(line: np.ndarray) -> np.ndarray:
@@ -181,6 +229,7 @@ def measure(
     min_length: int = 5,
     errors: Any = None,
     max_error: float | None = None,
+    prune_spurs: bool = True,
 ) -> tuple[list[dict[str, float]], dict[str, Any]]:
     """Tidy rows (one per segment and flow map) and a per-segment summary.
 
@@ -191,7 +240,7 @@ def measure(
     """
     if mask.shape != tuple(flow.shape[1:3]):
         raise InputError(f"mask {mask.shape} does not fit flow maps {tuple(flow.shape[1:3])}")
-    segs = segments(mask, min_length)
+    segs = segments(mask, min_length, prune_spurs)
     if not segs:
         raise InputError(f"the mask holds no vessel segment of {min_length} px or more")
     if errors is not None and tuple(errors.shape) != tuple(flow.shape[:3]):

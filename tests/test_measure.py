@@ -157,3 +157,44 @@ def test_max_uncertainty_measures_only_the_vectors_to_believe(tmp_path, capsys):
     assert "expected error" in capsys.readouterr().out
     assert main([*args, "--out", str(tmp_path / "w.csv"), "--max-uncertainty", "1"]) == 2
     assert "needs --uncertainty" in capsys.readouterr().err
+
+
+def test_a_spur_of_the_skeleton_is_no_segment_unless_kept():
+    """A bump on a 37 px wide vessel's edge grows a 13 px skeleton spur: it is removed, and
+    the vessel stays one segment; --keep-spurs keeps the old split."""
+    y, x = np.mgrid[0:120, 0:200]
+    mask = np.abs(y - 60) <= 18
+    mask |= (y - 78) ** 2 + (x - 100) ** 2 <= 12**2
+    (seg,) = segments(mask)
+    assert len(seg.centreline) > 120 and seg.diameter_px == pytest.approx(37, abs=2.5)
+    assert len(segments(mask, prune_spurs=False)) == 3
+    branching = np.zeros((80, 80), bool)
+    branching[38:43, 5:75] = True
+    branching[5:40, 38:43] = True  # a branch far longer than its vessel's radius: kept
+    assert len(segments(branching)) == 3
+
+
+def test_a_blurred_or_inverted_mask_is_read_by_the_rule_with_a_warning(tmp_path, caplog):
+    import logging
+
+    from scipy import ndimage
+
+    from flowvid.io.masks import read_mask
+
+    vessel = np.zeros((64, 64), np.uint8)
+    vessel[28:36] = 255
+    blurred = ndimage.gaussian_filter(vessel.astype(float), 3).round().astype(np.uint8)
+    Image.fromarray(blurred).save(tmp_path / "blurred.png")
+    Image.fromarray(255 - vessel).save(tmp_path / "inverted.png")
+    Image.fromarray(vessel).save(tmp_path / "clean.png")
+    with caplog.at_level(logging.WARNING):
+        clean = read_mask(tmp_path / "clean.png", 3, 64, 64)
+    assert caplog.text == "" and clean.sum() == 8 * 64
+    with caplog.at_level(logging.WARNING):
+        soft = read_mask(tmp_path / "blurred.png", 3, 64, 64)
+    assert "levels above 0 (blurred or anti-aliased?)" in caplog.text
+    assert soft.sum() > clean.sum()  # read by the rule (> 0), as the warning says
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        read_mask(tmp_path / "inverted.png", 3, 64, 64)
+    assert "covers 88 % of the frame: inverted?" in caplog.text

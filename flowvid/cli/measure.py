@@ -39,6 +39,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
             args.min_length,
             errors,
             args.max_uncertainty,
+            prune_spurs=not args.keep_spurs,
         )
     finally:
         if errors is not None:
@@ -89,6 +90,12 @@ def add_measure(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--um-per-px", type=positive, default=None, help="default: the flow's sidecar")
     p.add_argument("--fps", type=positive, default=None, help="default: the flow's sidecar")
     p.add_argument("--min-length", type=int, default=5, help="shortest segment kept, px")
+    p.add_argument(
+        "--keep-spurs",
+        action="store_true",
+        help="keep skeleton branches that end free and are shorter than their vessel's radius "
+        "(by default they are removed: bumps of the mask's edge, not vessels)",
+    )
     p.add_argument(
         "--uncertainty",
         type=Path,

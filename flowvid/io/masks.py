@@ -1,7 +1,9 @@
 """Vessel and validity masks on disk: a PNG (static) or a .npy, ``(H, W)`` static or
 ``(T-1, H, W)``, one per flow map.
 
-The rule, the same for every file: a pixel is inside where its value is above 0. A .npy may
+The rule, the same for every file: a pixel is inside where its value is above 0 (a static
+mask with several levels above 0, or one that covers most of the frame, is read by the same
+rule with a warning: blurred, or inverted?). A .npy may
 hold bools, integers of any width or floats (nan is outside). A PNG is read as grey levels,
 except one with an alpha channel that is not fully opaque everywhere (a mask painted as a
 transparent layer in Fiji or napari), whose alpha is the mask.
@@ -66,9 +68,9 @@ def read_mask(path: Path, pairs: int, height: int, width: int) -> np.ndarray | P
                     else None
                 )
                 if alpha is not None and (alpha < 255).any():
-                    mask = alpha > 0
+                    mask = alpha
                 else:
-                    mask = np.asarray(img.convert("L")) > 0
+                    mask = np.asarray(img.convert("L"))
         except OSError as err:
             raise MaskError(f"mask cannot be read ({err})", path) from None
     else:
@@ -88,10 +90,30 @@ def read_mask(path: Path, pairs: int, height: int, width: int) -> np.ndarray | P
         raise MaskError(f"mask holds {mask.dtype} values; expected bools, integers or floats", path)
     if mask.shape[0] != 1:
         return PairMasks(mask)
-    mask = np.asarray(mask) > 0
+    raw = np.asarray(mask)
+    mask = raw > 0
     if not mask.any():
         log.warning("%s: the mask is empty (no pixel above 0)", path)
+        return mask
+    levels = np.unique(raw[mask]).size
+    if levels > 1:
+        log.warning(
+            "%s: the mask holds %d levels above 0 (blurred or anti-aliased?); every pixel "
+            "above 0 is read as inside, so a soft edge widens the vessel: threshold it first",
+            path,
+            levels,
+        )
+    if mask.mean() > MOSTLY_INSIDE:
+        log.warning(
+            "%s: the mask covers %.0f %% of the frame: inverted? (inside = the pixels above 0, "
+            "which should be the vessels)",
+            path,
+            100 * mask.mean(),
+        )
     return mask
+
+
+MOSTLY_INSIDE = 0.6  # a vessel mask that covers more of the frame than this is suspicious
 
 
 def write_png_mask(path: Path, mask: np.ndarray) -> None:
