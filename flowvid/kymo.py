@@ -119,6 +119,35 @@ def window_speeds(
     return KymoSpeeds(starts, stripe, model)
 
 
+AGREEMENT = (2 / 3, 1.5)  # the model's speed over the stripes' that counts as agreeing
+SLOW = 0.05  # px/frame: below this on both sides there is nothing to compare
+
+
+def agreement(speeds: KymoSpeeds) -> dict[str, float | bool | str] | None:
+    """Whether the model's speed along the path agrees with the speed read from the video's
+    own stripes (medians over the windows, magnitudes): ``agree`` is False when their ratio
+    lies outside :data:`AGREEMENT`, with a ``warning`` that says so. None without a model."""
+    if speeds.model is None:
+        return None
+    stripe = float(np.median(np.abs(speeds.stripe)))
+    model = float(np.median(np.abs(speeds.model)))
+    ratio = model / stripe if stripe > 0 else float("inf")
+    agree = max(stripe, model) < SLOW or AGREEMENT[0] <= ratio <= AGREEMENT[1]
+    doc: dict[str, float | bool | str] = {
+        "stripe_median_px_per_frame": stripe,
+        "model_median_px_per_frame": model,
+        "model_over_stripe": ratio,
+        "agree": agree,
+    }
+    if not agree:
+        doc["warning"] = (
+            f"the model's speed along the path ({model:.3g} px/frame) is {ratio:.2g}x the speed "
+            f"the video's kymograph stripes show ({stripe:.3g}): one of them is wrong here; "
+            "check the overlay, or compare predict --method dis"
+        )
+    return doc
+
+
 def kymo_figure(
     path_png,  # noqa: ANN001 - str or Path
     kymo: np.ndarray,

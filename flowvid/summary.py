@@ -19,6 +19,7 @@ length of the clip. The numbers are those of :func:`flowvid.measure.measure` and
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ import numpy as np
 from flowvid.errors import InputError
 from flowvid.kymo import (
     KymoSpeeds,
+    agreement,
     directions,
     flow_along,
     grey_along,
@@ -57,6 +59,12 @@ class ClipSummary:
     um_per_px: float | None
     fps: float | None
     mean_error: np.ndarray | None = None  # (H, W) px/frame: expected error over the pairs
+
+    @property
+    def agreement(self) -> dict | None:
+        """Whether the model's speed along the kymograph's path agrees with its stripes'
+        (:func:`flowvid.kymo.agreement`)."""
+        return agreement(self.speeds)
 
     @property
     def scale(self) -> float | None:
@@ -238,10 +246,14 @@ def summary_figure(path_out: str | Path, s: ClipSummary, title: str = "") -> Non
     extent = (0, s.kymo.shape[1], s.kymo.shape[0] * t_scale, 0)
     ax_kymo.imshow(s.kymo, cmap="gray", aspect="auto", extent=extent)
     stripe, model = float(np.median(s.speeds.stripe)) * k, float(np.median(s.speeds.model)) * k
+    check = s.agreement
+    disagree = check is not None and not check["agree"]
     ax_kymo.set_title(
         f"kymograph along segment {s.kymo_segment}\nspeed from its stripes {stripe:.3g}, "
-        f"model {model:.3g} {unit} (medians)",
+        f"model {model:.3g} {unit} (medians)"
+        + (f"\nDISAGREE: model / stripes = {check['model_over_stripe']:.2g}" if disagree else ""),
         fontsize=10,
+        color="firebrick" if disagree else "black",
     )
     ax_kymo.set(
         xlabel="position along the path from its start (px)",
@@ -285,6 +297,8 @@ def summary_figure(path_out: str | Path, s: ClipSummary, title: str = "") -> Non
     ]
     if len(s.measured["segments"]) > MAX_TABLE_ROWS:
         notes.append(f"{len(s.measured['segments']) - MAX_TABLE_ROWS} more segments in the JSON")
+    if s.agreement is not None and not s.agreement["agree"]:
+        notes.append(textwrap.fill("warning: " + s.agreement["warning"], 62))
     if s.scale:
         notes.append(f"calibration: {s.um_per_px:g} µm/px, {s.fps:g} frames/s")
     else:

@@ -56,8 +56,17 @@ def test_kymo_command_sets_stripe_and_model_speed_side_by_side(tmp_path, capsys)
         assert row["stripe_speed_px_per_frame"] == pytest.approx(2.0, rel=0.05)
         assert row["model_speed_px_per_frame"] == pytest.approx(2.0, abs=1e-5)
         assert row["stripe_speed_um_per_s"] == pytest.approx(row["stripe_speed_px_per_frame"] * 5)
+    assert doc["agreement"]["agree"] and "warning" not in doc["agreement"]
+    assert "warning" not in capsys.readouterr().err
     image = np.asarray(Image.open(out))
     assert image.shape[1] > 3 * image.shape[0] // 2  # three panels side by side
+    # a flow at a tenth of the speed: the kymograph's stripes say it is wrong
+    np.save(tmp_path / "slow.npy", flow * 0.1)
+    argv[3] = str(tmp_path / "slow.npy")
+    assert main([*argv, "--out", str(tmp_path / "slow.png"), "--window", "16"]) == 0
+    check = json.loads((tmp_path / "slow.json").read_text())["agreement"]
+    assert not check["agree"] and check["model_over_stripe"] == pytest.approx(0.1, rel=0.06)
+    assert "x the speed the video's kymograph stripes show (2.03)" in capsys.readouterr().err
     bad = ["kymo", str(folder), "--line", "5,32,500,32", "--out", str(tmp_path / "k2.png")]
     assert main(bad) == 2 and "leaves the 64x64 frame" in capsys.readouterr().err
     assert not (tmp_path / "k2.png").exists()

@@ -75,6 +75,15 @@ def test_summary_command_writes_the_figure_and_its_numbers(tmp_path, capsys):
     assert doc["kymograph"]["segment"] == 1 and len(doc["segments"]) == 1
     stripe = np.abs(doc["kymograph"]["stripe_speed_px_per_frame"])
     assert stripe == pytest.approx(SPEED, rel=0.05)
+    assert doc["kymograph"]["agreement"]["agree"]
+    assert "warning" not in capsys.readouterr().err
+    # a flow at a tenth of the speed is flagged on the page's numbers and on the terminal
+    np.save(tmp_path / "slow.npy", flow * 0.1)
+    slow = ["summary", str(folder), "--flow", str(tmp_path / "slow.npy"), "--mask"]
+    assert main([*slow, str(tmp_path / "mask.png"), "--out", str(tmp_path / "s.png")]) == 0
+    check = json.loads((tmp_path / "s.json").read_text())["kymograph"]["agreement"]
+    assert not check["agree"] and check["model_over_stripe"] == pytest.approx(0.1, rel=0.06)
+    assert "kymograph stripes show" in capsys.readouterr().err
 
     np.save(tmp_path / "short.npy", flow[:-2])
     bad = tmp_path / "bad.png"

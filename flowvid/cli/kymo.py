@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from flowvid.cli.common import HelpFormatter, frames_window, positive
@@ -40,7 +41,13 @@ def _path(args: argparse.Namespace, height: int, width: int, pairs: int):  # noq
 def _cmd_kymo(args: argparse.Namespace) -> int:
     from flowvid.io.atomic import atomic_output, outputs_beside
     from flowvid.io.video import open_video
-    from flowvid.kymo import flow_kymograph, kymo_figure, video_kymograph, window_speeds
+    from flowvid.kymo import (
+        agreement,
+        flow_kymograph,
+        kymo_figure,
+        video_kymograph,
+        window_speeds,
+    )
     from flowvid.measure import flow_for_video
 
     if args.out.suffix.lower() not in FIGURES:
@@ -72,16 +79,18 @@ def _cmd_kymo(args: argparse.Namespace) -> int:
     ]
     with atomic_output(args.out) as tmp:
         kymo_figure(tmp, kymo, flow_kymo, speeds, scale, f"{Path(args.video).name}: {what}")
+    check = agreement(speeds)
+    doc = {"video": str(args.video), "path": what, "windows": rows}
     with atomic_output(summary) as tmp:
-        tmp.write_text(
-            json.dumps({"video": str(args.video), "path": what, "windows": rows}, indent=2)
-        )
+        tmp.write_text(json.dumps(doc | ({"agreement": check} if check else {}), indent=2))
     for row in rows:
         model = row["model_speed_px_per_frame"]
         print(
             f"frames {row['first_frame']}+: stripe {row['stripe_speed_px_per_frame']:.3f} px/frame"
             + ("" if model is None else f", model {model:.3f} px/frame")
         )
+    if check is not None and not check["agree"]:
+        print(f"warning: {check['warning']}", file=sys.stderr)
     print(f"wrote {args.out} and {summary}")
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sys
 from pathlib import Path
 
 from flowvid.cli.common import HelpFormatter, frames_window, positive
@@ -154,12 +155,15 @@ def _cmd_summary(args: argparse.Namespace) -> int:
             "first_frame": summary.speeds.start.tolist(),
             "stripe_speed_px_per_frame": summary.speeds.stripe.tolist(),
             "model_speed_px_per_frame": summary.speeds.model.tolist(),
+            "agreement": summary.agreement,
         },
     }
     with atomic_output(args.out) as tmp:
         summary_figure(tmp, summary, f"{Path(args.video).name}: {len(summary.segments)} segments")
     with atomic_output(json_path) as tmp:
         tmp.write_text(json.dumps(doc, indent=2))
+    if summary.agreement is not None and not summary.agreement["agree"]:
+        print(f"warning: {summary.agreement['warning']}", file=sys.stderr)
     print(f"wrote {args.out} and {json_path}")
     return 0
 
