@@ -142,7 +142,11 @@ def _predict_stream(
     uncertainty: Path | None = None,
     request: dict[str, Any] | None = None,
 ) -> Prediction:
-    fps = fps or s.fps
+    source = {
+        "um_per_px": "--um-per-px" if um_per_px else s.um_per_px and s.calibration_source,
+        "fps": "--fps" if fps else s.fps and (s.calibration_source or "the video's frame rate"),
+    }
+    um_per_px, fps = um_per_px or s.um_per_px, fps or s.fps
     check_calibration(um_per_px=um_per_px, fps=fps)
     keep = None if mask is None else read_mask(Path(mask), s.total - 1, s.height, s.width)
     if keep is not None and not keep.any(0).any():
@@ -186,6 +190,7 @@ def _predict_stream(
     if out is not None:
         extra = {} if mask is None else {"mask": str(mask), "outside_mask": "flow set to 0"}
         fields = _describe(pred, FLOW_AXES, fps) | _calibration(pred, um_per_px)
+        fields["calibration_source"] = {k: v or None for k, v in source.items()}
         write_sidecar(out, {**fields, **_origin(s, provenance), **extra, "request": request})
     if uncertainty is not None:
         fields = _describe(pred, UNCERTAINTY_AXES, fps) | {

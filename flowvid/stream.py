@@ -43,6 +43,8 @@ class Stream:
     exact: bool = True  # False: the frame count is the container's claim (see open_video)
     precision: str = "auto"  # see resolve_precision
     intensity: str | None = None  # how the pixel values became 8-bit (stacks of wider data)
+    um_per_px: float | None = None  # the pixel size the file states (TIFF metadata)
+    calibration_source: str | None = None  # where the file's pixel size and rate were read
 
     def outputs(
         self,
@@ -92,9 +94,12 @@ def open_stream(
         size, fps, total = (reader.height, reader.width), reader.fps, reader.num_frames
         exact = getattr(reader, "index", None) is None or reader.index.exact
         scaling = getattr(reader, "intensity", None)
+        stated = getattr(reader, "um_per_px", None), getattr(reader, "calibration_source", None)
     model = model.to(dev).eval()
     intensity = None if scaling is None else scaling.describe
-    return Stream(model, dev, video, start, stop, total, *size, fps, exact, precision, intensity)
+    return Stream(
+        model, dev, video, start, stop, total, *size, fps, exact, precision, intensity, *stated
+    )
 
 
 def parse_range(text: str | None, total: int) -> tuple[int, int]:

@@ -410,3 +410,28 @@ def test_the_model_s_sidecar_names_its_method(checkpoint, data, tmp_path):
     assert main(["predict", str(video), "--out", str(out), "--checkpoint", str(checkpoint)]) == 0
     side = json.loads((tmp_path / "model.npy.json").read_text())
     assert side["method"] == "model" and side["checkpoint_sha256"]
+
+
+def test_predict_takes_the_calibration_a_tiff_states_and_says_where_from(
+    checkpoint, tmp_path, capsys
+):
+    import tifffile
+
+    stack = np.random.default_rng(0).integers(0, 255, (5, 32, 32), dtype=np.uint8)
+    tiff = tmp_path / "stack.tif"
+    meta = {"unit": "um", "finterval": 0.01, "axes": "TYX"}
+    tifffile.imwrite(tiff, stack, imagej=True, resolution=(2.0, 2.0), metadata=meta)
+    argv = ["predict", str(tiff), "--checkpoint", str(checkpoint), "--units", "um/s", "--out"]
+    assert main([*argv, str(tmp_path / "a.npy")]) == 0
+    side = json.loads((tmp_path / "a.npy.json").read_text())
+    assert (side["um_per_px"], side["fps"], side["um_per_s_per_px_per_frame"]) == (0.5, 100.0, 50)
+    assert side["calibration_source"] == {
+        "um_per_px": "TIFF ImageJ metadata",
+        "fps": "TIFF ImageJ metadata",
+    }
+    assert main([*argv, str(tmp_path / "b.npy"), "--fps", "40"]) == 0  # the command line wins
+    side = json.loads((tmp_path / "b.npy.json").read_text())
+    assert side["fps"] == 40 and side["calibration_source"]["fps"] == "--fps"
+    np.testing.assert_allclose(
+        np.load(tmp_path / "b.npy"), np.load(tmp_path / "a.npy") * 0.4, rtol=1e-5
+    )

@@ -141,3 +141,26 @@ def test_writer_leaves_nothing_on_failure(tmp_path, ramp_frames):
         w.write(ramp_frames[0])
         raise RuntimeError("stop")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_tiff_calibration_from_imagej_and_ome_metadata(tmp_path):
+    stack = np.random.default_rng(0).integers(0, 255, (4, 16, 16), dtype=np.uint8)
+    tifffile.imwrite(
+        tmp_path / "ij.tif",
+        stack,
+        imagej=True,
+        resolution=(1 / 0.65, 1 / 0.65),
+        metadata={"unit": "micron", "finterval": 0.01, "axes": "TYX"},
+    )
+    ome = {"axes": "TYX", "PhysicalSizeX": 400.0, "PhysicalSizeXUnit": "nm"}
+    ome |= {"TimeIncrement": 20.0, "TimeIncrementUnit": "ms"}
+    tifffile.imwrite(tmp_path / "ome.tif", stack, ome=True, metadata=ome)
+    tifffile.imwrite(tmp_path / "plain.tif", stack)
+    expected = {
+        "ij.tif": (0.65, 100.0, "TIFF ImageJ metadata"),
+        "ome.tif": (0.4, 50.0, "TIFF OME metadata"),
+        "plain.tif": (None, None, None),
+    }
+    for name, (um, fps, source) in expected.items():
+        with open_video(tmp_path / name) as reader:
+            assert (reader.um_per_px, reader.fps, reader.calibration_source) == (um, fps, source)

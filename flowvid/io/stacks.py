@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,6 +27,7 @@ class TiffReader(VideoReader):
             with tifffile.TiffFile(self.path) as tif:
                 series = tif.series[0]
                 shape, dtype, axes = series.shape, series.dtype, series.axes
+                stated = tiff_calibration(tif)
         except Exception as err:
             raise VideoError(f"not a readable TIFF stack ({err})", self.path) from None
         finally:
@@ -44,7 +46,7 @@ class TiffReader(VideoReader):
                 path,
             )
         self.num_frames, self.height, self.width = image
-        self.fps = None
+        self.um_per_px, self.fps, self.calibration_source = stated
         self.intensity = Intensity.decide(
             np.dtype(dtype), (self._pages([i])[0] for i in range(self.num_frames))
         )
@@ -60,6 +62,62 @@ class TiffReader(VideoReader):
         wanted = self._check_indices(indices)
         pages = self._pages(wanted)
         return np.stack([self.intensity.apply(p) for p in pages])
+
+
+_MICRONS = {"um": 1.0, "micron": 1.0, "microns": 1.0, "micrometer": 1.0, "nm": 1e-3, "mm": 1e3}
+_SECONDS = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3, "min": 60.0}
+
+
+def _microns(unit: object) -> float | None:
+    """µm per ``unit`` (ImageJ and OME spellings of µm, nm, mm), or None."""
+    text = str(unit).strip().lower().replace("\\u00b5", "u").replace("µ", "u").replace("μ", "u")
+    return _MICRONS.get(text)
+
+
+def _positive(value: object) -> float | None:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None
+
+
+def tiff_calibration(tif) -> tuple[float | None, float | None, str | None]:  # noqa: ANN001
+    """(µm per pixel, frames per second, where they were read) from a TIFF's ImageJ metadata
+    (the X resolution in its ``unit``, ``finterval``) or its OME-XML (``PhysicalSizeX``,
+    ``TimeIncrement``, with their units); None for what it does not state."""
+    um_per_px = fps = None
+    if tif.imagej_metadata:
+        meta = tif.imagej_metadata
+        resolution = tif.pages[0].tags.get("XResolution")
+        scale = _microns(meta.get("unit", ""))
+        if resolution is not None and scale is not None:
+            num, den = resolution.value
+            per_unit = _positive(num / den) if den else None
+            um_per_px = scale / per_unit if per_unit else None
+        interval = _positive(meta.get("finterval"))
+        seconds = _SECONDS.get(str(meta.get("tunit", "s")).strip().lower())
+        fps = 1.0 / (interval * seconds) if interval and seconds else None
+        source = "TIFF ImageJ metadata"
+    elif tif.ome_metadata:
+        import xml.etree.ElementTree as ET
+
+        try:
+            pixels = ET.fromstring(tif.ome_metadata).find(".//{*}Pixels")
+        except ET.ParseError:
+            pixels = None
+        if pixels is not None:
+            size = _positive(pixels.get("PhysicalSizeX"))
+            scale = _microns(pixels.get("PhysicalSizeXUnit", "µm"))
+            um_per_px = size * scale if size and scale else None
+            step = _positive(pixels.get("TimeIncrement"))
+            seconds = _SECONDS.get(pixels.get("TimeIncrementUnit", "s").strip().lower())
+            fps = 1.0 / (step * seconds) if step and seconds else None
+        source = "TIFF OME metadata"
+    if um_per_px is None and fps is None:
+        return None, None, None
+    tidy = lambda v: None if v is None else float(f"{v:.10g}")  # noqa: E731 - 0.65, not 0.649..
+    return tidy(um_per_px), tidy(fps), source
 
 
 class Intensity:
