@@ -349,17 +349,31 @@ def flow_in_px(path: Path) -> tuple[Any, float, dict[str, Any]]:
     return flow, factor, side
 
 
-def flow_for_video(path: Path, frames: int, height: int, width: int) -> tuple[Scaled, dict]:
+def flow_for_video(
+    path: Path, frames: int, height: int, width: int
+) -> tuple[Scaled, dict, tuple[int, int]]:
     """The flow file for a video of ``frames`` frames of ``width`` x ``height``, lazily in
-    px/frame, and its sidecar; a flow that does not fit the video is refused."""
+    px/frame, its sidecar, and the frames it covers, ``(start, stop)``: from the sidecar's
+    ``frames`` (``predict --frames A:B``), else the whole video. A flow that does not fit
+    the video there is refused."""
     flow, factor, side = flow_in_px(path)
-    if flow.shape[0] != frames - 1 or tuple(flow.shape[1:3]) != (height, width):
+    first = side.get("frames") if isinstance(side.get("frames"), list) else None
+    start = first[0] if first and isinstance(first[0], int) and first[0] >= 0 else 0
+    stop = start + flow.shape[0] + 1
+    if stop > frames or tuple(flow.shape[1:3]) != (height, width):
+        where = f" from frame {start}" if start else ""
         raise InputError(
-            f"flow {tuple(flow.shape[:3])} does not fit the video "
+            f"flow {tuple(flow.shape[:3])}{where} does not fit the video "
             f"({frames} frames of {width}x{height})",
             path,
         )
-    return Scaled(flow, factor), side
+    if first is None and stop != frames:
+        raise InputError(
+            f"flow {tuple(flow.shape[:3])} does not fit the video ({frames} frames of "
+            f"{width}x{height}), and no sidecar says which frames it covers",
+            path,
+        )
+    return Scaled(flow, factor), side, (start, stop)
 
 
 class Scaled:

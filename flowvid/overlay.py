@@ -210,6 +210,7 @@ class FlowSource:
     video: str | None = None  # the video it was predicted for, when its sidecar says
     um_per_px: float | None = None  # the calibration its sidecar states
     fps: float | None = None
+    ranged: bool = False  # its sidecar states the frames it covers
 
 
 def flow_source(path: str | Path) -> FlowSource:
@@ -233,7 +234,8 @@ def flow_source(path: str | Path) -> FlowSource:
         if isinstance(value, int | float) and not isinstance(value, bool):
             check_calibration(**{key: value})
             stated[key] = float(value)
-    return FlowSource(seq, start, to_px, units, doc.get("video"), **stated)
+    ranged = isinstance(doc.get("frames"), list)
+    return FlowSource(seq, start, to_px, units, doc.get("video"), **stated, ranged=ranged)
 
 
 def _check_same_video(flow: FlowSource, video: Path, flow_path: Path) -> None:
@@ -276,7 +278,7 @@ def iter_overlay(
 def _check_fits(flow: FlowSource, frames: int, size: tuple[int, int], path: Path) -> None:
     """T frames need T-1 maps of the frame size (fewer when a sidecar says where they start)."""
     n = len(flow.seq)
-    count_ok = n == frames - 1 if flow.start == 0 else flow.start + n <= frames - 1
+    count_ok = flow.start + n <= frames - 1 if flow.ranged or flow.start else n == frames - 1
     if not count_ok or flow.seq.shape[1:3] != size:
         expected = f"({frames - 1}, {size[0]}, {size[1]})"
         raise InputError(

@@ -128,3 +128,32 @@ def test_summary_shows_the_expected_error_panel(tmp_path):
     assert main([*args, "--uncertainty", str(tmp_path / "unc.npy")]) == 0
     doc = json.loads(out.with_suffix(".json").read_text())
     assert doc["segments"][0]["mean_uncertainty_px_per_frame"] == pytest.approx(inside.mean())
+
+
+def test_a_flow_of_a_frame_range_lines_up_in_every_command(tmp_path, capsys):
+    """A flow that `predict --frames 5:16` wrote (its sidecar says so) is read against those
+    frames by summary, kymo and overlay, the flow given as the second argument to each; the
+    same maps without a sidecar are refused with the reason."""
+    video, flow, mask = _clip(frames=24)
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for i, f in enumerate(video):
+        Image.fromarray(f).save(folder / f"{i:03d}.png")
+    Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "mask.png")
+    np.save(tmp_path / "part.npy", flow[5:15])
+    (tmp_path / "part.npy.json").write_text(json.dumps({"frames": [5, 16]}))
+    part, clip, m = str(tmp_path / "part.npy"), str(folder), str(tmp_path / "mask.png")
+    assert main(["summary", clip, part, "--mask", m, "--out", str(tmp_path / "s.png")]) == 0
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert doc["frames"] == [5, 16] and doc["kymograph"]["first_frame"][0] == 5
+    assert np.abs(doc["kymograph"]["stripe_speed_px_per_frame"]) == pytest.approx(SPEED, rel=0.05)
+    assert doc["kymograph"]["agreement"]["agree"]
+    line = ["--line", "5,32,90,32", "--window", "8"]
+    assert main(["kymo", clip, part, *line, "--out", str(tmp_path / "k.png")]) == 0
+    rows = json.loads((tmp_path / "k.json").read_text())["windows"]
+    assert rows[0]["first_frame"] == 5 and rows[0]["model_speed_px_per_frame"] == pytest.approx(1.5)
+    assert main(["overlay", clip, part, "--out", str(tmp_path / "o.gif")]) == 0
+    (tmp_path / "part.npy.json").unlink()
+    capsys.readouterr()
+    assert main(["summary", clip, part, "--mask", m, "--out", str(tmp_path / "t.png")]) == 2
+    assert "no sidecar says which frames it covers" in capsys.readouterr().err

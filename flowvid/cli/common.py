@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
+
+from flowvid.errors import InputError
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
@@ -61,3 +64,20 @@ def add_overwrite(p: argparse.ArgumentParser) -> None:
         help="write into a folder that holds files flowvid did not write: only the files of "
         "the names it writes are replaced, nothing else is touched",
     )
+
+
+def add_flow(p: argparse.ArgumentParser, help: str) -> None:  # noqa: A002 - argparse's name
+    """The flow file as the command's second argument, as in overlay and measure (``--flow``
+    is accepted too)."""
+    p.add_argument("flow", type=Path, nargs="?", default=None, help=help)
+    p.add_argument("--flow", dest="flow_option", type=Path, default=None, help=argparse.SUPPRESS)
+
+
+def flow_argument(args: argparse.Namespace, required: bool) -> Path | None:
+    """The flow file given positionally or with ``--flow`` (not both)."""
+    if args.flow is not None and args.flow_option is not None and args.flow != args.flow_option:
+        raise InputError("give the flow file once: as the second argument or with --flow")
+    flow = args.flow or args.flow_option
+    if required and flow is None:
+        raise InputError("give the flow file: VIDEO FLOW (the flow predict wrote for VIDEO)")
+    return flow

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from flowvid.cli.common import HelpFormatter, frames_window, positive
+from flowvid.cli.common import HelpFormatter, add_flow, flow_argument, frames_window, positive
 from flowvid.errors import InputError
 
 FIGURES = (".png", ".pdf", ".svg")  # what the figure writer makes
@@ -55,14 +55,15 @@ def _cmd_kymo(args: argparse.Namespace) -> int:
             f"--out is a figure: .png, .pdf or .svg, not {args.out.suffix!r}", args.out
         )
     (summary,) = outputs_beside(args.out, ".json")  # both checked before any work
+    args.flow = flow_argument(args, required=False)
 
     with open_video(args.video) as reader:
         height, width, fps, total = reader.height, reader.width, reader.fps, reader.num_frames
-        flow, side = None, {}
+        flow, side, (start, stop) = None, {}, (0, total)
         if args.flow is not None:
-            flow, side = flow_for_video(args.flow, total, height, width)
-        path, what = _path(args, height, width, total - 1)
-        kymo = video_kymograph(reader.iter_frames(), path)
+            flow, side, (start, stop) = flow_for_video(args.flow, total, height, width)
+        path, what = _path(args, height, width, stop - start - 1)
+        kymo = video_kymograph(reader.iter_frames(start, stop), path)
     flow_kymo = None if flow is None else flow_kymograph((flow[i] for i in range(len(flow))), path)
     speeds = window_speeds(kymo, flow_kymo, args.window)
     fps = args.fps or side.get("fps") or fps
@@ -70,7 +71,7 @@ def _cmd_kymo(args: argparse.Namespace) -> int:
     scale = um_per_px * fps if um_per_px and fps else None
     rows = [
         {
-            "first_frame": int(s),
+            "first_frame": int(s) + start,  # in the video
             "stripe_speed_px_per_frame": float(a),
             "model_speed_px_per_frame": None if speeds.model is None else float(speeds.model[i]),
             **({"stripe_speed_um_per_s": float(a) * scale} if scale else {}),
@@ -109,7 +110,7 @@ def add_kymo(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("video", type=Path, help="video file, .tif stack or folder of frames")
     p.add_argument("--out", type=Path, required=True, help="figure (.png); speeds beside as .json")
-    p.add_argument("--flow", type=Path, default=None, help="the model's flow for this video")
+    add_flow(p, "the flow predicted for this video (optional: its speed beside the stripes')")
     p.add_argument("--line", default=None, help="X0,Y0,X1,Y1 in px")
     p.add_argument("--segment", type=int, default=None, help="a segment number of --mask")
     p.add_argument("--mask", type=Path, default=None, help="vessel mask, for --segment")

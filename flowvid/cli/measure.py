@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from flowvid.cli.common import HelpFormatter, frames_window, positive
+from flowvid.cli.common import HelpFormatter, add_flow, flow_argument, frames_window, positive
 from flowvid.errors import InputError
 
 FIGURES = (".png", ".pdf", ".svg")  # what the figure writer makes
@@ -125,18 +125,19 @@ def _cmd_summary(args: argparse.Namespace) -> int:
             f"--out is a figure: .png, .pdf or .svg, not {args.out.suffix!r}", args.out
         )
     (json_path,) = outputs_beside(args.out, ".json")  # both checked before any work
+    args.flow = flow_argument(args, required=True)
 
     with contextlib.ExitStack() as stack:
         reader = stack.enter_context(open_video(args.video))
         total, h, w = reader.num_frames, reader.height, reader.width
-        flow, side = flow_for_video(args.flow, total, h, w)
-        mask = read_mask(args.mask, total - 1, h, w).any(0)
+        flow, side, (start, stop) = flow_for_video(args.flow, total, h, w)
+        mask = read_mask(args.mask, stop - start - 1, h, w).any(0)
         errors = None
         if args.uncertainty is not None:
             errors = ExpectedError(args.uncertainty)
             stack.callback(errors.close)
         summary = summarise_clip(
-            reader.iter_frames(),
+            reader.iter_frames(start, stop),
             flow,
             mask,
             um_per_px=args.um_per_px or side.get("um_per_px"),
@@ -149,10 +150,11 @@ def _cmd_summary(args: argparse.Namespace) -> int:
         "video": str(args.video),
         "flow": str(args.flow),
         "mask": str(args.mask),
+        "frames": [start, stop],
         "kymograph": {
             "segment": summary.kymo_segment,
             "window_frames": summary.window,
-            "first_frame": summary.speeds.start.tolist(),
+            "first_frame": (summary.speeds.start + start).tolist(),  # in the video
             "stripe_speed_px_per_frame": summary.speeds.stripe.tolist(),
             "model_speed_px_per_frame": summary.speeds.model.tolist(),
             "agreement": summary.agreement,
@@ -182,7 +184,7 @@ def add_summary(sub: argparse._SubParsersAction) -> None:
         "--out clip_summary.pdf",
     )
     p.add_argument("video", type=Path, help="video file, .tif stack or folder of frames")
-    p.add_argument("--flow", type=Path, required=True, help="the flow predicted for this video")
+    add_flow(p, "the flow predicted for this video")
     p.add_argument("--mask", type=Path, required=True, help="vessel mask, .png or .npy")
     p.add_argument("--out", type=Path, required=True, help="figure (.png, .pdf or .svg)")
     p.add_argument("--segment", type=int, default=None, help="kymograph segment; default: longest")
