@@ -279,3 +279,13 @@ def test_overlay_arrows_at_the_scale_speed_span_one_and_a_half_grid_steps():
     assert lit.min() == 104 and abs(lit.max() - 104 - 1.5 * step) <= 1  # a 24 px arrow
     image[:60, :160] = 0  # the key
     assert (image[:140] == 0).all()  # nothing else drawn where nothing moves
+
+
+def test_every_command_describes_itself_in_its_help():
+    import argparse
+
+    from flowvid.cli import build_parser
+
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    missing = [name for name, p in sub.choices.items() if not (p.description or "").strip()]
+    assert missing == []

@@ -14,8 +14,17 @@ EXIT_TERMINATED = 143  # SIGTERM (128 + SIGTERM)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Help that shows each option's default (where it has one worth showing) and keeps the
-    examples' line breaks."""
+    """Help that shows each option's default (where it has one worth showing), wraps the
+    description and keeps the examples' line breaks."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        """Each line wrapped to the terminal, the line breaks written kept."""
+        import textwrap
+
+        return "\n".join(
+            textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent) or ""
+            for line in text.splitlines()
+        )
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""

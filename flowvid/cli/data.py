@@ -189,6 +189,11 @@ def add_validate(sub: argparse._SubParsersAction) -> None:
         "validate",
         formatter_class=HelpFormatter,
         help="check a dataset folder and list every problem",
+        description="Check a dataset folder (videos/, flow/, masks/, dataset.yaml) and list "
+        "every problem at once: missing or extra files, frame counts and sizes that do not "
+        "match their flow, non-finite values, bad masks and splits. Exit 0 when it is valid, "
+        "2 when anything is wrong. --photometric also warps each frame by its flow to catch "
+        "a negated, swapped, shifted or mis-scaled flow.",
         epilog="example: flowvid validate demo_synth\n"
         "example: flowvid validate my_dataset --photometric",
     )

@@ -103,6 +103,11 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
         "predict",
         formatter_class=HelpFormatter,
         help="predict flow (or future frames) for a video, or many",
+        description="Predict pixel-wise flow, (T-1, H, W, 2) px/frame (flow[i] moves frame i "
+        "to i+1, u right, v down), for a video, a .tif stack or a folder of frames, in "
+        "constant memory; or for many videos with --out-dir (resumable). A JSON sidecar "
+        "beside the output records the units, calibration, frame range, method and model. "
+        "--method dis|farneback writes classical flow through the same files.",
         epilog="example: flowvid predict clip.mp4 --out flow.npy --um-per-px 0.8 --fps 100\n"
         "example: flowvid predict recordings/ --out-dir flows/ --format h5   "
         "(run again to go on after a stop)",
@@ -194,6 +199,9 @@ def add_embed(sub: argparse._SubParsersAction) -> None:
         "embed",
         formatter_class=HelpFormatter,
         help="write the learned per-frame representation",
+        description="Write the model's recurrent state for every frame, (T, S, H/4, W/4) "
+        "float16 (or one pooled vector per frame with --pooled): features for clustering, "
+        "search or a downstream model.",
         epilog="example: flowvid embed clip.mp4 --out feats.npy --pooled",
     )
     p.add_argument("video", type=Path, help="video file, .tif stack or folder of frames")
@@ -231,6 +239,11 @@ def add_overlay(sub: argparse._SubParsersAction) -> None:
         "overlay",
         formatter_class=HelpFormatter,
         help="draw flow over a video",
+        description="Draw a flow file over its video: colour (the direction wheel, saturation "
+        "= speed) and/or arrows, with a key; .mp4, .gif or a folder of PNGs. --gt adds the "
+        "ground truth and an error map side by side; --uncertainty greys out vectors whose "
+        "expected error is over --max-uncertainty. Calibration comes from the options, else "
+        "from the flow's sidecar.",
         epilog="example: flowvid overlay clip.mp4 flow.npy --out overlay.mp4 --style both",
     )
     p.add_argument("video", type=Path, help="video file, .tif stack or folder of frames")

@@ -120,6 +120,11 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
         "eval",
         formatter_class=HelpFormatter,
         help="score a model (and classical baselines) against ground truth",
+        description="Score a model on a dataset split against its ground truth: EPE in the "
+        "vessels and outside, accuracy at 1 and 3 px, by speed; with --baselines beside zero "
+        "flow, Farneback and DIS (two-frame and averaged over 3 maps); with a model that "
+        "states its expected error, its calibration (sparsification curves, AUSE). "
+        "--suite motion scores known motion on textures no model trained on.",
         epilog="example: flowvid eval --data my_dataset --split test --baselines\n"
         "example: flowvid eval --suite motion --out suite   (known motion, no dataset needed)",
     )
