@@ -54,7 +54,7 @@ class ClipSummary:
     kymo_segment: int  # the label of the segment the kymograph follows
     path: np.ndarray  # (N, 2) x, y
     kymo: np.ndarray  # (T, N) grey levels
-    speeds: KymoSpeeds  # stripe and model speed per window, px/frame
+    speeds: KymoSpeeds | None  # stripe and model speed per window, px/frame (None: no kymograph)
     window: int  # frames per stripe-speed window
     um_per_px: float | None
     fps: float | None
@@ -64,7 +64,7 @@ class ClipSummary:
     def agreement(self) -> dict | None:
         """Whether the model's speed along the kymograph's path agrees with its stripes'
         (:func:`flowvid.kymo.agreement`)."""
-        return agreement(self.speeds)
+        return None if self.speeds is None else agreement(self.speeds)
 
     @property
     def scale(self) -> float | None:
@@ -83,13 +83,16 @@ def summarise_clip(
     window: int = 32,
     min_length: int = 5,
     errors: Any = None,
+    kymograph: bool = True,
 ) -> ClipSummary:
     """Gather what the one-page figure shows.
 
     ``frames``: the video's frames (H, W, 3) uint8, in order, read once; ``flow``:
     (T-1, H, W, 2) px/frame, an array or a lazy sequence read map by map; ``mask``: (H, W)
     bool; ``segment``: the label of the segment whose kymograph is drawn (default: the
-    longest); ``errors``: (T-1, H, W) expected error, px/frame, read map by map.
+    longest); ``errors``: (T-1, H, W) expected error, px/frame, read map by map;
+    ``kymograph=False`` (and any clip under :data:`KYMO_MIN_FRAMES` frames): no kymograph
+    and no stripe speeds, the rest as ever.
     """
     mask = np.asarray(mask, bool)
     if mask.shape != tuple(flow.shape[1:3]):
@@ -131,7 +134,9 @@ def summarise_clip(
     if count != len(flow) + 1:
         raise InputError(f"the video has {count} frames; the flow is for {len(flow) + 1}")
     kymo_arr = np.stack(kymo).astype(np.float32)
-    speeds = window_speeds(kymo_arr, np.stack(along_path).astype(np.float32), window)
+    speeds = None
+    if kymograph and count >= KYMO_MIN_FRAMES:
+        speeds = window_speeds(kymo_arr, np.stack(along_path).astype(np.float32), window)
     return ClipSummary(
         mean_frame=np.clip(frame_sum / count, 0, 255).round().astype(np.uint8),
         mean_speed=(speed_sum / len(flow)).astype(np.float32),
@@ -184,6 +189,23 @@ def _table(s: ClipSummary) -> tuple[list[str], list[list[str]]]:
         units.append(units[3])
     header = [f"{c}\n({u})" if u else c for c, u in zip(columns, units, strict=True)]
     return header, rows
+
+
+KYMO_MIN_FRAMES = 4  # the fewest frames a stripe speed is read from
+
+
+def _kymo_title(ax, s: ClipSummary, k: float, unit: str) -> None:  # noqa: ANN001 - an Axes
+    """The kymograph panel's title: both speeds (medians), flagged where they disagree."""
+    stripe, model = float(np.median(s.speeds.stripe)) * k, float(np.median(s.speeds.model)) * k
+    check = s.agreement
+    disagree = check is not None and not check["agree"]
+    ax.set_title(
+        f"kymograph along segment {s.kymo_segment}\nspeed from its stripes {stripe:.3g}, "
+        f"model {model:.3g} {unit} (medians)"
+        + (f"\nDISAGREE: model / stripes = {check['model_over_stripe']:.2g}" if disagree else ""),
+        fontsize=10,
+        color="firebrick" if disagree else "black",
+    )
 
 
 def summary_figure(path_out: str | Path, s: ClipSummary, title: str = "") -> None:
@@ -245,30 +267,32 @@ def summary_figure(path_out: str | Path, s: ClipSummary, title: str = "") -> Non
     t_unit = "s" if seconds else "frame"
     extent = (0, s.kymo.shape[1], s.kymo.shape[0] * t_scale, 0)
     ax_kymo.imshow(s.kymo, cmap="gray", aspect="auto", extent=extent)
-    stripe, model = float(np.median(s.speeds.stripe)) * k, float(np.median(s.speeds.model)) * k
-    check = s.agreement
-    disagree = check is not None and not check["agree"]
-    ax_kymo.set_title(
-        f"kymograph along segment {s.kymo_segment}\nspeed from its stripes {stripe:.3g}, "
-        f"model {model:.3g} {unit} (medians)"
-        + (f"\nDISAGREE: model / stripes = {check['model_over_stripe']:.2g}" if disagree else ""),
-        fontsize=10,
-        color="firebrick" if disagree else "black",
-    )
     ax_kymo.set(
         xlabel="position along the path from its start (px)",
         ylabel=f"time ({t_unit})",
     )
+    if s.speeds is None:
+        why = (
+            f"a clip of {len(s.kymo)} frames (stripe speeds need {KYMO_MIN_FRAMES})"
+            if len(s.kymo) < KYMO_MIN_FRAMES
+            else "not asked for (--no-kymo)"
+        )
+        ax_kymo.set_title(
+            f"video along segment {s.kymo_segment}\nno stripe speed: {why}", fontsize=10
+        )
+    else:
+        _kymo_title(ax_kymo, s, k, unit)
 
     order = sorted(s.segments, key=lambda g: -g.length_px)[:MAX_CURVES]
     t = np.arange(len(s.centreline_speed)) * t_scale
     for seg in sorted(order, key=lambda g: g.label):
         series = s.centreline_speed[:, seg.label - 1]
         ax_time.plot(t, series * k, lw=1, label=f"{seg.label} (PI {pulsatility_index(series):.2f})")
-    centres = (s.speeds.start + (s.window - 1) / 2) * t_scale  # the middle of each window
-    ax_time.plot(
-        centres, s.speeds.stripe * k, "kx", ms=7, label=f"{s.kymo_segment}: kymograph stripes"
-    )
+    if s.speeds is not None:
+        centres = (s.speeds.start + (s.window - 1) / 2) * t_scale  # the middle of each window
+        ax_time.plot(
+            centres, s.speeds.stripe * k, "kx", ms=7, label=f"{s.kymo_segment}: kymograph stripes"
+        )
     ax_time.axhline(0, color="0.6", lw=0.5)
     more = "" if len(order) == len(s.segments) else f" ({len(order)} longest of {len(s.segments)})"
     ax_time.set_title(f"centreline speed over time{more}\n+ along each segment's axis", fontsize=10)

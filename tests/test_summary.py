@@ -157,3 +157,21 @@ def test_a_flow_of_a_frame_range_lines_up_in_every_command(tmp_path, capsys):
     capsys.readouterr()
     assert main(["summary", clip, part, "--mask", m, "--out", str(tmp_path / "t.png")]) == 2
     assert "no sidecar says which frames it covers" in capsys.readouterr().err
+
+
+def test_summary_without_a_kymograph_for_a_short_clip_or_when_asked(tmp_path):
+    video, flow, mask = _clip(frames=12)
+    Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "mask.png")
+    for frames, extra in ((3, []), (12, ["--no-kymo"])):
+        folder = tmp_path / f"clip{frames}"
+        folder.mkdir()
+        for i, f in enumerate(video[:frames]):
+            Image.fromarray(f).save(folder / f"{i:03d}.png")
+        np.save(tmp_path / f"flow{frames}.npy", flow[: frames - 1])
+        out = tmp_path / f"s{frames}.png"
+        argv = ["summary", str(folder), str(tmp_path / f"flow{frames}.npy"), "--mask"]
+        assert main([*argv, str(tmp_path / "mask.png"), "--out", str(out), *extra]) == 0
+        doc = json.loads(out.with_suffix(".json").read_text())
+        assert doc["kymograph"] is None
+        (seg,) = doc["segments"]
+        assert abs(seg["mean_centreline_speed_px_per_frame"]) == pytest.approx(SPEED, rel=1e-4)

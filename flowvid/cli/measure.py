@@ -145,13 +145,16 @@ def _cmd_summary(args: argparse.Namespace) -> int:
             segment=args.segment,
             window=args.window,
             errors=errors,
+            kymograph=not args.no_kymo,
         )
     doc = summary.measured | {
         "video": str(args.video),
         "flow": str(args.flow),
         "mask": str(args.mask),
         "frames": [start, stop],
-        "kymograph": {
+        "kymograph": None
+        if summary.speeds is None
+        else {
             "segment": summary.kymo_segment,
             "window_frames": summary.window,
             "first_frame": (summary.speeds.start + start).tolist(),  # in the video
@@ -190,6 +193,11 @@ def add_summary(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--segment", type=int, default=None, help="kymograph segment; default: longest")
     p.add_argument(
         "--window", type=frames_window, default=32, help="frames per stripe-speed estimate"
+    )
+    p.add_argument(
+        "--no-kymo",
+        action="store_true",
+        help="no kymograph stripe speeds (a clip under 4 frames gets none anyway)",
     )
     p.add_argument("--um-per-px", type=positive, default=None, help="default: the flow's sidecar")
     p.add_argument("--fps", type=positive, default=None, help="default: the sidecar's or video's")
