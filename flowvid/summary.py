@@ -196,7 +196,15 @@ KYMO_MIN_FRAMES = 4  # the fewest frames a stripe speed is read from
 
 def _kymo_title(ax, s: ClipSummary, k: float, unit: str) -> None:  # noqa: ANN001 - an Axes
     """The kymograph panel's title: both speeds (medians), flagged where they disagree."""
-    stripe, model = float(np.median(s.speeds.stripe)) * k, float(np.median(s.speeds.model)) * k
+    model = float(np.median(s.speeds.model)) * k
+    if np.isnan(s.speeds.stripe).all():
+        ax.set_title(
+            f"kymograph along segment {s.kymo_segment}\nno confident stripe speed "
+            f"(short or low-texture path); model {model:.3g} {unit}",
+            fontsize=10,
+        )
+        return
+    stripe = float(np.nanmedian(s.speeds.stripe)) * k
     check = s.agreement
     disagree = check is not None and not check["agree"]
     ax.set_title(

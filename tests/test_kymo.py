@@ -66,7 +66,27 @@ def test_kymo_command_sets_stripe_and_model_speed_side_by_side(tmp_path, capsys)
     assert main([*argv, "--out", str(tmp_path / "slow.png"), "--window", "16"]) == 0
     check = json.loads((tmp_path / "slow.json").read_text())["agreement"]
     assert not check["agree"] and check["model_over_stripe"] == pytest.approx(0.1, rel=0.06)
-    assert "x the speed the video's kymograph stripes show (2.03)" in capsys.readouterr().err
+    assert "0.1x the speed the video's kymograph stripes show (2)" in capsys.readouterr().err
     bad = ["kymo", str(folder), "--line", "5,32,500,32", "--out", str(tmp_path / "k2.png")]
     assert main(bad) == 2 and "leaves the 64x64 frame" in capsys.readouterr().err
     assert not (tmp_path / "k2.png").exists()
+
+
+def test_stripe_speeds_of_short_or_featureless_paths_are_rejected_not_guessed():
+    from flowvid.kymo import MIN_STRIPE_CONFIDENCE, agreement, stripe_confidence
+
+    good = window_speeds(video_kymograph(_moving(1.5), line_path(10, 48, 86, 48)), None, 32)
+    assert good.stripe == pytest.approx(1.5, rel=0.05) and (good.confidence > 0.9).all()
+    # a path with nothing that moves: flat grey and camera noise
+    noise = np.random.default_rng(3).normal(128, 3, (40, 96, 96, 1)).clip(0, 255)
+    noise = noise.repeat(3, -1).astype(np.uint8)
+    flat = window_speeds(video_kymograph(noise, line_path(10, 48, 86, 48)), None, 32)
+    assert np.isnan(flat.stripe).all() and (flat.confidence < MIN_STRIPE_CONFIDENCE).all()
+    # a 12 px path: its stripe angle is biased (1.41 for 1.5), so it is not read
+    short = window_speeds(video_kymograph(_moving(1.5), line_path(10, 48, 22, 48)), None, 32)
+    assert np.isnan(short.stripe).all()
+    # the confidence itself: high at the true speed, low at a wrong one
+    kymo = video_kymograph(_moving(2.5), line_path(10, 48, 86, 48))[:32]
+    assert stripe_confidence(kymo, 2.5) > 0.95 > 0.3 > stripe_confidence(kymo, 3.75)
+    flat.model = np.full(len(flat.start), 1.0)
+    assert agreement(flat)["agree"] is None and "no window" in agreement(flat)["warning"]

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from flowvid.cli.common import HelpFormatter, add_flow, flow_argument, frames_window, positive
 from flowvid.errors import InputError
 
@@ -72,9 +74,14 @@ def _cmd_kymo(args: argparse.Namespace) -> int:
     rows = [
         {
             "first_frame": int(s) + start,  # in the video
-            "stripe_speed_px_per_frame": float(a),
+            "stripe_speed_px_per_frame": None if np.isnan(a) else float(a),  # None: rejected
+            "stripe_confidence": float(speeds.confidence[i]),
             "model_speed_px_per_frame": None if speeds.model is None else float(speeds.model[i]),
-            **({"stripe_speed_um_per_s": float(a) * scale} if scale else {}),
+            **(
+                {"stripe_speed_um_per_s": None if np.isnan(a) else float(a) * scale}
+                if scale
+                else {}
+            ),
         }
         for i, (s, a) in enumerate(zip(speeds.start, speeds.stripe, strict=True))
     ]
@@ -85,9 +92,11 @@ def _cmd_kymo(args: argparse.Namespace) -> int:
     with atomic_output(summary) as tmp:
         tmp.write_text(json.dumps(doc | ({"agreement": check} if check else {}), indent=2))
     for row in rows:
-        model = row["model_speed_px_per_frame"]
+        model, stripe = row["model_speed_px_per_frame"], row["stripe_speed_px_per_frame"]
         print(
-            f"frames {row['first_frame']}+: stripe {row['stripe_speed_px_per_frame']:.3f} px/frame"
+            f"frames {row['first_frame']}+: stripe "
+            + ("rejected" if stripe is None else f"{stripe:.3f} px/frame")
+            + f" (confidence {row['stripe_confidence']:.2f})"
             + ("" if model is None else f", model {model:.3f} px/frame")
         )
     if check is not None and not check["agree"]:

@@ -158,7 +158,10 @@ def _cmd_summary(args: argparse.Namespace) -> int:
             "segment": summary.kymo_segment,
             "window_frames": summary.window,
             "first_frame": (summary.speeds.start + start).tolist(),  # in the video
-            "stripe_speed_px_per_frame": summary.speeds.stripe.tolist(),
+            "stripe_speed_px_per_frame": [  # None: rejected (see stripe_confidence)
+                None if v != v else v for v in summary.speeds.stripe.tolist()
+            ],
+            "stripe_confidence": summary.speeds.confidence.tolist(),
             "model_speed_px_per_frame": summary.speeds.model.tolist(),
             "agreement": summary.agreement,
         },
