@@ -1,9 +1,10 @@
 """Make a trained run the default model that `flowvid predict` uses without --checkpoint.
 
-    python tools/ship_default_model.py runs/flow_lite0/model.pt [--note "1500 CPU steps"]
+    python tools/ship_default_model.py runs/default_model/2_vessels/model.pt [--note "..."]
 
-Writes flowvid/weights/flow_lite0_synth.pt: float16 weights plus the arguments that rebuild
-the model and the run's config (about 7 MB). Describe it in data_cards/model_flow_lite0_synth.md.
+Writes the default checkpoint (``flowvid.checkpoint.DEFAULT_CHECKPOINT``, or ``--out``):
+float16 weights plus the arguments that rebuild the model and the run's config (about 7 MB).
+Describe it in its model card under data_cards/.
 """
 
 import argparse
