@@ -468,3 +468,19 @@ def test_train_refuses_a_run_folder_of_other_files_before_any_work(tmp_path, cap
     assert main([*argv, "--run-dir", str(run), "--resume"]) == 2
     assert "no dataset at" in capsys.readouterr().err
     assert _snapshot(run) == before
+
+
+def test_a_folder_output_onto_the_current_folder_is_refused_and_leaves_nothing(
+    setup, tmp_path, monkeypatch, capsys
+):
+    _, video, _, ckpt, _, _ = setup
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    for out in (".", str(here), "sub/.."):
+        argv = ["predict", str(video), "--out", out, "--checkpoint", str(ckpt)]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "is the current folder" in err and "Traceback" not in err
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["here"]
+        assert list(here.iterdir()) == []

@@ -133,7 +133,14 @@ def atomic_output(final: str | Path, is_dir: bool = False) -> Iterator[Path]:
     blocking = next((p for p in (final.parent, *final.parent.parents) if p.is_file()), None)
     if blocking is not None:
         raise InputError(f"cannot write {final}: {blocking} is a file, not a folder")
+    if is_dir and Path.cwd().resolve().is_relative_to(final.resolve()):
+        raise InputError(
+            "is the current folder (or holds it): a folder output is made whole and put in "
+            "place, so name a new folder for it, e.g. --out flows",
+            final,
+        )
     check_target(final, is_dir)
+    final = Path(os.path.abspath(final))  # "a/.." has a name to put the output under
     final.parent.mkdir(parents=True, exist_ok=True)
     _sweep(final)
     prefix = _tmp_prefix(final, os.getpid())

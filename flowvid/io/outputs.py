@@ -253,6 +253,9 @@ class ExpectedError:
 
 
 def sidecar_path(out: Path) -> Path:
+    """``<out>.json`` beside the output (``out`` made absolute first: ``a/..`` and ``.`` have
+    no name of their own)."""
+    out = Path(os.path.abspath(out))
     return out.with_name(out.name + ".json")
 
 
