@@ -19,7 +19,7 @@ from flowvid.io.atomic import atomic_output
 from flowvid.models import FlowVid, create_model
 
 FORMAT = "flowvid-checkpoint-1"
-DEFAULT_CHECKPOINT = Path(__file__).parent / "weights" / "flow_lite0_synth.pt"
+DEFAULT_CHECKPOINT = Path(__file__).parent / "weights" / "flow_lite0_lk.pt"
 
 
 def save_checkpoint(

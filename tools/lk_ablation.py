@@ -1,7 +1,7 @@
 """Dense Lucas-Kanade refinement on or off, for trained models, on data they never saw.
 
     python tools/lk_ablation.py --out runs/lk_ablation \
-        --checkpoint runs/cpu_motion/model.pt flowvid/weights/flow_lite0_synth.pt \
+        --checkpoint runs/cpu_motion/model.pt flowvid/weights/flow_lite0_lk.pt \
         --looks-root runs/looks_eval --lk as-trained iters=3,prior=0.25 iters=3,levels=2,prior=0.5
 
 Every checkpoint runs with each ``--lk`` setting: ``as-trained`` (its own settings),

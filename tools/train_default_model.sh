@@ -6,8 +6,11 @@
 #
 #   tools/train_default_model.sh [OUT_DIR] [extra `flowvid train` arguments for both stages...]
 #
-# PROFILE=cpu (the default without a GPU) is the recipe sized for 2 CPU cores (an AMD EPYC
-# VM: 0.42 steps/s in stage 1): stage 1 about 52 minutes, stage 2 about 78 (2 h 10 min in all), each resumable (RESUME=1 goes on from each stage's
+# PROFILE=cpu (the default without a GPU) is the recipe sized for 2 CPU cores, the one that
+# trained the shipped model: on a 2-core AMD EPYC VM (2026-12-04) stage 1 took 20 minutes
+# (1.06 steps/s) and stage 2 61 (0.41 steps/s); other VMs of that kind ran at 0.42 steps/s in
+# stage 1, and then the minute caps (55 and 90) end each stage early. Each stage is
+# resumable (RESUME=1 goes on from each stage's
 # last.ckpt after a stop; a finished stage is skipped). PROFILE=gpu uses the stage configs as
 # they are (192 px crops, clips of 8, batch 8).
 #
@@ -38,8 +41,8 @@ if [[ "$PROFILE" == cpu ]]; then
             --set train.max_minutes=55 --set train.val_every_steps=250
             --set train.warmup_steps=200)
     STAGE2=(--set data.crop=128 --set data.clip_len=6 --set data.batch_size=4
-            --set data.workers=1 --set data.rendered_val_clips=8 --set train.max_steps=900
-            --set train.max_minutes=78 --set train.val_every_steps=200
+            --set data.workers=1 --set data.rendered_val_clips=8 --set train.max_steps=1500
+            --set train.max_minutes=90 --set train.val_every_steps=200
             --set train.warmup_steps=50 --set train.lr=0.0002)
     CORPUS=(--videos 48 --frames 48 --size 160)
 else
