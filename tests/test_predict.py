@@ -14,6 +14,7 @@ from flowvid.data.synthetic import ClipRenderer, SynthConfig
 from flowvid.evaluate import CLASSICAL
 from flowvid.inference import predict_flow
 from flowvid.io.flowfile import read_flow
+from flowvid.io.outputs import flow_origin
 from flowvid.io.video import open_video, write_video
 from flowvid.models import create_model
 from flowvid.stream import to_clip_size
@@ -394,6 +395,11 @@ def test_predict_method_classical_is_opencv_on_the_same_frames(method, data, tmp
     np.testing.assert_array_equal(read_flow(out), expected)
     side = json.loads((tmp_path / f"{method}.h5.json").read_text())
     assert side["method"] == method and side["checkpoint"] is None and side["um_per_px"] == 0.8
+    # the figures name it (summary, kymo)
+    assert (
+        flow_origin(side)
+        == {"dis": "flow: OpenCV DIS", "farneback": "flow: OpenCV Farneback"}[method]
+    )
     # what the classical flow cannot do is refused, not ignored
     for extra, says in (
         (["--checkpoint", "x.pt"], "uses no checkpoint"),
@@ -410,6 +416,9 @@ def test_the_model_s_sidecar_names_its_method(checkpoint, data, tmp_path):
     assert main(["predict", str(video), "--out", str(out), "--checkpoint", str(checkpoint)]) == 0
     side = json.loads((tmp_path / "model.npy.json").read_text())
     assert side["method"] == "model" and side["checkpoint_sha256"]
+    label = f"flow: model {checkpoint.name} ({side['checkpoint_sha256'][:8]})"
+    assert flow_origin(side) == label
+    assert flow_origin({}) == "flow: source not recorded"
 
 
 def test_predict_takes_the_calibration_a_tiff_states_and_says_where_from(

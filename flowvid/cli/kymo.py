@@ -42,6 +42,7 @@ def _path(args: argparse.Namespace, height: int, width: int, pairs: int):  # noq
 
 def _cmd_kymo(args: argparse.Namespace) -> int:
     from flowvid.io.atomic import atomic_output, outputs_beside
+    from flowvid.io.outputs import flow_origin
     from flowvid.io.video import open_video
     from flowvid.kymo import (
         agreement,
@@ -86,7 +87,10 @@ def _cmd_kymo(args: argparse.Namespace) -> int:
         for i, (s, a) in enumerate(zip(speeds.start, speeds.stripe, strict=True))
     ]
     with atomic_output(args.out) as tmp:
-        kymo_figure(tmp, kymo, flow_kymo, speeds, scale, f"{Path(args.video).name}: {what}")
+        title = f"{Path(args.video).name}: {what}"
+        if flow is not None:
+            title += f"\n{flow_origin(side)}"
+        kymo_figure(tmp, kymo, flow_kymo, speeds, scale, title)
     check = agreement(speeds)
     doc = {"video": str(args.video), "path": what, "windows": rows}
     with atomic_output(summary) as tmp:

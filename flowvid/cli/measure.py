@@ -115,7 +115,7 @@ def add_measure(sub: argparse._SubParsersAction) -> None:
 def _cmd_summary(args: argparse.Namespace) -> int:
     from flowvid.io.atomic import atomic_output, outputs_beside
     from flowvid.io.masks import read_mask
-    from flowvid.io.outputs import ExpectedError
+    from flowvid.io.outputs import ExpectedError, flow_origin
     from flowvid.io.video import open_video
     from flowvid.measure import flow_for_video
     from flowvid.summary import summarise_clip, summary_figure
@@ -167,7 +167,11 @@ def _cmd_summary(args: argparse.Namespace) -> int:
         },
     }
     with atomic_output(args.out) as tmp:
-        summary_figure(tmp, summary, f"{Path(args.video).name}: {len(summary.segments)} segments")
+        summary_figure(
+            tmp,
+            summary,
+            f"{Path(args.video).name}: {len(summary.segments)} segments\n{flow_origin(side)}",
+        )
     with atomic_output(json_path) as tmp:
         tmp.write_text(json.dumps(doc, indent=2))
     if summary.agreement is not None and not summary.agreement["agree"]:

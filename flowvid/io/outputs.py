@@ -21,6 +21,8 @@ from flowvid.io.atomic import atomic_output, reserve
 from flowvid.io.exports import H5Writer, need_free_space, write_mat
 from flowvid.io.pairs import write_flo, write_kitti
 
+CLASSICAL_NAMES = {"dis": "OpenCV DIS", "farneback": "OpenCV Farneback"}
+
 
 class NpyWriter:
     """A ``.npy`` of known shape, written along axis 0 with plain file writes.
@@ -282,6 +284,21 @@ def read_sidecar(out: str | Path) -> dict[str, Any]:
             path,
         )
     return doc
+
+
+def flow_origin(doc: dict[str, Any]) -> str:
+    """What made a flow, in a few words for a figure, from its sidecar ``doc``: the
+    classical method, or the model's checkpoint (file name and the first 8 hex digits of its
+    sha256); "source not recorded" for a flow without a sidecar that says."""
+    method = doc.get("method")
+    if method in CLASSICAL_NAMES:
+        return f"flow: {CLASSICAL_NAMES[method]}"
+    checkpoint, digest = doc.get("checkpoint"), doc.get("checkpoint_sha256")
+    if checkpoint:
+        return f"flow: model {Path(str(checkpoint)).name}" + (
+            f" ({str(digest)[:8]})" if digest else ""
+        )
+    return "flow: source not recorded"
 
 
 def write_sidecar(out: Path, fields: dict[str, Any]) -> Path:
