@@ -74,9 +74,11 @@ def blend(
 def draw_arrows(
     image: np.ndarray, flow: np.ndarray, step: int, scale: float, where: np.ndarray | None = None
 ) -> np.ndarray:
-    """A quiver every ``step`` px: arrows ``scale`` times the flow (px/frame) long."""
+    """A quiver every ``step`` px: arrows ``scale`` times the flow (px/frame) long, white on a
+    dark outline, so they read on bright (bright-field) and dark (fluorescence) video alike."""
     out = image.copy()
     h, w = flow.shape[:2]
+    arrows = []
     for y in range(step // 2, h, step):
         for x in range(step // 2, w, step):
             if where is not None and not where[y, x]:
@@ -84,8 +86,10 @@ def draw_arrows(
             u, v = flow[y, x]
             if not np.isfinite(u + v) or u * u + v * v < 1e-4:
                 continue
-            tip = (int(round(x + scale * u)), int(round(y + scale * v)))
-            cv2.arrowedLine(out, (x, y), tip, (255, 255, 255), 1, cv2.LINE_AA, tipLength=0.3)
+            arrows.append(((x, y), (int(round(x + scale * u)), int(round(y + scale * v)))))
+    for colour, width in (((40, 40, 40), 3), ((255, 255, 255), 1)):  # outlines under the arrows
+        for tail, tip in arrows:
+            cv2.arrowedLine(out, tail, tip, colour, width, cv2.LINE_AA, tipLength=0.3)
     return out
 
 
