@@ -223,3 +223,20 @@ def test_layer_windows_never_clip_a_layer(monkeypatch):
         for t in range(3):
             for a, b in zip(states[t], full._state(t), strict=True):
                 np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_low_contrast_fades_the_frames_to_a_grey_level_and_keeps_the_flow():
+    """A clip's contrast scales the rendered image about its grey level; the motion is the
+    same clip's (the same draws), so only the pixels' contrast changes."""
+    common = dict(size=48, frames=3, **EXACT)
+    full = MotionRenderer(MotionConfig(contrast=(1.0, 1.0), **common), np.random.default_rng(3))
+    faint = MotionRenderer(MotionConfig(contrast=(0.2, 0.2), **common), np.random.default_rng(3))
+    level = faint.params.level
+    assert 0.2 <= level <= 0.8 and faint.params.contrast == pytest.approx(0.2)
+    np.testing.assert_array_equal(full.flow(0), faint.flow(0))
+    rendered = full._state(0)[0]
+    expected = np.clip(level + 0.2 * (rendered - level), 0, 1) * 255.0
+    assert np.abs(faint.frame(0).astype(np.float32) - expected).max() <= 0.5 + 1e-3
+    assert faint.frame(0).std() < 0.3 * full.frame(0).std()
+    with pytest.raises(ValueError, match="contrast"):
+        MotionConfig(contrast=(0.0, 1.0))

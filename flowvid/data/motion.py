@@ -50,6 +50,9 @@ class MotionConfig:
     photo_prob: float = 0.5  # texture from a bundled photograph, else procedural
     noise: tuple[float, float] = (0.0, 0.03)  # sensor noise std
     blur: tuple[float, float] = (0.0, 1.0)  # optics, Gaussian sigma px
+    # the image's contrast, log-uniform: 1 as rendered, 0.15 a faint image over a flat grey
+    # level (bright-field and unstained tissue are low contrast; the sensor noise is added after)
+    contrast: tuple[float, float] = (0.15, 1.0)
     crf: tuple[int, int] = (12, 26)  # x264 quality when written to disk
 
     def __post_init__(self) -> None:
@@ -58,6 +61,9 @@ class MotionConfig:
         lo, hi = self.speed_px
         if not 0 < lo <= hi:
             raise ValueError(f"speed_px must be 0 < lo <= hi, not {self.speed_px}")
+        lo, hi = self.contrast
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"contrast must be 0 < lo <= hi <= 1, not {self.contrast}")
 
 
 @dataclass
@@ -66,6 +72,8 @@ class MotionParams:
 
     noise: float
     blur: float
+    contrast: float
+    level: float  # the grey level that a low contrast fades to
     crf: int
     layer_speeds_px_per_frame: list[float] = field(default_factory=list)
     static_background: bool = False
@@ -100,6 +108,8 @@ class MotionRenderer:
         self.params = MotionParams(
             noise=float(rng.uniform(*cfg.noise)),
             blur=float(rng.uniform(*cfg.blur)),
+            contrast=_loguniform(rng, *cfg.contrast),
+            level=float(rng.uniform(0.2, 0.8)),
             crf=int(rng.integers(cfg.crf[0], cfg.crf[1] + 1)),
         )
         self.layers = [self._background()] + [
@@ -269,6 +279,8 @@ class MotionRenderer:
         p = self.params
         if p.blur > 0.05:
             img = cv2.GaussianBlur(img, (0, 0), p.blur)
+        if p.contrast < 1.0:
+            img = p.level + p.contrast * (img - p.level)
         if p.noise > 0:
             noise_rng = np.random.default_rng([self._noise_seed, i])
             img = img + p.noise * noise_rng.standard_normal(img.shape).astype(np.float32)
