@@ -194,7 +194,7 @@ def _grey_frames(video: Path, limit: int) -> list[np.ndarray]:
 
 def classical_rates(video: Path, pairs: int) -> dict[str, float]:
     """Flow maps/s of OpenCV Farneback and DIS (medium), as `flowvid eval` runs them."""
-    from flowvid.evaluate import dis_medium, farneback
+    from flowvid.classical import dis_medium, farneback
 
     grey = _grey_frames(video, pairs + 1)
     out = {}

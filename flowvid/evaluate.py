@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from flowvid.classical import TEMPORAL_WINDOW, centred_means, dis_medium, farneback
 from flowvid.data.clips import describe
 from flowvid.data.dataset import Clip, load_dataset
 from flowvid.errors import InputError
@@ -51,24 +52,6 @@ def two_frame_method(compute: Callable[[np.ndarray, np.ndarray], np.ndarray]) ->
     return run
 
 
-def farneback(prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
-    return cv2.calcOpticalFlowFarneback(prev, nxt, None, 0.5, 4, 15, 3, 5, 1.2, 0)
-
-
-_DIS: dict[str, cv2.DISOpticalFlow] = {}
-
-
-def dis_medium(prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
-    if "medium" not in _DIS:
-        _DIS["medium"] = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    return _DIS["medium"].calc(prev, nxt, None)
-
-
-TEMPORAL_WINDOW = 3  # maps averaged by the temporal baselines
-# the classical methods a model is judged against: two-frame, and averaged over time
-CLASSICAL = ("farneback", "dis_medium", "farneback_t3", "dis_medium_t3")
-
-
 def temporal_mean(method: FlowMethod, window: int = TEMPORAL_WINDOW) -> FlowMethod:
     """A classical method that pools frames too: each of its maps averaged with its
     neighbours in time, ``window`` (odd) consecutive maps centred on it (fewer at the clip's
@@ -79,30 +62,9 @@ def temporal_mean(method: FlowMethod, window: int = TEMPORAL_WINDOW) -> FlowMeth
     half = window // 2
 
     def run(clip: Clip, frames: int) -> Iterator[np.ndarray]:
-        yield from _centred_means((m for chunk in method(clip, frames) for m in chunk), half)
+        yield from centred_means((m for chunk in method(clip, frames) for m in chunk), half)
 
     return run
-
-
-def _centred_means(maps: Iterator[np.ndarray], half: int) -> Iterator[np.ndarray]:
-    """Maps (H, W, 2) in order -> (1, H, W, 2) chunks, each the mean of the maps within
-    ``half`` of it; at most 2 * half + 1 maps held at a time."""
-    held: list[np.ndarray] = []  # maps i - half .. i + half that have arrived
-    first = 0  # index of held[0]
-    n = 0  # maps arrived
-    for m in maps:
-        held.append(m)
-        n += 1
-        i = n - 1 - half  # the map whose window is now complete
-        if i >= 0:
-            lo = max(i - half, 0)
-            yield np.mean(held[lo - first :], axis=0, dtype=np.float32)[None]
-            if i - half >= first:  # map i - half is needed by no later window
-                held.pop(0)
-                first += 1
-    for i in range(max(n - half, 0), n):  # the last maps: their windows end at the clip's end
-        lo = max(i - half, 0)
-        yield np.mean(held[lo - first :], axis=0, dtype=np.float32)[None]
 
 
 def zero_flow(clip: Clip, frames: int) -> Iterator[np.ndarray]:

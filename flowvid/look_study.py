@@ -20,12 +20,13 @@ import json
 from pathlib import Path
 
 from flowvid.checkpoint import load_model
+from flowvid.classical import CLASSICAL
 from flowvid.config import load_config
 from flowvid.data.corpus import write_corpus
 from flowvid.data.looks import LOOKS
 from flowvid.data.synthetic import SynthConfig
 from flowvid.errors import InputError
-from flowvid.evaluate import CLASSICAL, evaluate
+from flowvid.evaluate import evaluate
 from flowvid.io.atomic import atomic_output, claim_folder
 from flowvid.training.train import train
 

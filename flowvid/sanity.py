@@ -181,7 +181,7 @@ def model_method(model: torch.nn.Module, device: torch.device) -> Method:
 
 
 def classical_methods() -> dict[str, Method]:
-    from flowvid.evaluate import dis_medium, farneback
+    from flowvid.classical import dis_medium, farneback
 
     return {"farneback": two_frame(farneback), "dis_medium": two_frame(dis_medium)}
 

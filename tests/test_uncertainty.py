@@ -12,10 +12,11 @@ from helpers import TINY
 from scipy.io import loadmat
 
 from flowvid.checkpoint import load_model, save_checkpoint
+from flowvid.classical import centred_means
 from flowvid.cli import main
 from flowvid.data.corpus import write_corpus
 from flowvid.data.synthetic import SynthConfig
-from flowvid.evaluate import _centred_means, temporal_mean
+from flowvid.evaluate import temporal_mean
 from flowvid.io.outputs import ExpectedError
 from flowvid.io.video import open_video
 from flowvid.models import create_model
@@ -227,7 +228,7 @@ def test_centred_means_holds_only_its_window():
             seen.append(i)
             yield np.full((1, 1, 2), float(i))
 
-    for k, _ in enumerate(_centred_means(maps(), 1)):
+    for k, _ in enumerate(centred_means(maps(), 1)):
         if k < 49:
             assert len(seen) <= k + 2  # map k needs only map k + 1 ahead of it
     assert len(seen) == 50
