@@ -10,6 +10,7 @@ and friends turn it into keyword arguments at the edge.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -110,7 +111,7 @@ class LossConfig:
 class TrainConfig:
     run_dir: str = "runs/flow_lite0"
     max_steps: int = 20000
-    max_minutes: float | None = None  # also stop after this long (the schedule keeps max_steps)
+    max_minutes: float | None = None  # also stop after this long; the cosine follows the clock
     lr: float = 4e-4
     encoder_lr_factor: float = 0.5  # encoder learning rate = lr * factor
     train_only: list[str] = field(default_factory=list)  # module names, e.g. [lk_confidence]:
@@ -216,8 +217,13 @@ def parse_override(text: str) -> dict[str, Any]:
 def load_config(
     path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
 ) -> Config:
-    """Defaults, then the YAML file, then each ``key=value`` override, checked by the schema."""
-    cfg = Config()
+    """Defaults, then the YAML file, then each ``key=value`` override, checked by the schema.
+
+    With ``train.init_from`` (a checkpoint, or ``default`` for the shipped model) the model's
+    architecture starts from the one that checkpoint stores: the file and the overrides change
+    only the ``model`` keys they name (a later stage adding the Lucas-Kanade steps, say), so
+    fine-tuning a model needs no copy of its settings."""
+    layers = []
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -228,11 +234,56 @@ def load_config(
             raise InputError(f"is not valid YAML ({err})", path) from None
         if not isinstance(doc, dict):
             raise InputError("a config file must be a mapping of sections", path)
-        _merge(cfg, doc)
-    for text in overrides:
-        _merge(cfg, parse_override(text))
+        layers.append(doc)
+    layers += [parse_override(text) for text in overrides]
+    cfg = Config()
+    for layer in layers:
+        _merge(cfg, layer)
+    if cfg.train.init_from:
+        start = _start_checkpoint(cfg.train.init_from)
+        cfg = Config()
+        _merge(cfg, {"model": _stored_architecture(start)})
+        for layer in layers:
+            _merge(cfg, layer)
+        cfg.train.init_from = str(start)
     validate(cfg)
     return cfg
+
+
+DEFAULT_START = "default"  # train.init_from: the shipped model
+# `flowvid train` without --config: fine-tune the shipped model on the user's clips, sized for
+# a CPU (the learning rate of the model's last training stage; --minutes bounds the run)
+FINETUNE = (
+    f"train.init_from={DEFAULT_START}",
+    "train.lr=0.0001",
+    "train.warmup_steps=50",
+    "train.max_steps=2000",
+    "train.val_every_steps=200",
+    "train.run_dir=runs/finetune",
+    "data.crop=128",
+    "data.batch_size=4",
+    "data.workers=1",
+)
+
+
+def _start_checkpoint(init_from: str) -> Path:
+    if init_from == DEFAULT_START:
+        from flowvid.checkpoint import DEFAULT_CHECKPOINT
+
+        return DEFAULT_CHECKPOINT
+    return Path(init_from)
+
+
+def _stored_architecture(path: Path) -> dict[str, Any]:
+    """The model keys a checkpoint was built with ({} for a file that is not there yet:
+    training then says so)."""
+    if not path.is_file():
+        return {}
+    from flowvid.checkpoint import read_checkpoint
+
+    names = {f.name for f in dataclasses.fields(ModelConfig)}
+    kwargs = read_checkpoint(path)["model_kwargs"]
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items() if k in names}
 
 
 def config_from_dict(doc: dict[str, Any]) -> Config:
@@ -285,6 +336,9 @@ def validate(cfg: Config) -> None:
         raise InputError("data.clip_len must be at least 2")
     if cfg.data.frame_stride < 1:
         raise InputError("data.frame_stride must be at least 1")
+    minutes = cfg.train.max_minutes
+    if minutes is not None and not 0 < minutes < math.inf:
+        raise InputError(f"train.max_minutes (--minutes) must be above 0, not {minutes}")
     if cfg.data.source not in ("folder", "motion", "vessels"):
         raise InputError(f"data.source must be folder, motion or vessels, not {cfg.data.source!r}")
     if cfg.data.source != "folder" and (cfg.data.frame_stride != 1 or cfg.data.crop < 16):

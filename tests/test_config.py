@@ -78,7 +78,8 @@ def test_module_from_config_builds_the_config_model():
     assert module.model.core.hidden_dim == 16 and module.model.task == "flow"
     assert module.hparams["model_kwargs"] == dataclasses.asdict(cfg.model)
     # the saved hyper-parameters are plain types: Lightning checkpoints load weights_only
-    assert all(type(v) in (dict, list, str, int, float, bool) for v in module.hparams.values())
+    plain = (dict, list, str, int, float, bool, type(None))
+    assert all(type(v) in plain for v in module.hparams.values())
 
 
 def test_synth_help_states_the_generators_own_defaults():

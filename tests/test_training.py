@@ -368,3 +368,123 @@ def test_a_run_with_the_error_head_trains_it_from_a_start_without_one(tiny_data,
     assert model.error_head is not None
     # its last layer starts at zero (ErrorHead): after the run it is not
     assert model.error_head.net[-1].weight.abs().sum() > 0
+
+
+def test_validation_reports_the_classical_methods_on_the_same_clips():
+    """Known answer: with the truth set to Farneback's flow averaged over 3 maps of each clip
+    (frames i and i+1 for map i), that method's EPE is 0 and the others' is not (the textures
+    speed up, so averaging over time changes the maps); the values are measured once, and the
+    ratio compares the model with the best of them."""
+    from flowvid.classical import CLASSICAL, classical_flows
+    from flowvid.training.objectives import FlowObjective
+
+    rng = np.random.default_rng(0)
+    base = (rng.random((40, 40, 3)) * 255).astype(np.uint8)
+    shift = (0, 1, 3, 6)  # 1, 2 and 3 px/frame
+    frames = np.stack(  # (B=2, T=4, H, W, 3): textures moving along x and along y
+        [
+            np.stack([np.roll(base, (dy * s, dx * s), (0, 1)) for s in shift])
+            for dx, dy in ((1, 0), (0, 1))
+        ]
+    )
+    truth = np.stack([classical_flows(clip)["farneback_t3"] for clip in frames])  # (2, 3, H, W, 2)
+    batch = {
+        "frames": torch.from_numpy(frames).permute(0, 1, 4, 2, 3).float() / 255.0,
+        "flow": torch.from_numpy(truth).permute(0, 1, 4, 2, 3),
+        "mask": torch.ones(2, 3, 40, 40, dtype=torch.bool),
+        "valid": torch.ones(2, 3, 40, 40, dtype=torch.bool),
+    }
+    objective = FlowObjective(
+        inside_weight=1.0, outside_weight=1.0, eps=0.01, power=0.5, confidence_weight=0.0,
+        watch_motion=False,
+    )  # fmt: skip
+    objective.update(batch["flow"] + 0.5, batch)  # a model 0.5 px off along u
+    values = objective.compute(torch.nn.Identity())
+    assert set(objective.reference) == set(CLASSICAL)
+    assert objective.reference["farneback_t3"] == pytest.approx(0.0, abs=1e-6)
+    assert min(v for k, v in objective.reference.items() if k != "farneback_t3") > 0.1
+    assert float(values["score"]) == pytest.approx(0.5 * np.sqrt(2), rel=1e-5)
+    assert float(values["classical_epe"]) == pytest.approx(0.0, abs=1e-6)
+    assert "vs_classical" not in values and "(farneback_t3) 0.000" in objective.describe(values)
+    # measured once: later validations reuse it, whatever their batches
+    objective.update(batch["flow"], dict(batch, frames=torch.zeros_like(batch["frames"])))
+    values = objective.compute(torch.nn.Identity())
+    assert objective.reference["farneback_t3"] == pytest.approx(0.0, abs=1e-6)
+    assert float(values["score"]) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_minutes_stops_the_run_on_time_and_saves_a_model(tiny_data, tmp_path, capsys):
+    import time
+
+    from flowvid.cli import main
+
+    run = tmp_path / "timed"
+    argv = ["train", "--config", str(CONFIG_ROOT / "debug.yaml"), "--data", str(tiny_data)]
+    argv += [
+        "--run-dir",
+        str(run),
+        "--set",
+        "train.max_steps=100000",
+        "--set",
+        "train.val_every_steps=2",
+    ]
+    start = time.monotonic()
+    assert main([*argv, "--minutes", "0.25"]) == 0
+    took = time.monotonic() - start
+    steps = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert 2 <= steps < 100000 and took < 15 + 30, (steps, took)  # 15 s of training + start-up
+    assert load_model(run / "model.pt")[0] is not None
+    out = capsys.readouterr().out
+    assert "validation at step 2: vessel EPE" in out and "best classical (" in out
+    header = (run / "logs" / "version_0" / "metrics.csv").read_text().splitlines()[0]
+    assert "val/classical_epe" in header and "val/vs_classical" in header
+    for bad in ("0", "-1", "nan"):
+        assert main([*argv[:-4], "--run-dir", str(tmp_path / bad), "--minutes", bad]) == 2
+        assert "--minutes" in capsys.readouterr().err
+
+
+def test_init_from_takes_the_checkpoint_s_architecture_and_the_config_changes_what_it_names():
+    from flowvid.checkpoint import DEFAULT_CHECKPOINT
+
+    shipped = read_checkpoint(DEFAULT_CHECKPOINT)["model_kwargs"]
+    assert shipped["lk_iters"] > 0 and shipped["uncertainty"]  # the steps and the error head
+    cfg = load_config(CONFIG_ROOT / "flow_lite0.yaml", ["train.init_from=default"])
+    assert cfg.train.init_from == str(DEFAULT_CHECKPOINT)
+    assert {k: v for k, v in model_kwargs(cfg).items() if k in shipped} == {
+        k: list(v) if isinstance(v, tuple) else v for k, v in shipped.items()
+    }
+    named = load_config(None, ["train.init_from=default", "model.lk_floor=0.5"])
+    assert named.model.lk_floor == 0.5 and named.model.lk_iters == shipped["lk_iters"]
+    assert load_config(None, []).model.lk_iters == 0  # no start, no checkpoint's settings
+
+
+def test_train_without_a_config_fine_tunes_the_shipped_model(tiny_data, tmp_path, capsys):
+    from flowvid.checkpoint import DEFAULT_CHECKPOINT
+    from flowvid.cli import main
+
+    run = tmp_path / "mine"
+    small = ["data.crop=64", "data.batch_size=1", "data.clip_len=3", "data.workers=0"]
+    small += ["train.max_steps=2", "train.val_every_steps=2", "data.samples_per_epoch=2"]
+    argv = ["train", "--data", str(tiny_data), "--run-dir", str(run)]
+    assert main([*argv, *(x for s in small for x in ("--set", s))]) == 0
+    out = capsys.readouterr().out
+    assert f"starting from {DEFAULT_CHECKPOINT}" in out and "best classical (" in out
+    trained, shipped = read_checkpoint(run / "model.pt"), read_checkpoint(DEFAULT_CHECKPOINT)
+    assert trained["state_dict"].keys() == shipped["state_dict"].keys()
+    assert trained["config"]["train"]["lr"] == 1e-4
+
+
+def test_a_run_bounded_by_time_brings_the_learning_rate_down_by_the_clock(monkeypatch):
+    from flowvid.training import module
+
+    now = [100.0]
+    monkeypatch.setattr(module.time, "monotonic", lambda: now[0])
+    by_steps = module.warmup_cosine(10, 1000)
+    timed = module.warmup_cosine(10, 1000, minutes=2.0)
+    assert timed(5) == by_steps(5) == pytest.approx(0.6)  # the warm-up counts steps
+    assert timed(10) == by_steps(10) == pytest.approx(1.0)
+    now[0] += 60.0  # half the time, 1 % of the steps: the clock leads
+    assert timed(20) == pytest.approx(0.01 + 0.99 * 0.5) and by_steps(20) > 0.99
+    now[0] += 120.0  # past the time: the floor
+    assert timed(30) == pytest.approx(0.01)
+    assert timed(1000) == by_steps(1000) == pytest.approx(0.01)

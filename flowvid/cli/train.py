@@ -11,7 +11,7 @@ from flowvid.errors import InputError
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from flowvid.config import load_config
+    from flowvid.config import FINETUNE, load_config
     from flowvid.training.module import TrainingDiverged
     from flowvid.training.train import train
 
@@ -23,10 +23,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
         ("train.run_dir", args.run_dir),
         ("train.init_from", args.init_from),
         ("train.resume", args.resume),
+        ("train.max_minutes", args.minutes),
     ):
         if value is not None:
             overrides.append(f"{key}={value}")
+    if args.config is None:  # the default job: the shipped model, fine-tuned on your clips
+        overrides = [*FINETUNE, *overrides]
     cfg = load_config(args.config, overrides)
+    if cfg.train.init_from:
+        print(f"starting from {cfg.train.init_from}")
     try:
         run_dir = train(cfg, overwrite=args.overwrite)
     except TrainingDiverged as err:
@@ -45,12 +50,19 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         description="Train a model on a dataset folder (or clips rendered on the fly) and "
         "write a run folder: config.yaml, checkpoints/ (best by validation score, and last, "
         "to resume from), logs/ (CSV; TensorBoard when installed) and model.pt, the best "
-        "weights in flowvid's own format for predict/eval. Settings come from --config, then "
-        "each --set key=value (every key and its default: flowvid/config.py).",
-        epilog="example: flowvid train --config configs/flow_lite0.yaml --set train.max_steps=5000",
+        "weights in flowvid's own format for predict/eval. Without --config it fine-tunes the "
+        "shipped model on --data's clips (a recipe sized for a CPU); each validation prints "
+        "the model's vessel EPE beside the best classical method's on the same clips. "
+        "Settings come from --config, then each --set key=value (every key and its default: "
+        "flowvid/config.py); --init-from takes the architecture of the checkpoint it names.",
+        epilog="example: flowvid train --data my_dataset --minutes 60 (or: --config "
+        "configs/flow_lite0.yaml --set train.max_steps=5000)",
     )
     p.add_argument(
-        "--config", type=Path, default=None, help="YAML config (default: built-in defaults)"
+        "--config",
+        type=Path,
+        default=None,
+        help="YAML config (default: fine-tune the shipped model, flowvid.config.FINETUNE)",
     )
     p.add_argument(
         "--set",
@@ -62,6 +74,13 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, help="dataset folder (data.root)")
     p.add_argument("--run-dir", default=None, help="where logs and checkpoints go (train.run_dir)")
     p.add_argument("--init-from", default=None, help="start from a flowvid checkpoint's weights")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="stop after this long and save the model (train.max_minutes); the learning rate "
+        "comes down by the clock as well as by the steps",
+    )
     p.add_argument("--devices", default=None, help="e.g. 4 GPUs (train.devices)")
     p.add_argument("--strategy", default=None, help="e.g. ddp (train.strategy)")
     p.add_argument(

@@ -7,6 +7,7 @@ load with ``weights_only=True``); :func:`module_from_config` turns a config into
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import lightning as L
@@ -27,7 +28,8 @@ class FlowVidModule(L.LightningModule):
     """``model_kwargs`` build the model (:func:`~flowvid.models.create_model`); ``augment``
     builds :class:`~flowvid.data.augment.FlowAugment`; ``objective`` the task's objective
     (:data:`~flowvid.training.objectives.OBJECTIVES`); ``train_only`` names the modules to
-    train (empty: all; :func:`freeze_all_but`); the rest is the optimiser's schedule.
+    train (empty: all; :func:`freeze_all_but`); the rest is the optimiser's schedule
+    (:func:`warmup_cosine`; ``max_minutes`` when the run is bounded by time).
     ``config``, when given, is only stored (the run's resolved config, for provenance)."""
 
     def __init__(
@@ -42,6 +44,7 @@ class FlowVidModule(L.LightningModule):
         warmup_steps: int,
         max_steps: int,
         train_only: list[str],
+        max_minutes: float | None,
         config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -92,6 +95,7 @@ class FlowVidModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         values = self.objective.compute(self.model)
         self.log_dict({f"val/{k}": v for k, v in values.items()}, sync_dist=True)
+        self.print(f"validation at step {self.global_step}: {self.objective.describe(values)}")
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
@@ -103,7 +107,7 @@ class FlowVidModule(L.LightningModule):
             groups.append({"params": encoder, "lr": hp.lr * hp.encoder_lr_factor})
         optimizer = torch.optim.AdamW(groups, weight_decay=hp.weight_decay)
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, warmup_cosine(hp.warmup_steps, hp.max_steps)
+            optimizer, warmup_cosine(hp.warmup_steps, hp.max_steps, hp.max_minutes)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
@@ -135,6 +139,7 @@ def module_from_config(cfg: Config) -> FlowVidModule:
         warmup_steps=t.warmup_steps,
         max_steps=t.max_steps,
         train_only=list(t.train_only),
+        max_minutes=t.max_minutes,
         config=cfg.to_dict(),
     )
 
@@ -168,13 +173,19 @@ def freeze_all_but(
     ]
 
 
-def warmup_cosine(warmup: int, total: int):  # noqa: ANN201 - a schedule function
-    """Linear warm-up to 1 over ``warmup`` steps, then cosine down to 0.01 at ``total``."""
+def warmup_cosine(warmup: int, total: int, minutes: float | None = None):  # noqa: ANN201
+    """Linear warm-up to 1 over ``warmup`` steps, then cosine down to 0.01 at ``total``. With
+    ``minutes`` (a run bounded by time) the cosine follows the clock too: its progress is the
+    larger of the steps' share and the time's, so the rate has come down when time is up."""
+    started = time.monotonic()
 
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / max(warmup, 1)
-        progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+        progress = (step - warmup) / max(total - warmup, 1)
+        if minutes:
+            progress = max(progress, (time.monotonic() - started) / (60.0 * minutes))
+        progress = min(progress, 1.0)
         return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
 
     return factor

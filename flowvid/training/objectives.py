@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
+from flowvid.classical import CLASSICAL, classical_flows
 from flowvid.metrics import FlowMetrics
 from flowvid.sanity import watch_epe
 from flowvid.training.losses import balanced_flow_loss, error_nll, frames_loss, prior_nll
@@ -29,6 +30,10 @@ class FlowObjective(nn.Module):
     (:func:`~flowvid.training.losses.prior_nll`), so the width is a calibrated confidence.
     A model with an expected-error head (``model.uncertainty``) trains it by
     :func:`~flowvid.training.losses.error_nll` on every batch.
+
+    Validation also scores the classical methods (:data:`~flowvid.classical.CLASSICAL`) on
+    the same clips, once (the validation clips are fixed), and reports the best of them
+    beside the model (``classical_epe``, ``vs_classical``): does training pay?
     """
 
     def __init__(
@@ -46,6 +51,8 @@ class FlowObjective(nn.Module):
         self.eps, self.power, self.watch_motion = eps, power, watch_motion
         self.confidence_weight = confidence_weight
         self.metrics = FlowMetrics()
+        self.classical = nn.ModuleDict({name: FlowMetrics() for name in CLASSICAL})
+        self.reference: dict[str, float] | None = None  # vessel EPE per method, once measured
 
     def loss(self, pred: torch.Tensor, batch: Batch, aux: dict | None = None) -> torch.Tensor:
         """pred (B, T-1, 2, H, W) px/frame against the batch's flow, mask and valid; ``aux``,
@@ -88,14 +95,41 @@ class FlowObjective(nn.Module):
 
     def update(self, pred: torch.Tensor, batch: Batch) -> None:
         self.metrics.update(pred, batch["flow"], batch["mask"], batch["valid"])
+        if self.reference is not None:
+            return
+        # (B, T, H, W, 3) uint8: the frames as they were stored, for OpenCV
+        frames = (batch["frames"] * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2)
+        for b, clip in enumerate(frames.cpu().numpy()):
+            for name, flow in classical_flows(clip).items():
+                flow = torch.from_numpy(flow).permute(0, 3, 1, 2).to(pred.device)
+                self.classical[name].update(
+                    flow, batch["flow"][b], batch["mask"][b], batch["valid"][b]
+                )
 
     def compute(self, model: nn.Module) -> dict[str, torch.Tensor]:
         values = self.metrics.compute()
         self.metrics.reset()
         values["score"] = values["epe_vessel"]
+        if self.reference is None:
+            self.reference = {
+                name: float(m.compute()["epe_vessel"]) for name, m in self.classical.items()
+            }
+        best = min(self.reference.values())
+        values["classical_epe"] = torch.tensor(best)
+        if best > 0:
+            values["vs_classical"] = values["score"] / best
         if self.watch_motion:
             values["suite_epe"] = torch.tensor(watch_epe(model, values["score"].device))
         return values
+
+    def describe(self, values: dict[str, torch.Tensor]) -> str:
+        """One line for the terminal: the model's validation EPE beside the best classical."""
+        name = min(self.reference, key=self.reference.get)
+        line = f"vessel EPE {float(values['score']):.3f} px/frame; best classical"
+        line += f" ({name}) {self.reference[name]:.3f}"
+        if "vs_classical" in values:
+            line += f": {float(values['vs_classical']):.2f}x"
+        return line
 
 
 class FramesObjective(nn.Module):
@@ -124,6 +158,9 @@ class FramesObjective(nn.Module):
         self.psnr.reset()
         self.ssim.reset()
         return {"psnr": psnr, "ssim": ssim, "score": -psnr}
+
+    def describe(self, values: dict[str, torch.Tensor]) -> str:
+        return f"PSNR {float(values['psnr']):.2f} dB, SSIM {float(values['ssim']):.3f}"
 
 
 OBJECTIVES: dict[str, type[nn.Module]] = {"flow": FlowObjective, "frames": FramesObjective}
