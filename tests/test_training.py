@@ -1,5 +1,6 @@
 """Training: configs, losses, metrics, clips, overfitting one batch, checkpoints, resume, NaN."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -472,6 +473,10 @@ def test_train_without_a_config_fine_tunes_the_shipped_model(tiny_data, tmp_path
     trained, shipped = read_checkpoint(run / "model.pt"), read_checkpoint(DEFAULT_CHECKPOINT)
     assert trained["state_dict"].keys() == shipped["state_dict"].keys()
     assert trained["config"]["train"]["lr"] == 1e-4
+    # and the test split's comparison with the classical methods, in the run folder
+    report = json.loads((run / "test_eval" / "report.json").read_text())
+    assert {"flowvid", "farneback", "dis_medium_t3"} <= set(report["overall"])
+    assert "test split: vessel EPE" in out and "x (report:" in out
 
 
 def test_a_run_bounded_by_time_brings_the_learning_rate_down_by_the_clock(monkeypatch):

@@ -37,9 +37,34 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except TrainingDiverged as err:
         print(f"flowvid train: {err}", file=sys.stderr)
         return 1
-    if run_dir is not None:  # the main process
-        print(f"trained: {run_dir} (model: {run_dir / 'model.pt'}, logs: {run_dir / 'logs'})")
+    if run_dir is None:  # another DDP rank
+        return 0
+    print(f"trained: {run_dir} (model: {run_dir / 'model.pt'}, logs: {run_dir / 'logs'})")
+    if args.config is None and cfg.data.source == "folder":  # the default job: does it pay?
+        _compare_on_test(cfg.data.root, run_dir)
     return 0
+
+
+def _compare_on_test(data: str, run_dir: Path) -> None:
+    """The trained model beside the classical methods on the dataset's test clips, written
+    to the run folder (eval --baselines), and its one-line verdict."""
+    from flowvid.checkpoint import load_model
+    from flowvid.classical import CLASSICAL
+    from flowvid.data.dataset import load_dataset
+    from flowvid.evaluate import evaluate
+
+    if not load_dataset(data).split("test"):
+        print("no test clips: no comparison on the test split")
+        return
+    model, _ = load_model(run_dir / "model.pt")
+    report = evaluate(data, "test", model, baselines=True, out_dir=run_dir / "test_eval")
+    vessel = {name: row["epe_vessel"] for name, row in report["overall"].items()}
+    best = min(CLASSICAL, key=vessel.get)
+    print(
+        f"test split: vessel EPE {vessel['flowvid']:.3f} px/frame, best classical ({best}) "
+        f"{vessel[best]:.3f}: {vessel['flowvid'] / vessel[best]:.2f}x "
+        f"(report: {run_dir / 'test_eval' / 'report.md'})"
+    )
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
