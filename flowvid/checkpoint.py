@@ -76,7 +76,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         ckpt.get("state_dict"), dict
     ):
         raise InputError("is a damaged checkpoint: model_kwargs and state_dict must be maps", path)
-    ckpt["model_kwargs"] = _current_names(ckpt["model_kwargs"])
+    ckpt["model_kwargs"] = _without_removed(_current_names(ckpt["model_kwargs"]), path)
     return ckpt
 
 
@@ -87,10 +87,10 @@ LIMITS = {  # model argument: the largest value a real model has (checked before
     "coarse_corr_radius": 16,
     "lk_iters": 64,
     "lk_levels": 8,
-    "refine_iters": 64,
-    "refine_radius": 8,
-    "lookahead": 16,
 }
+# options that earlier models had and flowvid no longer builds (their A/Bs are in BENCHMARKS.md):
+# a checkpoint that leaves them at these values loads; one that uses them is refused
+REMOVED = {"upsample": "unet", "refine_iters": 0, "refine_radius": None, "lookahead": 0}
 
 
 def _check_kwargs(kwargs: dict[str, Any], path: str | Path) -> None:
@@ -115,6 +115,22 @@ def _current_names(kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+def _without_removed(kwargs: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """``kwargs`` less the removed options (:data:`REMOVED`) a model left unused; a model
+    that used one is refused."""
+    kwargs = dict(kwargs)
+    for key, unused in REMOVED.items():
+        value = kwargs.pop(key, unused)
+        if unused is not None and value != unused:
+            raise InputError(
+                f"uses model.{key}={value!r}, which this flowvid no longer builds "
+                "(BENCHMARKS.md has the measurements that removed it); use the flowvid "
+                "version that trained it",
+                path,
+            )
+    return kwargs
+
+
 def _from_lightning(raw: dict[str, Any]) -> dict[str, Any]:
     """A Lightning training checkpoint (``*.ckpt``) as {model_kwargs, config, state_dict}."""
     from flowvid.config import config_from_dict, model_kwargs
@@ -133,21 +149,15 @@ def load_weights(
     state: dict[str, torch.Tensor],
     path: str | Path,
     new_modules: tuple[str, ...] = (),
-    dropped_modules: tuple[str, ...] = (),
 ) -> list[str]:
     """Load ``state`` into ``model``; a mismatch names what differs instead of a wall of keys.
 
     ``new_modules``: name prefixes of modules the model may have and the checkpoint may lack
-    (a warm start that adds, say, the refiner); they keep their initialisation. Returns the
-    names of the tensors so kept. ``dropped_modules``: name prefixes of modules the checkpoint
-    may have and the model may lack (a warm start that leaves out the U-Net decoder); their
-    tensors are not used.
+    (a warm start that adds, say, the Lucas-Kanade heads); they keep their initialisation.
+    Returns the names of the tensors so kept.
     """
     own = model.state_dict()
     fresh = sorted(k for k in set(own) - set(state) if k.startswith(new_modules or ("\0",)))
-    state = {
-        k: v for k, v in state.items() if k in own or not k.startswith(dropped_modules or ("\0",))
-    }
     state = {**state, **{k: own[k] for k in fresh}}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

@@ -60,20 +60,12 @@ class ModelConfig:
     corr_radius: int = 3  # stride-4 correlation: +-12 px
     coarse_corr_radius: int = 4  # stride-8 correlation: +-32 px
     decoder_widths: list[int] = field(default_factory=lambda: [64, 32, 16])
-    # flow: how the stride-4 output reaches full resolution: unet (a U-Net decoder adds
-    # full-resolution detail) | convex (RAFT's learned convex upsampling: lighter, faster)
-    upsample: str = "unet"
-    refine_iters: int = 0  # flow: lookup-and-update steps at stride 4 after the core (0: none)
-    refine_radius: int = 1  # lookup window, cells of 4 px
     lk_iters: int = 0  # flow: Gauss-Newton steps on the frames after the decoder (0: none)
     lk_sigma: float = 2.0  # their window, Gaussian sigma in px
     lk_levels: int = 1  # coarse-to-fine levels (1: full resolution only)
     lk_prior: float = 0.25  # px: how far off the model's flow may be where it has no opinion
     lk_trust: bool = False  # with lk_iters: learn a per-pixel trust in the frames' evidence
     lk_floor: float = 0.0  # px: the least width of the prior, after confidence and trust
-    # flow: each map also sees the motion cues of this many later frames (recorded video; a
-    # stream holds each map back until they have arrived; 0: causal)
-    lookahead: int = 0
     # flow: also predict each vector's expected end-point error, px/frame (predict
     # --uncertainty); trained beside the flow, on detached inputs, so it costs the flow nothing
     uncertainty: bool = False
@@ -312,7 +304,6 @@ AT_LEAST = {  # key: smallest valid value
     "train.weight_decay": 0,
     "train.grad_clip": 0,
 }
-UPSAMPLES = ("unet", "convex")  # model.upsample choices
 MAX_SIDE = 8192  # px: crops and frames beyond this are a typo, not a microscope
 
 
@@ -347,8 +338,6 @@ def validate(cfg: Config) -> None:
         raise InputError(f"data.motion_mix must be in [0, 1], not {cfg.data.motion_mix}")
     if cfg.data.motion_mix > 0 and cfg.data.crop < 16:
         raise InputError("data.motion_mix renders clips of data.crop px: set data.crop >= 16")
-    if cfg.model.refine_iters < 0 or cfg.model.refine_radius < 0:
-        raise InputError("model.refine_iters and model.refine_radius must be 0 or more")
     lk = cfg.model
     if lk.lk_iters < 0 or lk.lk_levels < 1 or lk.lk_sigma <= 0 or lk.lk_prior <= 0:
         raise InputError(
@@ -373,27 +362,10 @@ def validate(cfg: Config) -> None:
             "loss.confidence_weight trains the prior width of the Lucas-Kanade steps: "
             "set model.lk_iters > 0 (a flowvid flow model)"
         )
-    if lk.lookahead < 0 or (lk.lookahead and not (lk.arch == "flowvid" and lk.task == "flow")):
-        raise InputError(
-            "model.lookahead is a number of frames >= 0, for flowvid flow models "
-            "(a frames model must not see the frames it predicts)"
-        )
-    if lk.uncertainty and not (
-        lk.arch == "flowvid" and lk.task == "flow" and lk.upsample == "unet"
-    ):
-        raise InputError(
-            "model.uncertainty is for flowvid flow models with the U-Net decoder "
-            "(model.task=flow, model.upsample=unet)"
-        )
+    if lk.uncertainty and not (lk.arch == "flowvid" and lk.task == "flow"):
+        raise InputError("model.uncertainty is for flowvid flow models (model.task=flow)")
     if len(cfg.model.decoder_widths) != 3:
         raise InputError("model.decoder_widths must list 3 widths")
-    if lk.upsample not in UPSAMPLES:
-        raise InputError(f"model.upsample must be one of {list(UPSAMPLES)}, not {lk.upsample!r}")
-    if lk.upsample == "convex" and (lk.task != "flow" or lk.lk_iters > 0):
-        raise InputError(
-            "model.upsample=convex is for flow models without the Lucas-Kanade steps "
-            "(model.task=flow, model.lk_iters=0): the steps' heads read the U-Net's features"
-        )
 
 
 def model_kwargs(cfg: Config) -> dict[str, Any]:

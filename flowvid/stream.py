@@ -316,17 +316,6 @@ def stream_outputs(
             previous, pending = pending, _to_host(out, cuda)
             if previous is not None:
                 yield _ready(previous)
-        finish = None if embed else getattr(model, "finish", None)
-        if finish is not None:  # the maps a lookahead model held back for their later frames
-            aux = {} if uncertainty else None
-            with torch.inference_mode(), precision_autocast(precision, device):
-                tail = finish(state) if aux is None else finish(state, aux)
-            if tail is not None:
-                tail = _with_error(tail, aux)
-                out = to_clip_size(tail[0].float(), height, width, model.task == "flow")
-                previous, pending = pending, _to_host(out, cuda)
-                if previous is not None:
-                    yield _ready(previous)
         if pending is not None:
             yield _ready(pending)
 

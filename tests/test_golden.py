@@ -87,3 +87,17 @@ def test_save_load_gives_identical_outputs(tmp_path, task):
     with torch.no_grad():
         torch.testing.assert_close(half(_clip()), model(_clip()), rtol=0, atol=0)
     assert read_checkpoint(path)["format"] == "flowvid-checkpoint-1"
+
+
+def test_a_checkpoint_of_a_removed_option_loads_when_unused_and_is_refused_when_used(tmp_path):
+    from flowvid.errors import InputError
+
+    kwargs = dict(encoder="resnet18", pretrained="none", hidden=16, context=16)
+    model = create_model(**kwargs).eval()
+    unused = dict(kwargs, lookahead=0, refine_iters=0, refine_radius=1, upsample="unet")
+    loaded, ckpt = load_model(save_checkpoint(tmp_path / "old.pt", model, unused, {}))
+    assert ckpt["model_kwargs"] == kwargs
+    for key, value in (("lookahead", 2), ("refine_iters", 3), ("upsample", "convex")):
+        path = save_checkpoint(tmp_path / f"{key}.pt", model, dict(unused, **{key: value}), {})
+        with pytest.raises(InputError, match=f"model.{key}=.* no longer builds"):
+            load_model(path)

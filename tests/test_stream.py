@@ -87,21 +87,6 @@ def test_predict_uses_the_containers_count_without_decoding_to_count(model, tmp_
     np.testing.assert_allclose(flow, _direct(model, video), atol=1e-4)
 
 
-def test_predict_with_lookahead_writes_every_map_in_order(tmp_path):
-    """A lookahead model holds maps back across chunks: predict still writes all T-1 maps,
-    equal to the whole clip's forward pass."""
-    torch.manual_seed(0)
-    m = create_model(**{**TINY, "lookahead": 3}).eval()
-    torch.nn.init.normal_(m.head.net[-1].weight, std=0.05)
-    torch.nn.init.normal_(m.ahead[-1].weight, std=0.1)
-    video = _video(tmp_path / "clip.mp4")
-    out = tmp_path / "flow.npy"
-    predict_flow(m, video, out, device="cpu", batch_frames=4, progress=False)
-    flow = np.load(out)
-    assert flow.shape == (10, 48, 48, 2)
-    np.testing.assert_allclose(flow, _direct(m, video), atol=1e-4)
-
-
 @pytest.mark.parametrize("error", [+3, -3])
 def test_a_wrong_container_count_falls_back_to_the_exact_count(
     model, tmp_path, monkeypatch, caplog, error

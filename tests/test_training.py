@@ -236,14 +236,18 @@ def test_train_checkpoint_resume_and_load(tiny_data, tmp_path):
     # init a new run from the exported model (the two-stage recipe)
     again = train(_debug_cfg(tiny_data, tmp_path / "run2", f"train.init_from={run / 'model.pt'}"))
     assert read_checkpoint(again / "model.pt")["state_dict"].keys() == ckpt["state_dict"].keys()
-    # and into a model that also reads later frames: its new branch starts from scratch
-    ahead = train(
+    # and into a model with the Lucas-Kanade heads and the error head: they start from scratch
+    grown = train(
         _debug_cfg(
-            tiny_data, tmp_path / "run3", f"train.init_from={run / 'model.pt'}", "model.lookahead=2"
+            tiny_data,
+            tmp_path / "run3",
+            f"train.init_from={run / 'model.pt'}",
+            "model.lk_iters=1",
+            "model.uncertainty=true",
         )
     )
-    added = read_checkpoint(ahead / "model.pt")["state_dict"].keys() - ckpt["state_dict"].keys()
-    assert added and all(k.startswith(("ahead.", "ahead_cues.")) for k in added)
+    added = read_checkpoint(grown / "model.pt")["state_dict"].keys() - ckpt["state_dict"].keys()
+    assert added and all(k.startswith(("lk_confidence.", "error_head.")) for k in added)
 
 
 def test_train_only_trains_the_named_modules_and_nothing_else(tiny_data, tmp_path):

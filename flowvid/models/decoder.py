@@ -1,5 +1,5 @@
 """Neck and decoders: fuse encoder levels at strides 4 and 8; bring the stride-4 state to full
-size, by a U-Net (:class:`UNetDecoder`) or by RAFT's convex upsampling (:class:`ConvexUpsample`)."""
+size, by a U-Net (:class:`UNetDecoder`)."""
 
 from __future__ import annotations
 
@@ -75,37 +75,3 @@ class UNetDecoder(nn.Module):
         x = upsample2(self.block4(state))
         x = self.block2(x if skip is None else torch.cat([x, skip], 1))
         return self.block1(torch.cat([upsample2(x), rgb], 1))
-
-
-class ConvexUpsample(nn.Module):
-    """A stride-4 output to full resolution as learned convex combinations (RAFT, Teed and
-    Deng 2020): each full-resolution pixel is a softmax-weighted mean of the 3x3 stride-4 cells
-    around its own, the weights predicted from the state. No full-resolution layers run."""
-
-    def __init__(self, state_dim: int, factor: int = 4) -> None:
-        super().__init__()
-        self.factor = factor
-        self.mask = nn.Sequential(
-            nn.Conv2d(state_dim, state_dim, 3, padding=1),
-            nn.GELU(),
-            nn.Conv2d(state_dim, 9 * factor * factor, 1),
-        )
-        # start from equal weights: each 4x4 block is the mean of its cell's 3x3 neighbourhood
-        nn.init.zeros_(self.mask[-1].weight)
-        nn.init.zeros_(self.mask[-1].bias)
-
-    def forward(self, out: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """out (N, C, h, w) at stride ``factor``, in full-resolution units; state (N, S, h, w)
-        -> (N, C, h * factor, w * factor)."""
-        return convex_upsample(out, self.mask(state), self.factor)
-
-
-def convex_upsample(x: torch.Tensor, logits: torch.Tensor, factor: int) -> torch.Tensor:
-    """x (N, C, h, w), logits (N, 9 * factor^2, h, w) -> (N, C, h * factor, w * factor): the
-    pixel at sub-position (i, j) of cell (y, x) is sum_k softmax_k(logits) x(neighbour k), k
-    over the 3x3 cells around (y, x) (edges replicated), dy outer and dx inner."""
-    n, c, h, w = x.shape
-    weights = logits.view(n, 1, 9, factor, factor, h, w).softmax(2)
-    cells = F.unfold(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3).view(n, c, 9, 1, 1, h, w)
-    up = (weights * cells).sum(2)  # (N, C, factor, factor, h, w)
-    return up.permute(0, 1, 4, 2, 5, 3).reshape(n, c, h * factor, w * factor)

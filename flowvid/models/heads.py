@@ -22,12 +22,9 @@ class _Head(nn.Module):
     out_channels: int
     init_std: float  # of the last layer: 0 starts at "no motion" / "nothing changes"
 
-    def __init__(self, in_dim: int | None) -> None:
-        """in_dim: the full-resolution features' channels; None for a model that upsamples its
-        stride-4 output itself (no full-resolution layers here; ``forward`` is not used)."""
+    def __init__(self, in_dim: int) -> None:
+        """in_dim: the full-resolution features' channels."""
         super().__init__()
-        if in_dim is None:
-            return
         self.net = nn.Sequential(
             nn.Conv2d(in_dim, in_dim, 3, padding=1),
             nn.GELU(),

@@ -4,23 +4,18 @@
 The flow head starts from a soft-argmax match of learned features (frame t-1 against frame t,
 candidate displacements at strides 4 and 8); the recurrent core, which has seen every frame
 so far, corrects it at stride 4, and the decoder adds full-resolution detail. With
-``upsample="convex"`` no full-resolution layer runs: the stride-4 flow is upsampled by
-learned convex combinations of its 3x3 neighbourhood (RAFT's upsampler).
+``lk_iters`` the frames have the last word: Gauss-Newton steps on their photometric error
+(:mod:`~flowvid.models.lk`); with ``uncertainty`` each vector also gets its expected error
+(:mod:`~flowvid.models.uncertainty`).
 
 ``create_model(...)`` is the one front door: it resolves the names of the encoder (timm),
 the core (:data:`~flowvid.models.temporal.CORES`) and the head
 (:data:`~flowvid.models.heads.HEADS`), and its keyword arguments are exactly what a
 checkpoint stores to rebuild the model.
 
-With ``lookahead=L`` (flow, recorded video) each map also reads the motion cues of the L
-frames after it, through a small convolution on top of the core's state: a lumen that is
-empty now may show its flow a few frames later. The core itself stays causal.
-
 Streaming: ``state = model.init_state()``, then ``out, state = model.step(chunk, state)``
-chunk after chunk of a video of any length, in constant memory, and at the end ``tail =
-model.finish(state)``: the maps a lookahead model still holds back (None for the others);
-``forward(clip)`` is one ``step`` from a fresh state with ``last=True`` and gives the same
-numbers.
+chunk after chunk of a video of any length, in constant memory; ``forward(clip)`` is one
+``step`` from a fresh state and gives the same numbers.
 """
 
 from __future__ import annotations
@@ -32,14 +27,13 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from flowvid.config import UPSAMPLES, ModelConfig
+from flowvid.config import ModelConfig
 from flowvid.errors import InputError
-from flowvid.models.decoder import ConvexUpsample, FeaturePyramid, UNetDecoder
+from flowvid.models.decoder import FeaturePyramid, UNetDecoder
 from flowvid.models.encoder import Encoder
 from flowvid.models.heads import HEADS
 from flowvid.models.lk import DenseLK
 from flowvid.models.matching import SoftMatch, contrast
-from flowvid.models.refine import FlowRefiner
 from flowvid.models.temporal import CORES, local_correlation
 from flowvid.models.uncertainty import ErrorHead
 
@@ -51,11 +45,6 @@ class StreamState:
     core: tuple[torch.Tensor, ...] | None = None  # recurrent state at stride 4
     prev: dict[str, torch.Tensor | None] = field(default_factory=dict)  # last frame's features
     size: tuple[int, int] | None = None  # (H, W) of the video
-    # lookahead: the outputs still waiting for their later frames, (B, P, ...) per anchor
-    ahead: dict[str, torch.Tensor | None] | None = None
-
-
-AHEAD_CUES = 16  # channels per later frame that a lookahead model reads
 
 
 DEFAULTS = ModelConfig()
@@ -81,27 +70,17 @@ class FlowVid(nn.Module):
         corr_radius: int,
         coarse_corr_radius: int,
         decoder_widths: tuple[int, int, int],
-        refine_iters: int,
-        refine_radius: int,
         lk_iters: int = 0,
         lk_sigma: float = 2.0,
         lk_levels: int = 1,
         lk_prior: float = 0.25,
         lk_trust: bool = False,
         lk_floor: float = 0.0,
-        upsample: str = "unet",
-        lookahead: int = 0,
         uncertainty: bool = False,
     ) -> None:
         super().__init__()
-        if upsample not in UPSAMPLES:
-            raise ValueError(f"upsample must be one of {list(UPSAMPLES)}, not {upsample!r}")
-        if lookahead < 0 or (lookahead and task != "flow"):
-            raise ValueError("lookahead is a number of frames >= 0, for flow models only")
-        if upsample == "convex" and (task != "flow" or lk_iters):
-            raise ValueError("convex upsampling is for flow models without the LK steps")
-        if uncertainty and (task != "flow" or upsample != "unet"):
-            raise ValueError("uncertainty is for flow models with the U-Net decoder")
+        if uncertainty and task != "flow":
+            raise ValueError("uncertainty is for flow models")
         self.encoder = encoder
         self.pyramid = FeaturePyramid(encoder.channels, encoder.reductions, context)
         self.corr_radius, self.coarse_corr_radius = corr_radius, coarse_corr_radius
@@ -116,20 +95,12 @@ class FlowVid(nn.Module):
         self.motion = nn.Sequential(nn.Conv2d(3 * context, context, 3, padding=1), nn.GELU())
         self.core = CORES[core](context, hidden)
         skip = encoder.channels[encoder.reductions.index(2)] if 2 in encoder.reductions else None
-        # to full resolution: a U-Net adds detail, or the stride-4 output is upsampled convexly
-        self.decoder = UNetDecoder(hidden, skip, decoder_widths) if upsample == "unet" else None
-        self.upsampler = ConvexUpsample(hidden) if upsample == "convex" else None
-        self.head = HEADS[task](None if self.decoder is None else self.decoder.out_dim)
+        self.decoder = UNetDecoder(hidden, skip, decoder_widths)  # to full resolution, with detail
+        self.head = HEADS[task](self.decoder.out_dim)
         # the output at stride 4, straight from the state; the decoder adds full-resolution detail
         self.coarse = nn.Conv2d(hidden, self.head.out_channels, 3, padding=1)
         nn.init.normal_(self.coarse.weight, std=self.head.init_std)
         nn.init.zeros_(self.coarse.bias)
-        # a refiner looks frame t up from frame t-1: it needs outputs on t-1's grid
-        self.refiner = (
-            FlowRefiner(hidden, refine_radius, refine_iters)
-            if refine_iters and self.head.on_previous
-            else None
-        )
         # the frames have the last word where they have texture: Gauss-Newton on the output
         self.lk = (
             DenseLK(lk_iters, lk_sigma, lk_levels, lk_prior, floor=lk_floor)
@@ -153,18 +124,6 @@ class FlowVid(nn.Module):
         self.error_head = (
             ErrorHead(self.decoder.out_dim, lk=self.lk is not None) if uncertainty else None
         )
-        # the later frames' cues, added to the core's state (zero at initialisation, so a
-        # causal model loaded into this one starts with the same outputs)
-        self.lookahead = lookahead
-        if lookahead:
-            self.ahead_cues = nn.Conv2d(context, AHEAD_CUES, 1)
-            self.ahead = nn.Sequential(
-                nn.Conv2d(lookahead * (AHEAD_CUES + 1), 2 * AHEAD_CUES, 3, padding=1),
-                nn.GELU(),
-                nn.Conv2d(2 * AHEAD_CUES, hidden, 3, padding=1),
-            )
-            nn.init.zeros_(self.ahead[-1].weight)
-            nn.init.zeros_(self.ahead[-1].bias)
         self.multiple = max(encoder.reductions)
 
     @property
@@ -266,13 +225,8 @@ class FlowVid(nn.Module):
             k: None if v is None else v[:, skip:]
             for k, v in {**(before if on_previous else feats), "match": match}.items()
         }
-        if self.refiner is not None:
-            anchors["next_n4"] = feats["n4"][:, skip:]
         if self.lk is not None or self.error_head is not None:
             anchors["next_rgb"] = feats["rgb"][:, skip:]
-        if self.lookahead:
-            cues = self.ahead_cues(rearrange(x[:, skip:], "b n ... -> (b n) ..."))
-            anchors["cues"] = rearrange(cues, "(b n) ... -> b n ...", b=b)
         prev = {k: None if v is None else v[:, -1] for k, v in feats.items()}
         return torch.stack(hiddens, 1), skip, anchors, StreamState(core, prev, (h, w))
 
@@ -281,18 +235,12 @@ class FlowVid(nn.Module):
         frames: torch.Tensor,
         state: StreamState,
         aux: dict | None = None,
-        last: bool = False,
     ) -> tuple[torch.Tensor, StreamState]:
         """Consume a chunk (B, N, 3, H, W) in [0, 1]; return this chunk's outputs and the state.
 
         Flow head: one (2, H, W) map per frame that has a predecessor (N, or N-1 for the
         first chunk), flow from frame t-1 to t. Frames head: one (3, H, W) prediction of
         frame t+1 per frame t (N). Output: (B, N_out, C, H, W).
-
-        A model with ``lookahead`` L holds the last L maps back until their later frames
-        arrive, and hands out those it held from the chunk before; ``last=True`` says no
-        frame follows, so every map comes out now (the last ones see fewer later frames).
-        The maps are the same however the video is cut into chunks.
 
         ``aux``, a dict when given, receives what the Lucas-Kanade steps started from (models
         with ``lk_iters``): ``lk_start``, the network's flow before them, and ``lk_prior``, how
@@ -303,47 +251,13 @@ class FlowVid(nn.Module):
         """
         b, _, _, h, w = frames.shape
         hiddens, skip, anchors, new_state = self._advance(frames, state)
-        items = {"state": hiddens[:, skip:], **anchors}
-        if self.lookahead:
-            items, new_state.ahead = self._held_back(state.ahead, items, last)
-        if items["state"].shape[1] == 0:
+        states = hiddens[:, skip:]
+        if states.shape[1] == 0:
             return frames.new_zeros(b, 0, self.head.out_channels, h, w), new_state
-        return self._decode_cropped(items, h, w, aux), new_state
-
-    def finish(self, state: StreamState, aux: dict | None = None) -> torch.Tensor | None:
-        """After the last chunk: the maps a lookahead model still holds back, (B, P, C, H, W);
-        None when there are none."""
-        if not state.ahead or state.ahead["state"].shape[1] == 0:
-            return None
-        h, w = state.size
-        items, state.ahead = self._held_back(state.ahead, None, last=True)
-        return self._decode_cropped(items, h, w, aux)
-
-    def _decode_cropped(self, items: dict, h: int, w: int, aux: dict | None) -> torch.Tensor:
-        states = items.pop("state")
-        out = self._decode(states, items, aux)
+        out = self._decode(states, anchors, aux)
         if aux is not None:
             aux.update({k: v[..., :h, :w] for k, v in aux.items()})
-        return out[..., :h, :w]
-
-    def _held_back(self, pending: dict | None, items: dict | None, last: bool) -> tuple[dict, dict]:
-        """Join the maps held back to this chunk's; return those that can be decoded now,
-        with ``ahead``, the later frames' cues each one reads, and those still to wait."""
-        if items is None:
-            items = pending
-        elif pending:
-            items = {
-                k: None if v is None else torch.cat([pending[k], v], 1) for k, v in items.items()
-            }
-        total, look = items["state"].shape[1], self.lookahead
-        ready = total if last else max(total - look, 0)
-        cues = items["cues"]  # (B, total, A, h, w): frame i's own cues, read by the maps before
-        known = cues.new_ones(cues.shape[0], total, 1, *cues.shape[-2:])
-        cues = F.pad(torch.cat([cues, known], 2), (0, 0, 0, 0, 0, 0, 0, look))  # zeros: unknown
-        ahead = torch.cat([cues[:, k + 1 : k + 1 + ready] for k in range(look)], 2)
-        now = {k: None if v is None else v[:, :ready] for k, v in items.items() if k != "cues"}
-        later = {k: None if v is None else v[:, ready:] for k, v in items.items()}
-        return {**now, "ahead": ahead}, later
+        return out[..., :h, :w], new_state
 
     def embed(self, frames: torch.Tensor, state: StreamState) -> tuple[torch.Tensor, StreamState]:
         """The learned per-frame representation: the core's hidden state after each frame.
@@ -365,14 +279,7 @@ class FlowVid(nn.Module):
             k: None if v is None else rearrange(v, "b m ... -> (b m) ...")
             for k, v in {**anchors, "state": states}.items()
         }
-        if self.lookahead:  # what the later frames show, added to the core's state
-            flat["state"] = flat["state"] + self.ahead(flat["ahead"])
         coarse = self.head.combine(self.coarse(flat["state"]), flat["match"])
-        if self.refiner is not None:
-            coarse = self.refiner(coarse, flat["state"], flat["n4"], flat["next_n4"])
-        if self.upsampler is not None:
-            out = self.upsampler(coarse, flat["state"])
-            return rearrange(out, "(b m) ... -> b m ...", b=b)
         rgb = flat["rgb"]
         coarse = F.interpolate(coarse, size=rgb.shape[-2:], mode="bilinear", align_corners=False)
         feat = self.decoder(flat["state"], flat["skip"], rgb)
@@ -420,7 +327,7 @@ class FlowVid(nn.Module):
         Flow: flow[:, i] moves frame i to i+1. Frames: out[:, i] predicts frame i+1.
         ``aux``: see :meth:`step`.
         """
-        out, _ = self.step(frames, self.init_state(), aux, last=True)
+        out, _ = self.step(frames, self.init_state(), aux)
         return self.head.clip_outputs(out)
 
 
@@ -439,16 +346,12 @@ def create_model(
     corr_radius: int = DEFAULTS.corr_radius,
     coarse_corr_radius: int = DEFAULTS.coarse_corr_radius,
     decoder_widths: tuple[int, int, int] | list[int] = tuple(DEFAULTS.decoder_widths),
-    refine_iters: int = DEFAULTS.refine_iters,
-    refine_radius: int = DEFAULTS.refine_radius,
     lk_iters: int = DEFAULTS.lk_iters,
     lk_sigma: float = DEFAULTS.lk_sigma,
     lk_levels: int = DEFAULTS.lk_levels,
     lk_prior: float = DEFAULTS.lk_prior,
     lk_trust: bool = DEFAULTS.lk_trust,
     lk_floor: float = DEFAULTS.lk_floor,
-    upsample: str = DEFAULTS.upsample,
-    lookahead: int = DEFAULTS.lookahead,
     uncertainty: bool = DEFAULTS.uncertainty,
 ) -> FlowVid:
     """Build a FlowVid model by name; unknown names raise an error listing the valid ones.
@@ -481,15 +384,11 @@ def create_model(
         corr_radius=corr_radius,
         coarse_corr_radius=coarse_corr_radius,
         decoder_widths=tuple(decoder_widths),
-        refine_iters=refine_iters,
-        refine_radius=refine_radius,
         lk_iters=lk_iters,
         lk_sigma=lk_sigma,
         lk_levels=lk_levels,
         lk_prior=lk_prior,
         lk_trust=lk_trust,
         lk_floor=lk_floor,
-        upsample=upsample,
-        lookahead=lookahead,
         uncertainty=uncertainty,
     )

@@ -71,31 +71,3 @@ def local_correlation(f1: torch.Tensor, f2: torch.Tensor, radius: int) -> torch.
         for dx in range(2 * radius + 1)
     ]
     return torch.stack(out, 1)
-
-
-def warped_correlation(
-    f1: torch.Tensor, f2: torch.Tensor, flow: torch.Tensor, radius: int
-) -> torch.Tensor:
-    """Cost volume around a current estimate: corr[:, k](p) = <f1(p), f2(p + flow(p) + d_k)>.
-
-    f1, f2: (N, C, H, W) features; flow: (N, 2, H, W) in cells of this grid (x, y); d_k runs
-    over |d| <= radius in whole cells, dy outer, dx inner, like :func:`local_correlation`.
-    f2 is sampled bilinearly (sub-cell positions; zeros outside), so the volume moves with
-    a fractional estimate. Returns (N, (2r+1)^2, H, W).
-    """
-    n, _, h, w = f1.shape
-    ys, xs = torch.meshgrid(
-        torch.arange(h, device=f1.device, dtype=f1.dtype),
-        torch.arange(w, device=f1.device, dtype=f1.dtype),
-        indexing="ij",
-    )
-    d = torch.arange(-radius, radius + 1, device=f1.device, dtype=f1.dtype)
-    dy, dx = torch.meshgrid(d, d, indexing="ij")
-    k = dx.numel()
-    x = xs + flow[:, 0, None] + dx.reshape(1, k, 1, 1)  # (N, K, H, W) sample positions
-    y = ys + flow[:, 1, None] + dy.reshape(1, k, 1, 1)
-    grid = torch.stack([2 * x / max(w - 1, 1) - 1, 2 * y / max(h - 1, 1) - 1], -1)
-    sampled = F.grid_sample(
-        f2, grid.reshape(n, k * h, w, 2), mode="bilinear", padding_mode="zeros", align_corners=True
-    )  # (N, C, K*H, W)
-    return (sampled.reshape(n, -1, k, h, w) * f1[:, :, None]).sum(1)

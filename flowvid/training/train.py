@@ -135,16 +135,7 @@ def train(cfg: Config, overwrite: bool = False) -> Path | None:
             module.model,
             ckpt["state_dict"],
             cfg.train.init_from,
-            new_modules=(
-                "refiner.",
-                "lk_confidence.",
-                "lk_trust.",
-                "upsampler.",
-                "ahead.",
-                "ahead_cues.",
-                "error_head.",
-            ),
-            dropped_modules=("decoder.", "head.net."),  # a U-Net start for convex upsampling
+            new_modules=("lk_confidence.", "lk_trust.", "error_head."),
         )
         if fresh:
             log.warning("%d tensors of new modules start from their initialisation", len(fresh))
