@@ -95,8 +95,6 @@ class LossConfig:
     charbonnier_eps: float = 0.01
     charbonnier_power: float = 0.5
     ssim_weight: float = 0.2  # frames task: L1 + ssim_weight * (1 - SSIM)
-    confidence_weight: float = 0.0  # flow with model.lk_iters: NLL of the flow's own error
-    # under the prior width the model gives the Lucas-Kanade steps (a calibrated confidence)
 
 
 @dataclass
@@ -351,15 +349,6 @@ def validate(cfg: Config) -> None:
     if lk.lk_trust and not (lk.lk_iters > 0 and lk.arch == "flowvid" and lk.task == "flow"):
         raise InputError(
             "model.lk_trust weighs the evidence of the Lucas-Kanade steps: "
-            "set model.lk_iters > 0 (a flowvid flow model)"
-        )
-    if cfg.loss.confidence_weight < 0:
-        raise InputError("loss.confidence_weight must be 0 or more")
-    if cfg.loss.confidence_weight > 0 and not (
-        lk.lk_iters > 0 and lk.arch == "flowvid" and lk.task == "flow"
-    ):
-        raise InputError(
-            "loss.confidence_weight trains the prior width of the Lucas-Kanade steps: "
             "set model.lk_iters > 0 (a flowvid flow model)"
         )
     if lk.uncertainty and not (lk.arch == "flowvid" and lk.task == "flow"):

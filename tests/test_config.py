@@ -66,9 +66,9 @@ def test_every_loss_setting_reaches_the_objective(task):
     cfg.model.task = task
     kwargs = objective_kwargs(cfg)
     OBJECTIVES[task](**kwargs)  # the objective takes exactly these
-    used = {"flow": 5, "frames": 1}[task]
+    used = {"flow": 4, "frames": 1}[task]
     assert len(set(kwargs) - {"watch_motion"}) == used
-    assert len(dataclasses.fields(LossConfig)) == 6  # 5 flow + 1 frames: none left unused
+    assert len(dataclasses.fields(LossConfig)) == 5  # 4 flow + 1 frames: none left unused
 
 
 def test_module_from_config_builds_the_config_model():

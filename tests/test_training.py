@@ -400,7 +400,7 @@ def test_validation_reports_the_classical_methods_on_the_same_clips():
         "valid": torch.ones(2, 3, 40, 40, dtype=torch.bool),
     }
     objective = FlowObjective(
-        inside_weight=1.0, outside_weight=1.0, eps=0.01, power=0.5, confidence_weight=0.0,
+        inside_weight=1.0, outside_weight=1.0, eps=0.01, power=0.5,
         watch_motion=False,
     )  # fmt: skip
     objective.update(batch["flow"] + 0.5, batch)  # a model 0.5 px off along u

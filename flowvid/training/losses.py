@@ -50,31 +50,6 @@ def balanced_mean(
     return inside * masked_mean(x, mask & valid) + outside * masked_mean(x, ~mask & valid)
 
 
-def prior_nll(
-    start: torch.Tensor,
-    prior: torch.Tensor,
-    target: torch.Tensor,
-    mask: torch.Tensor,
-    valid: torch.Tensor,
-    *,
-    inside_weight: float,
-    outside_weight: float,
-) -> torch.Tensor:
-    """Gaussian negative log-likelihood of the flow's own error under its stated prior width.
-
-    The Lucas-Kanade steps take the network's flow ``start`` (..., 2, H, W) as the mean of a
-    Gaussian prior with standard deviation ``prior`` (..., 1, H, W) px per component; this is
-    the NLL of the true flow under that prior, |e|^2 / (2 prior^2) + 2 log prior per pixel
-    (e = start - target), lowest where prior^2 = |e|^2 / 2: a calibrated width. The error is
-    held fixed, so this term moves the width, not the flow; inside and outside the vessel are
-    weighed like the flow loss.
-    """
-    sq = (start.detach() - target).pow(2).sum(-3)
-    var = prior[..., 0, :, :].pow(2)
-    nll = 0.5 * sq / var + var.log()
-    return balanced_mean(nll, mask, valid, inside_weight, outside_weight)
-
-
 def error_nll(
     pred: torch.Tensor,
     scale: torch.Tensor,

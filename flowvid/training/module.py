@@ -123,7 +123,6 @@ def objective_kwargs(cfg: Config) -> dict[str, Any]:
         "eps": c.charbonnier_eps,
         "power": c.charbonnier_power,
         "watch_motion": cfg.train.watch_motion,
-        "confidence_weight": c.confidence_weight,
     }
 
 

@@ -14,7 +14,7 @@ from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMe
 from flowvid.classical import CLASSICAL, classical_flows
 from flowvid.metrics import FlowMetrics
 from flowvid.sanity import watch_epe
-from flowvid.training.losses import balanced_flow_loss, error_nll, frames_loss, prior_nll
+from flowvid.training.losses import balanced_flow_loss, error_nll, frames_loss
 
 Batch = dict[str, torch.Tensor]
 UNCERTAINTY_WEIGHT = 0.1  # of the expected-error head's NLL (flowvid.models.uncertainty)
@@ -25,9 +25,6 @@ class FlowObjective(nn.Module):
 
     ``watch_motion``: also log ``suite_epe``, the EPE on a small motion suite of textures no
     corpus holds (:mod:`flowvid.sanity`): does the model measure motion or recall a prior?
-    ``confidence_weight``: for models with Lucas-Kanade steps, add this times the NLL of the
-    network's own error under the prior width it gives the steps
-    (:func:`~flowvid.training.losses.prior_nll`), so the width is a calibrated confidence.
     A model with an expected-error head (``model.uncertainty``) trains it by
     :func:`~flowvid.training.losses.error_nll` on every batch.
 
@@ -43,13 +40,11 @@ class FlowObjective(nn.Module):
         outside_weight: float,
         eps: float,
         power: float,
-        confidence_weight: float,
         watch_motion: bool = True,
     ) -> None:
         super().__init__()
         self.weights = dict(inside_weight=inside_weight, outside_weight=outside_weight)
         self.eps, self.power, self.watch_motion = eps, power, watch_motion
-        self.confidence_weight = confidence_weight
         self.metrics = FlowMetrics()
         self.classical = nn.ModuleDict({name: FlowMetrics() for name in CLASSICAL})
         self.reference: dict[str, float] | None = None  # vessel EPE per method, once measured
@@ -66,15 +61,6 @@ class FlowObjective(nn.Module):
             eps=self.eps,
             power=self.power,
         )
-        if self.confidence_weight and aux and "lk_prior" in aux:
-            loss = loss + self.confidence_weight * prior_nll(
-                aux["lk_start"],
-                aux["lk_prior"],
-                batch["flow"],
-                batch["mask"],
-                batch["valid"],
-                **self.weights,
-            )
         if aux and "uncertainty" in aux:
             # the head's inputs are detached, so this trains the head alone; the factor only
             # keeps its gradients from taking the clipping norm's share from the flow's
