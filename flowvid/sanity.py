@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from scipy.ndimage import map_coordinates
 
+from flowvid.classical import dis_medium, farneback
 from flowvid.data.textures import fractal_noise
 
 Method = Callable[[np.ndarray], np.ndarray]  # (T, H, W, 3) uint8 -> (T-1, H, W, 2) px/frame
@@ -181,8 +182,6 @@ def model_method(model: torch.nn.Module, device: torch.device) -> Method:
 
 
 def classical_methods() -> dict[str, Method]:
-    from flowvid.classical import dis_medium, farneback
-
     return {"farneback": two_frame(farneback), "dis_medium": two_frame(dis_medium)}
 
 
