@@ -106,7 +106,7 @@ def test_channels_last_gives_the_same_flow_and_never_mixes_layouts(monkeypatch):
             parts.append(out)
     torch.testing.assert_close(torch.cat(parts, 1), plain, atol=1e-5, rtol=1e-4)
     assert layouts and all(pair == (True, True) for pair in layouts), layouts
-    assert state.prev["rgb"].is_contiguous(memory_format=torch.channels_last)
+    assert state.prev.rgb.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_flow_map_i_reads_frames_up_to_i_plus_1():

@@ -20,7 +20,8 @@ chunk after chunk of a video of any length, in constant memory; ``forward(clip)`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -39,11 +40,49 @@ from flowvid.models.uncertainty import ErrorHead
 
 
 @dataclass
+class Features:
+    """What the encoder gives each frame, for any leading dimensions (...): (N,) frames, or
+    (B, N) frames of B clips. H, W: the frame's size padded to the encoder's largest stride.
+
+    rgb (..., 3, H, W) the frame itself, in [0, 1]; skip (..., C, H/2, W/2) the encoder's
+    stride-2 features (None for an encoder without them); g4 (..., D, H/4, W/4) and
+    g8 (..., D, H/8, W/8) the fused pyramid; n4, n8 the same at unit length (for matching).
+    """
+
+    rgb: torch.Tensor
+    skip: torch.Tensor | None
+    g4: torch.Tensor
+    g8: torch.Tensor
+    n4: torch.Tensor
+    n8: torch.Tensor
+
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Features:
+        """The same features with ``fn`` applied to each tensor."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return Features(**{k: None if v is None else fn(v) for k, v in values.items()})
+
+    def before(self, prev: Features | None) -> Features:
+        """(B, N, ...) features -> each frame's predecessor's: ``prev`` (B, ...), the last
+        frame of the chunk before, for the first; the first frame itself at a stream's start.
+        In each frame's memory layout: an operation mixing channels_last with the default
+        layout takes a slow path (the correlations ran 10x slower)."""
+
+        def shifted(name: str) -> torch.Tensor | None:
+            v = getattr(self, name)
+            if v is None:
+                return None
+            first = v[:, :1] if prev is None else getattr(prev, name)[:, None]
+            return _layout_of(torch.cat([first, v[:, :-1]], 1), v)
+
+        return Features(**{f.name: shifted(f.name) for f in fields(self)})
+
+
+@dataclass
 class StreamState:
     """What the model carries from one chunk to the next."""
 
     core: tuple[torch.Tensor, ...] | None = None  # recurrent state at stride 4
-    prev: dict[str, torch.Tensor | None] = field(default_factory=dict)  # last frame's features
+    prev: Features | None = None  # the last frame's features, (B, ...)
     size: tuple[int, int] | None = None  # (H, W) of the video
 
 
@@ -144,45 +183,34 @@ class FlowVid(nn.Module):
     def init_state(self) -> StreamState:
         return StreamState()
 
-    def _features(self, frames: torch.Tensor) -> dict[str, torch.Tensor | None]:
-        """frames (N, 3, H, W) padded -> per-frame features used by the core and decoder."""
+    def _features(self, frames: torch.Tensor) -> Features:
+        """frames (N, 3, H, W) padded -> their features (N, ...)."""
         feats = self.encoder(frames)
         g4, g8 = self.pyramid(feats)
         skip = feats[self.encoder.reductions.index(2)] if 2 in self.encoder.reductions else None
-        return {
-            "g4": g4,
-            "g8": g8,
-            "skip": skip,
-            "rgb": frames,
-            "n4": F.normalize(g4, dim=1),
-            "n8": F.normalize(g8, dim=1),
-        }
+        return Features(frames, skip, g4, g8, F.normalize(g4, dim=1), F.normalize(g8, dim=1))
 
-    def _cues(self, prev: dict, cur: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """Motion cues from frame t-1 to t at stride 4, and the matched flow (px).
-
-        Cues: features, their difference, the standardised cost volumes and the match.
-        """
-        corr4 = local_correlation(prev["n4"], cur["n4"], self.corr_radius)
-        corr8 = local_correlation(prev["n8"], cur["n8"], self.coarse_corr_radius)
+    def _cues(self, prev: Features, cur: Features) -> tuple[torch.Tensor, torch.Tensor]:
+        """Motion cues from frame t-1 to t at stride 4, (N, context, H/4, W/4), and the
+        matched flow (N, 2, H/4, W/4) px: features, their difference, the standardised cost
+        volumes and the match."""
+        corr4 = local_correlation(prev.n4, cur.n4, self.corr_radius)
+        corr8 = local_correlation(prev.n8, cur.n8, self.coarse_corr_radius)
         corr8 = F.interpolate(corr8, size=corr4.shape[-2:], mode="bilinear", align_corners=False)
         costs = torch.cat([corr4, corr8], 1)
         match = self.match(costs)
         evidence = torch.cat([contrast(corr4), contrast(corr8), match / 4.0], 1)
-        x = self.motion(
-            torch.cat([prev["g4"], cur["g4"] - prev["g4"], self.cost_encoder(evidence)], 1)
-        )
+        x = self.motion(torch.cat([prev.g4, cur.g4 - prev.g4, self.cost_encoder(evidence)], 1))
         return x, match
 
     def _advance(
         self, frames: torch.Tensor, state: StreamState
-    ) -> tuple[torch.Tensor, int, dict[str, torch.Tensor | None], StreamState]:
+    ) -> tuple[torch.Tensor, Features, Features, torch.Tensor, StreamState]:
         """Run the encoder on a chunk (B, N, 3, H, W) and step the core through its frames.
 
-        Returns every frame's hidden state (B, N, S, H/4, W/4); ``skip``, how many leading
-        frames have no output (1 for flow at the very start: frame 0 has no predecessor);
-        each output's anchor frame features and its match from t-1 to t, (B, N - skip, ...);
-        and the new state.
+        Returns every frame's hidden state (B, N, S, H/4, W/4); the frames' features and
+        their predecessors' (B, N, ...); the match from each predecessor to its frame
+        (B, N, 2, H/4, W/4) px; and the new state.
         """
         b, n, _, h, w = frames.shape
         if state.size is not None and state.size != (h, w):
@@ -191,44 +219,21 @@ class FlowVid(nn.Module):
         flat = F.pad(
             rearrange(frames, "b n c h w -> (b n) c h w"), (0, pw, 0, ph), mode="replicate"
         ).contiguous(memory_format=self._memory_format())
-        feats = {
-            k: None if v is None else rearrange(v, "(b n) ... -> b n ...", b=b)
-            for k, v in self._features(flat).items()
-        }
-        # each frame's predecessor: the previous chunk's last frame, or itself at the start;
-        # in its frame's memory layout (channels_last when predict asks for it), or every
-        # operation that mixes the two takes a slow path (the correlations ran 10x slower)
-        start = not state.prev
-        before = {
-            k: None
-            if v is None
-            else torch.cat([v[:, :1] if start else state.prev[k][:, None], v[:, :-1]], 1)
-            for k, v in feats.items()
-        }
-        before = {k: None if v is None else _layout_of(v, feats[k]) for k, v in before.items()}
+        feats = self._features(flat).map(lambda v: rearrange(v, "(b n) ... -> b n ...", b=b))
+        before = feats.before(state.prev)
         # the cues depend on frames alone: one batched pass for the chunk, then the core steps
         x, match = self._cues(
-            {k: rearrange(before[k], "b n ... -> (b n) ...") for k in ("g4", "n4", "n8")},
-            {k: rearrange(feats[k], "b n ... -> (b n) ...") for k in ("g4", "n4", "n8")},
+            before.map(lambda v: v.flatten(0, 1)), feats.map(lambda v: v.flatten(0, 1))
         )
         x, match = (rearrange(v, "(b n) ... -> b n ...", b=b) for v in (x, match))
-        core = state.core
-        hiddens = []
+        core, hiddens = state.core, []
         for t in range(n):
             hidden, core = self.core(
                 x[:, t], self.core.init_state(x[:, t]) if core is None else core
             )
             hiddens.append(hidden)
-        on_previous = self.head.on_previous
-        skip = 1 if start and on_previous else 0
-        anchors = {
-            k: None if v is None else v[:, skip:]
-            for k, v in {**(before if on_previous else feats), "match": match}.items()
-        }
-        if self.lk is not None or self.error_head is not None:
-            anchors["next_rgb"] = feats["rgb"][:, skip:]
-        prev = {k: None if v is None else v[:, -1] for k, v in feats.items()}
-        return torch.stack(hiddens, 1), skip, anchors, StreamState(core, prev, (h, w))
+        last = feats.map(lambda v: v[:, -1])
+        return torch.stack(hiddens, 1), feats, before, match, StreamState(core, last, (h, w))
 
     def step(
         self,
@@ -250,11 +255,18 @@ class FlowVid(nn.Module):
         px/frame (B, N_out, 1, H, W) (:mod:`flowvid.models.uncertainty`).
         """
         b, _, _, h, w = frames.shape
-        hiddens, skip, anchors, new_state = self._advance(frames, state)
-        states = hiddens[:, skip:]
-        if states.shape[1] == 0:
+        hiddens, feats, before, match, new_state = self._advance(frames, state)
+        # a flow map is on its first frame's grid and needs a predecessor (none for frame 0 of
+        # a stream); a predicted frame is anchored on the frame it follows
+        skip = 1 if state.prev is None and self.head.on_previous else 0
+        anchor = before if self.head.on_previous else feats
+        if hiddens.shape[1] == skip:
             return frames.new_zeros(b, 0, self.head.out_channels, h, w), new_state
-        out = self._decode(states, anchors, aux)
+        out = self._decode(
+            *(v[:, skip:] for v in (hiddens, match, feats.rgb)),
+            anchor.map(lambda v: v[:, skip:]),
+            aux,
+        )
         if aux is not None:
             aux.update({k: v[..., :h, :w] for k, v in aux.items()})
         return out[..., :h, :w], new_state
@@ -264,25 +276,27 @@ class FlowVid(nn.Module):
 
         frames (B, N, 3, H, W) -> (B, N, S, ceil(H/4), ceil(W/4)), streaming like :meth:`step`.
         """
-        hiddens, _, _, new_state = self._advance(frames, state)
+        hiddens, *_, new_state = self._advance(frames, state)
         return hiddens, new_state
 
     def _decode(
         self,
         states: torch.Tensor,
-        anchors: dict[str, torch.Tensor | None],
+        match: torch.Tensor,
+        next_rgb: torch.Tensor,
+        anchor: Features,
         aux: dict | None = None,
     ) -> torch.Tensor:
-        """states (B, M, S, h, w) and the outputs' anchors (B, M, ...) -> (B, M, C, H, W)."""
+        """The outputs' core states (B, M, S, h, w), matches (B, M, 2, h, w) px, the frames
+        after their anchors (B, M, 3, H, W) and the anchor frames' features (B, M, ...)
+        -> (B, M, C, H, W)."""
         b = states.shape[0]
-        flat = {
-            k: None if v is None else rearrange(v, "b m ... -> (b m) ...")
-            for k, v in {**anchors, "state": states}.items()
-        }
-        coarse = self.head.combine(self.coarse(flat["state"]), flat["match"])
-        rgb = flat["rgb"]
+        state, match, next_rgb = (v.flatten(0, 1) for v in (states, match, next_rgb))
+        anchor = anchor.map(lambda v: v.flatten(0, 1))
+        coarse = self.head.combine(self.coarse(state), match)
+        rgb = anchor.rgb
         coarse = F.interpolate(coarse, size=rgb.shape[-2:], mode="bilinear", align_corners=False)
-        feat = self.decoder(flat["state"], flat["skip"], rgb)
+        feat = self.decoder(state, anchor.skip, rgb)
         out = self.head(feat, rgb, coarse)
         start = prior = None
         if self.lk is not None:
@@ -298,9 +312,9 @@ class FlowVid(nn.Module):
                 aux["lk_prior"] = rearrange(prior, "(b m) ... -> b m ...", b=b)
                 if trust is not None:
                     aux["lk_trust"] = rearrange(trust, "(b m) ... -> b m ...", b=b)
-            start, out = out, self.lk(out, rgb, flat["next_rgb"], prior, trust)
+            start, out = out, self.lk(out, rgb, next_rgb, prior, trust)
         if self.error_head is not None and aux is not None:
-            error = self.error_head(feat, out, rgb, flat["next_rgb"], start, prior)
+            error = self.error_head(feat, out, rgb, next_rgb, start, prior)
             aux["uncertainty"] = rearrange(error, "(b m) ... -> b m ...", b=b)
         return rearrange(out, "(b m) ... -> b m ...", b=b)
 
