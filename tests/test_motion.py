@@ -223,7 +223,8 @@ def test_layer_windows_never_clip_a_layer(monkeypatch):
 
 def test_low_contrast_fades_the_frames_to_a_grey_level_and_keeps_the_flow():
     """A clip's contrast scales the rendered image about its grey level; the motion is the
-    same clip's (the same draws), so only the pixels' contrast changes."""
+    same clip's (the contrast is drawn after the scene), so only the pixels' contrast
+    changes."""
     common = dict(size=48, frames=3, **EXACT)
     full = MotionRenderer(MotionConfig(contrast=(1.0, 1.0), **common), np.random.default_rng(3))
     faint = MotionRenderer(MotionConfig(contrast=(0.2, 0.2), **common), np.random.default_rng(3))

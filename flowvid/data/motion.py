@@ -108,8 +108,8 @@ class MotionRenderer:
         self.params = MotionParams(
             noise=float(rng.uniform(*cfg.noise)),
             blur=float(rng.uniform(*cfg.blur)),
-            contrast=_loguniform(rng, *cfg.contrast),
-            level=float(rng.uniform(0.2, 0.8)),
+            contrast=1.0,
+            level=0.5,
             crf=int(rng.integers(cfg.crf[0], cfg.crf[1] + 1)),
         )
         self.layers = [self._background()] + [
@@ -118,6 +118,9 @@ class MotionRenderer:
         self.params.layer_speeds_px_per_frame = [round(ly.speed, 4) for ly in self.layers]
         self._grid = self._pixel_grid()
         self._noise_seed = int(rng.integers(2**62))
+        # drawn last: a seed gives the same scene at any contrast range
+        self.params.contrast = _loguniform(rng, *cfg.contrast)
+        self.params.level = float(rng.uniform(0.2, 0.8))
         self._cache: dict[int, tuple] = {}
 
     # ------------------------------------------------------------------ drawing the clip
