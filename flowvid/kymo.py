@@ -176,7 +176,7 @@ def agreement(speeds: KymoSpeeds) -> dict[str, float | bool | str] | None:
     if np.isnan(speeds.stripe).all():
         return {
             "agree": None,
-            "warning": "no window of the kymograph gives a stripe speed to check the model "
+            "warning": "no window of the kymograph gives a stripe speed to check the flow "
             "against (a path too short, or with too little texture to follow)",
         }
     stripe = float(np.nanmedian(np.abs(speeds.stripe)))
@@ -191,7 +191,7 @@ def agreement(speeds: KymoSpeeds) -> dict[str, float | bool | str] | None:
     }
     if not agree:
         doc["warning"] = (
-            f"the model's speed along the path ({model:.3g} px/frame) is {ratio:.2g}x the speed "
+            f"the flow's speed along the path ({model:.3g} px/frame) is {ratio:.2g}x the speed "
             f"the video's kymograph stripes show ({stripe:.3g}): one of them is wrong here; "
             "check the overlay, or compare predict --method dis"
         )
@@ -222,12 +222,12 @@ def kymo_figure(
     if flow_kymo is not None:
         limit = float(np.percentile(np.abs(flow_kymo), 99) * k) or 1.0
         shown = axes[1].imshow(flow_kymo * k, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
-        axes[1].set(title="model: speed along the path", xlabel="position (px)", ylabel="pair")
+        axes[1].set(title="flow: speed along the path", xlabel="position (px)", ylabel="pair")
         fig.colorbar(shown, ax=axes[1], label=f"speed ({unit}, + toward the path's end)")
     ax = axes[-1]
     ax.plot(speeds.start, speeds.stripe * k, "o-", label="stripe angle (Radon)")
     if speeds.model is not None:
-        ax.plot(speeds.start, speeds.model * k, "s-", label="model, same frames")
+        ax.plot(speeds.start, speeds.model * k, "s-", label="flow, same frames")
     ax.set(title="speed over time", xlabel="first frame of the window", ylabel=f"speed ({unit})")
     ax.legend()
     if title:

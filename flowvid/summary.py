@@ -200,7 +200,7 @@ def _kymo_title(ax, s: ClipSummary, k: float, unit: str) -> None:  # noqa: ANN00
     if np.isnan(s.speeds.stripe).all():
         ax.set_title(
             f"kymograph along segment {s.kymo_segment}\nno confident stripe speed "
-            f"(short or low-texture path); model {model:.3g} {unit}",
+            f"(short or low-texture path); flow {model:.3g} {unit}",
             fontsize=10,
         )
         return
@@ -209,8 +209,8 @@ def _kymo_title(ax, s: ClipSummary, k: float, unit: str) -> None:  # noqa: ANN00
     disagree = check is not None and not check["agree"]
     ax.set_title(
         f"kymograph along segment {s.kymo_segment}\nspeed from its stripes {stripe:.3g}, "
-        f"model {model:.3g} {unit} (medians)"
-        + (f"\nDISAGREE: model / stripes = {check['model_over_stripe']:.2g}" if disagree else ""),
+        f"flow {model:.3g} {unit} (medians)"
+        + (f"\nDISAGREE: flow / stripes = {check['model_over_stripe']:.2g}" if disagree else ""),
         fontsize=10,
         color="firebrick" if disagree else "black",
     )
