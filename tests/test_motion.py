@@ -237,3 +237,21 @@ def test_low_contrast_fades_the_frames_to_a_grey_level_and_keeps_the_flow():
     assert faint.frame(0).std() < 0.3 * full.frame(0).std()
     with pytest.raises(ValueError, match="contrast"):
         MotionConfig(contrast=(0.0, 1.0))
+
+
+def test_a_flat_object_has_one_colour_and_moves_as_its_labels_say():
+    """With flat_prob=1 every object is one flat colour: inside it the frame is uniform (there
+    is nothing to follow), while the ground truth still moves it; the scene is the same clip's."""
+    common = dict(size=64, frames=3, objects=(2, 2), **EXACT)
+    plain = MotionRenderer(MotionConfig(flat_prob=0.0, **common), np.random.default_rng(5))
+    flat = MotionRenderer(MotionConfig(flat_prob=1.0, **common), np.random.default_rng(5))
+    assert flat.params.flat_objects == 2 and plain.params.flat_objects == 0
+    np.testing.assert_array_equal(plain.flow(0), flat.flow(0))
+    for layer in flat.layers[1:]:
+        rgb, alpha = layer.texture[0, :3], layer.texture[0, 3]
+        assert float(rgb[:, alpha > 0].std(1).max()) < 1e-6  # one colour where it is drawn
+    for layer in plain.layers[1:]:
+        rgb, alpha = layer.texture[0, :3], layer.texture[0, 3]
+        assert float(rgb[:, alpha > 0].std(1).max()) > 1e-3
+    with pytest.raises(ValueError, match="flat_prob"):
+        MotionConfig(flat_prob=1.5)

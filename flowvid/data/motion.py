@@ -53,6 +53,9 @@ class MotionConfig:
     # the image's contrast, log-uniform: 1 as rendered, 0.15 a faint image over a flat grey
     # level (bright-field and unstained tissue are low contrast; the sensor noise is added after)
     contrast: tuple[float, float] = (0.15, 1.0)
+    # an object of one flat colour: nothing inside it to follow, its motion shows at its edges
+    # alone (a lumen of plasma, a uniform cell), where a method can only guess or interpolate
+    flat_prob: float = 0.15
     crf: tuple[int, int] = (12, 26)  # x264 quality when written to disk
 
     def __post_init__(self) -> None:
@@ -64,6 +67,8 @@ class MotionConfig:
         lo, hi = self.contrast
         if not 0 < lo <= hi <= 1:
             raise ValueError(f"contrast must be 0 < lo <= hi <= 1, not {self.contrast}")
+        if not 0 <= self.flat_prob <= 1:
+            raise ValueError(f"flat_prob must be in [0, 1], not {self.flat_prob}")
 
 
 @dataclass
@@ -75,6 +80,7 @@ class MotionParams:
     contrast: float
     level: float  # the grey level that a low contrast fades to
     crf: int
+    flat_objects: int = 0  # objects of one flat colour
     layer_speeds_px_per_frame: list[float] = field(default_factory=list)
     static_background: bool = False
 
@@ -118,9 +124,14 @@ class MotionRenderer:
         self.params.layer_speeds_px_per_frame = [round(ly.speed, 4) for ly in self.layers]
         self._grid = self._pixel_grid()
         self._noise_seed = int(rng.integers(2**62))
-        # drawn last: a seed gives the same scene at any contrast range
+        # drawn last: a seed gives the same scene at any contrast range and share of flat objects
         self.params.contrast = _loguniform(rng, *cfg.contrast)
         self.params.level = float(rng.uniform(0.2, 0.8))
+        for layer in self.layers[1:]:
+            if rng.random() < cfg.flat_prob:  # its texture's mean colour everywhere
+                rgb = layer.texture[:, :3]
+                rgb[:] = rgb.mean((-2, -1), keepdim=True)
+                self.params.flat_objects += 1
         self._cache: dict[int, tuple] = {}
 
     # ------------------------------------------------------------------ drawing the clip
