@@ -1,24 +1,28 @@
 #!/usr/bin/env bash
 # Retrain the default model with the curriculum: ImageNet -> generic motion (rendered on the
 # fly) -> synthetic vessels in every look, with the Lucas-Kanade steps and the expected-error
-# head; then score it on the motion sanity suite and on the held-out vessel clips (beside
-# zero flow, Farneback and DIS, two-frame and averaged over 3 maps).
+# head -> the same on clips of 8 frames at a lower learning rate -> the expected-error head
+# alone on the frozen flow model; then score it on the motion sanity suite and on the
+# held-out vessel clips (beside zero flow, Farneback and DIS, two-frame and averaged over 3
+# maps).
 #
 #   tools/train_default_model.sh [OUT_DIR] [extra `flowvid train` arguments for both stages...]
 #
 # PROFILE=cpu (the default without a GPU) is the recipe sized for 2 CPU cores, the one that
 # trained the shipped model: on a 2-core AMD EPYC VM (2026-12-04) stage 1 took 20 minutes
-# (1.06 steps/s) and stage 2 61 (0.41 steps/s); other VMs of that kind ran at 0.42 steps/s in
-# stage 1, and then the minute caps (55 and 90) end each stage early. Each stage is
+# (1.06 steps/s) and stage 2 61 (0.41 steps/s); on 2026-12-06 stage 3 ran 0.15-0.20 steps/s
+# (stopped at step 510 of 850, its best validation step 170 kept) and stage 4 15 minutes;
+# other VMs of that kind ran at 0.42 steps/s in stage 1, and then the minute caps (55, 90, 75
+# and 30) end each stage early. Each stage is
 # resumable (RESUME=1 goes on from each stage's
 # last.ckpt after a stop; a finished stage is skipped). PROFILE=gpu uses the stage configs as
 # they are (192 px crops, clips of 8, batch 8).
 #
 # Environment: PYTHON (default: .venv/bin/python, else python3), SYNTH (vessel corpus, every
 # look, default data/synth_looks), WORKERS (processes for the corpus, default: all cores),
-# MOTION_STEPS / VESSEL_STEPS (override the profile's steps), STAGES (default "1 2"; "1" or
-# "2" alone runs one stage), MOTION_MODEL (stage 2's start, default OUT_DIR/1_motion/model.pt).
-# Then `python tools/ship_default_model.py OUT_DIR/2_vessels/model.pt` makes it the default.
+# MOTION_STEPS / VESSEL_STEPS (override the profile's steps), STAGES (default "1 2 3 4"; any
+# subset runs those stages), MOTION_MODEL (stage 2's start, default OUT_DIR/1_motion/model.pt).
+# Then `python tools/ship_default_model.py OUT_DIR/4_error/model.pt` makes it the default.
 set -euo pipefail
 OUT=${1:-runs/default_model}
 shift || true
@@ -30,7 +34,7 @@ if [[ -z "${PROFILE:-}" ]]; then
 fi
 SYNTH=${SYNTH:-data/synth_looks}
 FLOWVID=("$PYTHON" -m flowvid)
-STAGES=${STAGES:-1 2}
+STAGES=${STAGES:-1 2 3 4}
 MOTION_MODEL=${MOTION_MODEL:-$OUT/1_motion/model.pt}
 # the steps, their learned confidence and trust, and each vector's expected error
 MODEL=(--set model.lk_iters=6 --set model.lk_levels=3 --set model.lk_prior=1.0
@@ -44,12 +48,24 @@ if [[ "$PROFILE" == cpu ]]; then
             --set data.workers=1 --set data.rendered_val_clips=8 --set train.max_steps=1500
             --set train.max_minutes=90 --set train.val_every_steps=200
             --set train.warmup_steps=50 --set train.lr=0.0002)
+    # stage 3: clips of 8 at half the rate; 2026-12-06 kept its best validation, step 170
+    STAGE3=(--set data.crop=128 --set data.clip_len=8 --set data.batch_size=4
+            --set data.workers=1 --set data.rendered_val_clips=8 --set train.max_steps=850
+            --set train.max_minutes=75 --set train.val_every_steps=170
+            --set train.warmup_steps=50 --set train.lr=0.0001)
     CORPUS=(--videos 48 --frames 48 --size 160)
 else
     STAGE1=()
     STAGE2=()
+    STAGE3=(--set train.max_steps=2000 --set train.lr=0.0001 --set train.warmup_steps=100)
     CORPUS=()
 fi
+# stage 4: the expected-error head alone (the flow is frozen), at a high rate, with more
+# generic motion (faint clips, flat objects) in the mix
+STAGE4=(--set "train.train_only=[error_head]" --set data.motion_mix=0.4
+        --set data.crop=128 --set data.clip_len=8 --set data.batch_size=4 --set data.workers=1
+        --set data.rendered_val_clips=8 --set train.max_steps=400 --set train.max_minutes=30
+        --set train.val_every_steps=400 --set train.warmup_steps=20 --set train.lr=0.001)
 mkdir -p "$OUT"
 
 stage() {  # stage NAME CONFIG ARGS...: train unless finished; RESUME=1 goes on from last.ckpt
@@ -71,15 +87,26 @@ if [[ " $STAGES " == *" 1 "* ]]; then
     "${FLOWVID[@]}" eval --suite motion --checkpoint "$OUT/1_motion/model.pt" \
         --out "$OUT/1_motion/suite"
 fi
-[[ " $STAGES " == *" 2 "* ]] || exit 0
+[[ " $STAGES " == *" "[234]" "* ]] || exit 0
 
 if [[ ! -f "$SYNTH/dataset.yaml" ]]; then
     "${FLOWVID[@]}" synth --out "$SYNTH" --looks all "${CORPUS[@]}" ${WORKERS:+--workers "$WORKERS"}
 fi
 "${FLOWVID[@]}" validate "$SYNTH"
-stage 2_vessels configs/curriculum/2_vessels.yaml --data "$SYNTH" --init-from "$MOTION_MODEL" \
-    "${MODEL[@]}" "${STAGE2[@]}" ${VESSEL_STEPS:+--set train.max_steps="$VESSEL_STEPS"} "$@"
-"${FLOWVID[@]}" eval --suite motion --checkpoint "$OUT/2_vessels/model.pt" --out "$OUT/2_vessels/suite"
-"${FLOWVID[@]}" eval --data "$SYNTH" --split test --checkpoint "$OUT/2_vessels/model.pt" \
-    --baselines --out "$OUT/2_vessels/eval"
-echo "model: $OUT/2_vessels/model.pt; reports: $OUT/*/suite/motion_suite.md, $OUT/2_vessels/eval/report.md"
+if [[ " $STAGES " == *" 2 "* ]]; then
+    stage 2_vessels configs/curriculum/2_vessels.yaml --data "$SYNTH" --init-from "$MOTION_MODEL" \
+        "${MODEL[@]}" "${STAGE2[@]}" ${VESSEL_STEPS:+--set train.max_steps="$VESSEL_STEPS"} "$@"
+fi
+if [[ " $STAGES " == *" 3 "* ]]; then  # clips of 8 frames, from stage 2 (its architecture)
+    stage 3_clips8 configs/curriculum/2_vessels.yaml --data "$SYNTH" \
+        --init-from "$OUT/2_vessels/model.pt" "${STAGE3[@]}" "$@"
+fi
+if [[ " $STAGES " == *" 4 "* ]]; then  # the expected error, on the frozen flow model
+    stage 4_error configs/curriculum/2_vessels.yaml --data "$SYNTH" \
+        --init-from "$OUT/3_clips8/model.pt" "${STAGE4[@]}" "$@"
+fi
+FINAL=$OUT/4_error/model.pt
+"${FLOWVID[@]}" eval --suite motion --checkpoint "$FINAL" --out "$OUT/4_error/suite"
+"${FLOWVID[@]}" eval --data "$SYNTH" --split test --checkpoint "$FINAL" \
+    --baselines --out "$OUT/4_error/eval"
+echo "model: $FINAL; reports: $OUT/*/suite/motion_suite.md, $OUT/4_error/eval/report.md"
