@@ -135,10 +135,13 @@ def test_the_shipped_model_measures_motion_on_an_unseen_texture(shipped, case, t
         assert result["mean_v"] == pytest.approx(v, abs=0.03)
 
 
-# flow_lite0_lk.pt's expected error does not see a flat region: 0.75 px/frame there, 0.73 on the
-# texture beside it, where its actual errors are 1.39 and 0.009 (CPU, 2026-12-04).
+# flow_lite0_lk.pt's expected error does not see a flat region: it states 0.46 px/frame there and
+# 0.79 on the texture beside it, where its actual errors are 1.26 and 0.009 (CPU, 2026-12-06):
+# it has learned that the error grows with the speed, and in vessel video a well-matched moving
+# texture (cells) can still be off the plasma's velocity.
 @pytest.mark.xfail(
-    reason="the shipped head states about 0.73 px/frame on both halves (actual 0.009 and 1.39)",
+    reason="the shipped head states 0.79 px/frame on the texture, 0.46 on the flat half "
+    "(actual 0.009 and 1.26)",
     strict=True,
 )
 def test_the_shipped_model_is_less_sure_where_there_is_nothing_to_see():
