@@ -109,14 +109,16 @@ class FlowVid(nn.Module):
         corr_radius: int,
         coarse_corr_radius: int,
         decoder_widths: tuple[int, int, int],
-        lk_iters: int = 0,
-        lk_sigma: float = 2.0,
-        lk_levels: int = 1,
-        lk_prior: float = 0.25,
-        lk_trust: bool = False,
-        lk_floor: float = 0.0,
-        uncertainty: bool = False,
+        lk_iters: int,
+        lk_sigma: float,
+        lk_levels: int,
+        lk_prior: float,
+        lk_trust: bool,
+        lk_floor: float,
+        uncertainty: bool,
     ) -> None:
+        """Built by :func:`create_model`, whose keyword arguments (a checkpoint's
+        ``model_kwargs``) hold every default once."""
         super().__init__()
         if uncertainty and task != "flow":
             raise ValueError("uncertainty is for flow models")
