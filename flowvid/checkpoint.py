@@ -77,6 +77,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     ):
         raise InputError("is a damaged checkpoint: model_kwargs and state_dict must be maps", path)
     ckpt["model_kwargs"] = _without_removed(_current_names(ckpt["model_kwargs"]), path)
+    ckpt["state_dict"] = _current_weights(ckpt["state_dict"])
     return ckpt
 
 
@@ -115,6 +116,21 @@ def _current_names(kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+# weights under earlier names: the Lucas-Kanade heads moved into their own stage
+RENAMED_WEIGHTS = {"lk_confidence.": "refine.confidence.", "lk_trust.": "refine.trust."}
+
+
+def _current_weights(state: dict[str, Any]) -> dict[str, Any]:
+    """A state dict under today's module names (:data:`RENAMED_WEIGHTS`)."""
+    renamed = {}
+    for key, value in state.items():
+        for old, new in RENAMED_WEIGHTS.items():
+            if key.startswith(old):
+                key = new + key.removeprefix(old)
+        renamed[key] = value
+    return renamed
+
+
 def _without_removed(kwargs: dict[str, Any], path: str | Path) -> dict[str, Any]:
     """``kwargs`` less the removed options (:data:`REMOVED`) a model left unused; a model
     that used one is refused."""
@@ -133,11 +149,10 @@ def _without_removed(kwargs: dict[str, Any], path: str | Path) -> dict[str, Any]
 
 def _from_lightning(raw: dict[str, Any]) -> dict[str, Any]:
     """A Lightning training checkpoint (``*.ckpt``) as {model_kwargs, config, state_dict}."""
-    from flowvid.config import config_from_dict, model_kwargs
-
     hp = raw["hyper_parameters"]
     config = hp.get("config") or {}
-    kwargs = hp.get("model_kwargs") or model_kwargs(config_from_dict(config))
+    # runs that stored only their config: its model section (create_model fills the rest)
+    kwargs = hp.get("model_kwargs") or dict(config.get("model") or {})
     state = {
         k.removeprefix("model."): v for k, v in raw["state_dict"].items() if k.startswith("model.")
     }

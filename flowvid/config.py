@@ -1,6 +1,11 @@
-"""The typed configuration schema: every default lives here, once.
+"""The typed configuration schema; every default lives once.
 
-YAML files in ``configs/`` override some keys; ``--set section.key=value`` overrides one
+The sections that build an object take their keys, types and defaults from its constructor:
+``model`` from :func:`flowvid.models.create_model`, ``augment`` from
+:class:`flowvid.data.augment.FlowAugment`, and ``data`` from
+:class:`flowvid.data.datamodule.ClipDataModule` beside the sources declared here; ``loss``
+and ``train`` are declared here. ``flowvid train --print-config`` prints every key with its
+value. YAML files in ``configs/`` override some keys; ``--set section.key=value`` overrides one
 more. Unknown keys and wrong types are errors that name the key. The resolved config is
 a plain dict (saved with each run and inside checkpoints, so they load with
 ``torch.load(weights_only=True)``). Modules never see this object: :func:`model_kwargs`
@@ -10,82 +15,90 @@ and friends turn it into keyword arguments at the edge.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import math
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from flowvid.data.augment import FlowAugment
+from flowvid.data.datamodule import ClipDataModule
 from flowvid.errors import InputError
+from flowvid.models import check_model_args, create_model
+
+
+def _keywords(fn: Callable[..., Any]) -> list[tuple[str, Any, Any]]:
+    """``fn``'s keyword-only arguments as dataclass fields (name, type, field), their defaults
+    the constructor's own; a tuple default becomes a list (a YAML sequence)."""
+    hints = typing.get_type_hints(fn)
+    fields = []
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind is not inspect.Parameter.KEYWORD_ONLY:
+            continue
+        hint, default = hints[p.name], p.default
+        if isinstance(default, tuple):
+            item = typing.get_args(hint)[0] if typing.get_args(hint) else Any
+            hint, default = list[item], field(default_factory=functools.partial(list, default))
+        else:
+            default = field(default=default)
+        fields.append((p.name, hint, default))
+    return fields
+
+
+def _declared(cls: type) -> list[tuple[str, Any, Any]]:
+    """A dataclass's fields as (name, type, field), for :func:`_section`."""
+    hints = typing.get_type_hints(cls)
+    return [
+        (f.name, hints[f.name], field(default=f.default, default_factory=f.default_factory))
+        for f in dataclasses.fields(cls)
+    ]
+
+
+def _section(name: str, doc: str, *parts: list[tuple[str, Any, Any]]) -> type:
+    return dataclasses.make_dataclass(
+        name,
+        [f for part in parts for f in part],
+        namespace={"__module__": __name__, "__doc__": doc},
+    )
 
 
 @dataclass
-class DataConfig:
+class _DataSources:
     source: str = "folder"  # folder (data.root) | motion | vessels (rendered on the fly, no disk)
     generator: dict[str, Any] = field(default_factory=dict)  # rendered: the generator's own keys
     rendered_val_clips: int = 32  # rendered: fixed validation clips (seed train.seed + 1)
-    motion_mix: float = 0.0  # folder: this fraction of training clips are generic motion instead
     root: str = "data/synth"  # dataset folder (DESIGN.md layout)
     synthesize: bool = False  # true: write the synthetic corpus at root when it is missing
     synth_videos: int = 50
     synth_frames: int = 120
     synth_size: int = 256
     synth_seed: int = 0
-    clip_len: int = 8  # frames per training clip (T)
-    frame_stride: int = 1  # take every k-th frame (flows are composed)
-    crop: int = 192  # random square crop for training, px (0: full frame)
-    batch_size: int = 8
-    workers: int = 4
-    samples_per_epoch: int = 2000
-    val_windows: int = 4  # evenly spaced clips per validation video
-    val_crop: int = 0  # centre crop for validation, px (0: full frame)
-    decoded_cache: bool = False  # decode each video once to a uint8 .npy memmap (fast, uses disk)
 
 
-@dataclass
-class ModelConfig:
-    arch: str = "flowvid"  # flowvid (video model) | raft_small | raft_large (two-frame anchor)
-    task: str = "flow"  # flow | frames
-    encoder: str = "tf_efficientnet_lite0"
-    pretrained: str = "imagenet"  # imagenet | none
-    weights: str | None = None  # local ImageNet weights file for other encoders
-    freeze: str | int = "none"  # none | all | number of stages
-    freeze_bn: bool = False
-    core: str = "gru"  # gru | lstm
-    hidden: int = 64
-    context: int = 64
-    corr_radius: int = 3  # stride-4 correlation: +-12 px
-    coarse_corr_radius: int = 4  # stride-8 correlation: +-32 px
-    decoder_widths: list[int] = field(default_factory=lambda: [64, 32, 16])
-    lk_iters: int = 0  # flow: Gauss-Newton steps on the frames after the decoder (0: none)
-    lk_sigma: float = 2.0  # their window, Gaussian sigma in px
-    lk_levels: int = 1  # coarse-to-fine levels (1: full resolution only)
-    lk_prior: float = 0.25  # px: how far off the model's flow may be where it has no opinion
-    lk_trust: bool = False  # with lk_iters: learn a per-pixel trust in the frames' evidence
-    lk_floor: float = 0.0  # px: the least width of the prior, after confidence and trust
-    # flow: also predict each vector's expected end-point error, px/frame (predict
-    # --uncertainty); trained beside the flow, on detached inputs, so it costs the flow nothing
-    uncertainty: bool = False
-
-
-@dataclass
-class AugmentConfig:
-    hflip: float = 0.5
-    vflip: float = 0.5
-    rot90: float = 0.5
-    rotate_deg: float = 15.0
-    scale: list[float] = field(default_factory=lambda: [0.8, 1.25])
-    affine_prob: float = 0.5
-    brightness: float = 0.2
-    contrast: float = 0.2
-    saturation: float = 0.2
-    hue: float = 0.02
-    noise_std: float = 0.02
-    blur_prob: float = 0.2
-    clahe_prob: float = 0.0
+# the sections that build an object take its constructor's keyword arguments and defaults
+DataConfig = _section(
+    "DataConfig",
+    "Where clips come from (below) and how they are cut and batched (the keyword arguments "
+    "of :class:`flowvid.data.datamodule.ClipDataModule`).",
+    _declared(_DataSources),
+    _keywords(ClipDataModule.__init__),
+)
+ModelConfig = _section(
+    "ModelConfig",
+    "The keyword arguments of :func:`flowvid.models.create_model`.",
+    _keywords(create_model),
+)
+AugmentConfig = _section(
+    "AugmentConfig",
+    "The keyword arguments of :class:`flowvid.data.augment.FlowAugment`.",
+    _keywords(FlowAugment.__init__),
+)
 
 
 @dataclass
@@ -118,6 +131,7 @@ class TrainConfig:
     log_every_steps: int = 20
     seed: int = 0
     watch_motion: bool = True  # flow: log val/suite_epe, the EPE on textures no corpus holds
+    # (flowvid.sanity.MotionWatch, a callback that `flowvid train` and the studies add)
     init_from: str | None = None  # flowvid checkpoint to start from (two-stage recipe)
     resume: str | None = None  # Lightning checkpoint to resume (or "last")
 
@@ -290,10 +304,6 @@ AT_LEAST = {  # key: smallest valid value
     "data.rendered_val_clips": 1,
     "data.crop": 0,
     "data.val_crop": 0,
-    "model.hidden": 1,
-    "model.context": 1,
-    "model.corr_radius": 0,
-    "model.coarse_corr_radius": 0,
     "train.max_steps": 1,
     "train.warmup_steps": 0,
     "train.val_every_steps": 1,
@@ -336,25 +346,7 @@ def validate(cfg: Config) -> None:
         raise InputError(f"data.motion_mix must be in [0, 1], not {cfg.data.motion_mix}")
     if cfg.data.motion_mix > 0 and cfg.data.crop < 16:
         raise InputError("data.motion_mix renders clips of data.crop px: set data.crop >= 16")
-    lk = cfg.model
-    if lk.lk_iters < 0 or lk.lk_levels < 1 or lk.lk_sigma <= 0 or lk.lk_prior <= 0:
-        raise InputError(
-            "model.lk_iters must be >= 0, model.lk_levels >= 1, "
-            "model.lk_sigma and model.lk_prior > 0"
-        )
-    if not 0 <= lk.lk_floor <= lk.lk_prior:
-        raise InputError(
-            f"model.lk_floor must be in [0, model.lk_prior = {lk.lk_prior}] px, not {lk.lk_floor}"
-        )
-    if lk.lk_trust and not (lk.lk_iters > 0 and lk.arch == "flowvid" and lk.task == "flow"):
-        raise InputError(
-            "model.lk_trust weighs the evidence of the Lucas-Kanade steps: "
-            "set model.lk_iters > 0 (a flowvid flow model)"
-        )
-    if lk.uncertainty and not (lk.arch == "flowvid" and lk.task == "flow"):
-        raise InputError("model.uncertainty is for flowvid flow models (model.task=flow)")
-    if len(cfg.model.decoder_widths) != 3:
-        raise InputError("model.decoder_widths must list 3 widths")
+    check_model_args(**dataclasses.asdict(cfg.model))
 
 
 def model_kwargs(cfg: Config) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from flowvid.data.synthetic import SynthConfig
 from flowvid.errors import InputError
 from flowvid.evaluate import evaluate
 from flowvid.io.atomic import atomic_output, claim_folder
+from flowvid.sanity import watchers
 from flowvid.training.train import train
 
 HELD_OUT_SEED = 10_000  # added to the seed: held-out scenes never repeat a training scene
@@ -101,7 +102,7 @@ def leave_one_look_out(
             cfg = load_config(
                 config, [*overrides, f"data.root={train_root}", f"train.run_dir={run}"]
             )
-            train(cfg)
+            train(cfg, callbacks=watchers(cfg.train.watch_motion))
         model, _ = load_model(run / "model.pt")
         report = evaluate(test_root, "test", model, baselines=True, out_dir=base / "eval")
         with atomic_output(base / "row.json") as tmp:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import cv2
+import lightning as L
 import numpy as np
 import torch
 from scipy.ndimage import map_coordinates
@@ -289,3 +290,18 @@ def watch_epe(model: torch.nn.Module, device: torch.device) -> float:
     textures it never trained on?"""
     run = model_method(model, device)
     return float(np.mean([score(run(c), t, m)["epe"] for c, t, m in watch_clips()]))
+
+
+class MotionWatch(L.Callback):
+    """After each validation, logs ``val/suite_epe``: the model's :func:`watch_epe`, on
+    textures no corpus holds. Does it measure motion, or recall a prior?"""
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or pl_module.model.task != "flow":
+            return
+        pl_module.log("val/suite_epe", watch_epe(pl_module.model, pl_module.device))
+
+
+def watchers(watch_motion: bool) -> list[L.Callback]:
+    """The callbacks a training run gets from its ``train.watch_motion`` setting."""
+    return [MotionWatch()] if watch_motion else []

@@ -11,12 +11,17 @@ augmentation and loss, for every seed:
 - ``frozen``: ImageNet encoder, frozen;
 - ``scratch``: random initialisation;
 - ``curriculum``: ImageNet -> generic motion -> vessels (every look but the target) -> target;
+- ``default``: the shipped default model -> target. It is the curriculum's path as it ships
+  (ImageNet -> motion -> vessels in the four training looks), what ``flowvid train --data``
+  starts from; only for a target look held out of its corpus (``dic``);
 - ``scratch_curriculum``: random init -> motion -> vessels -> target;
 - ``raft_small``: torchvision's RAFT-small (random init, no download) through the same
   curriculum, data pipeline and loss;
 
 and zero flow, OpenCV Farneback and DIS are scored on the same test clips. The pretraining
 stages are trained once per initialisation (seed 0) and shared by the seeds of an arm.
+A study file holds the GPU sizes, a ``cpu:`` section (2 CPU cores, a few hours, resumable)
+and a ``small:`` one (CPU, about an hour, a smoke test of the arms).
 
 Everything lands under one folder and a finished step is never redone (corpora with a
 ``dataset.yaml``, runs with a ``model.pt``), so an interrupted study resumes.
@@ -34,26 +39,28 @@ from typing import Any
 import numpy as np
 import yaml
 
-from flowvid.checkpoint import load_model
+from flowvid.checkpoint import DEFAULT_CHECKPOINT, load_model
 from flowvid.config import load_config
 from flowvid.data.corpus import write_corpus
-from flowvid.data.looks import LOOKS
+from flowvid.data.looks import ALL_LOOKS, HELD_OUT_LOOKS, LOOKS
 from flowvid.data.synthetic import SynthConfig
 from flowvid.errors import InputError
 from flowvid.evaluate import evaluate
 from flowvid.io.atomic import atomic_output
+from flowvid.sanity import watchers
 from flowvid.training.train import train
 
 CURRICULUM = Path(__file__).resolve().parent.parent / "configs" / "curriculum"
 BASELINES = ("zero", "farneback", "dis_medium")
 METRICS = ("epe_vessel", "epe_outside", "acc_1px_vessel")
+MODES = ("cpu", "small")  # a study file's sections that replace its (GPU) sizes
 
 
 @dataclass(frozen=True)
 class Arm:
     label: str
     overrides: tuple[str, ...]
-    chain: str | None = None  # the curriculum's initialisation ("imagenet" or "none")
+    chain: str | None = None  # the curriculum's initialisation, or "shipped" (the default)
 
 
 ARMS: dict[str, Arm] = {
@@ -63,6 +70,7 @@ ARMS: dict[str, Arm] = {
     "curriculum": Arm(
         "ImageNet -> motion -> vessels -> target", ("model.pretrained=imagenet",), "imagenet"
     ),
+    "default": Arm("ImageNet -> motion -> vessels (the shipped model) -> target", (), "shipped"),
     "scratch_curriculum": Arm(
         "random -> motion -> vessels -> target", ("model.pretrained=none",), "none"
     ),
@@ -76,8 +84,8 @@ ARMS: dict[str, Arm] = {
 
 @dataclass
 class StudyConfig:
-    """``configs/experiments/transfer.yaml``: every size of the study (``small:`` holds the
-    values that replace these in the CPU small mode)."""
+    """``configs/experiments/transfer.yaml``: every size of the study (its ``cpu:`` and
+    ``small:`` sections hold the values that replace these in those modes)."""
 
     config: str = "configs/curriculum/3_finetune.yaml"  # the target stage's training config
     target_look: str = "tracers"
@@ -85,7 +93,7 @@ class StudyConfig:
     val_clips: int = 4
     test_clips: int = 8
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    arms: list[str] = field(default_factory=lambda: list(ARMS))
+    arms: list[str] = field(default_factory=lambda: [a for a in ARMS if a != "default"])
     size: int = 192
     frames: int = 48
     steps: int = 800
@@ -94,32 +102,41 @@ class StudyConfig:
     vessel_steps: int = 4000
     vessel_videos: int = 50
     overrides: list[str] = field(default_factory=list)  # every training run, every stage
+    flowvid_model: list[str] = field(default_factory=list)  # the flowvid arms' architecture
     target_epe: float | None = None  # "steps to reach"; default: the better classical method
     seed: int = 0  # of the corpora
     workers: int | None = None  # processes that render the corpora (default: all cores)
 
 
-def load_study(path: str | Path, small: bool = False) -> StudyConfig:
-    """Read a study file; ``small`` applies its ``small:`` section."""
+def load_study(path: str | Path, mode: str | None = None) -> StudyConfig:
+    """Read a study file; ``mode`` ("cpu" or "small") applies that section of it."""
     path = Path(path)
     if not path.is_file():
         raise InputError("no such study file", path)
     raw = yaml.safe_load(path.read_text()) or {}
     if not isinstance(raw, dict):
         raise InputError("a study file is a mapping of keys to values", path)
-    smaller = raw.pop("small", {}) or {}
-    if small:
-        raw |= smaller
+    sections = {m: raw.pop(m, None) or {} for m in MODES}
+    if mode is not None:
+        if mode not in MODES or not sections[mode]:
+            raise InputError(f"has no {mode}: section", path)
+        raw |= sections[mode]
     known = {f.name for f in fields(StudyConfig)}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise InputError(f"unknown keys {unknown}; the keys are {sorted(known)}", path)
     study = StudyConfig(**raw)
-    if study.target_look not in LOOKS:
-        raise InputError(f"target_look must be one of {LOOKS}, not {study.target_look!r}", path)
+    if study.target_look not in ALL_LOOKS:
+        raise InputError(f"target_look must be one of {ALL_LOOKS}, not {study.target_look!r}", path)
     bad = sorted(set(study.arms) - set(ARMS))
     if bad:
         raise InputError(f"unknown arms {bad}; the arms are {sorted(ARMS)}", path)
+    if "default" in study.arms and study.target_look not in HELD_OUT_LOOKS:
+        raise InputError(
+            f"the default arm needs a target look the shipped model never saw {HELD_OUT_LOOKS}, "
+            f"not {study.target_look!r}",
+            path,
+        )
     if not study.train_clips or min(study.train_clips) < 1:
         raise InputError("train_clips must list positive clip counts", path)
     return study
@@ -184,18 +201,26 @@ def _subset(pool: Path, root: Path, meta: dict, split: dict[str, list[str]]) -> 
 def _run(config: str | Path, overrides: list[str], run_dir: Path) -> Path:
     model = run_dir / "model.pt"
     if not model.is_file():
-        train(load_config(config, [*overrides, f"train.run_dir={run_dir}"]))
+        cfg = load_config(config, [*overrides, f"train.run_dir={run_dir}"])
+        train(cfg, callbacks=watchers(cfg.train.watch_motion))
     return model
 
 
 def _sized(s: StudyConfig, steps: int) -> list[str]:
+    """The study's sizes for a run of ``steps``; its overrides come last (a smaller crop)."""
     return [
-        *s.overrides,
         f"data.crop={s.size}",
         f"train.max_steps={steps}",
         f"train.val_every_steps={min(s.val_every, steps)}",
         f"train.warmup_steps={max(1, steps // 10)}",
+        *s.overrides,
     ]
+
+
+def _arm_settings(s: StudyConfig, arm: Arm) -> list[str]:
+    """The arm's own overrides, after the study's architecture for the flowvid arms."""
+    raft = any(o.startswith("model.arch=raft") for o in arm.overrides)
+    return [*([] if raft else s.flowvid_model), *arm.overrides]
 
 
 def pretrained_chain(out: Path, s: StudyConfig, chain: str, arm: Arm) -> Path:
@@ -204,7 +229,7 @@ def pretrained_chain(out: Path, s: StudyConfig, chain: str, arm: Arm) -> Path:
     base = out / "pretrain" / chain
     stage1 = _run(
         CURRICULUM / "1_motion.yaml",
-        [*_sized(s, s.motion_steps), *arm.overrides, "train.seed=0"],
+        [*_sized(s, s.motion_steps), *_arm_settings(s, arm), "train.seed=0"],
         base / "1_motion",
     )
     others = tuple(look for look in LOOKS if look != s.target_look)
@@ -219,7 +244,7 @@ def pretrained_chain(out: Path, s: StudyConfig, chain: str, arm: Arm) -> Path:
         CURRICULUM / "2_vessels.yaml",
         [
             *_sized(s, s.vessel_steps),
-            *arm.overrides,
+            *_arm_settings(s, arm),
             f"data.root={vessels}",
             f"train.init_from={stage1}",
             "train.seed=0",
@@ -228,15 +253,17 @@ def pretrained_chain(out: Path, s: StudyConfig, chain: str, arm: Arm) -> Path:
     )
 
 
-def _val_curve(run_dir: Path) -> list[tuple[int, float]]:
-    """(step, validation vessel EPE) from the run's CSV logs."""
+def _val_curve(run_dir: Path) -> list[tuple[int, float, float | None]]:
+    """(step, validation vessel EPE, training minutes) from the run's CSV logs."""
     points = []
     for path in sorted((run_dir / "logs").glob("version_*/metrics.csv")):
         with path.open() as f:
             for row in csv.DictReader(f):
                 value = row.get("val/epe_vessel")
                 if value not in (None, ""):
-                    points.append((int(row["step"]), float(value)))
+                    minutes = row.get("val/minutes")
+                    minutes = float(minutes) if minutes not in (None, "") else None
+                    points.append((int(row["step"]), float(value), minutes))
     return sorted(points)
 
 
@@ -257,7 +284,10 @@ def run_study(out: str | Path, s: StudyConfig, progress: bool = False) -> dict[s
     runs = []
     for name in s.arms:
         arm = ARMS[name]
-        start = None if arm.chain is None else pretrained_chain(out, s, arm.chain, arm)
+        if arm.chain == "shipped":
+            start = DEFAULT_CHECKPOINT
+        else:
+            start = None if arm.chain is None else pretrained_chain(out, s, arm.chain, arm)
         for n, root in datasets.items():
             for seed in s.seeds:
                 run_dir = out / "runs" / name / f"clips{n}" / f"seed{seed}"
@@ -266,7 +296,7 @@ def run_study(out: str | Path, s: StudyConfig, progress: bool = False) -> dict[s
                     s.config,
                     [
                         *_sized(s, s.steps),
-                        *arm.overrides,
+                        *_arm_settings(s, arm),
                         *extra,
                         f"data.root={root}",
                         f"train.seed={seed}",
@@ -277,7 +307,7 @@ def run_study(out: str | Path, s: StudyConfig, progress: bool = False) -> dict[s
                 report = evaluate(root, "test", model, out_dir=run_dir / "eval", progress=progress)
                 scores = report["overall"]["flowvid"]
                 curve = _val_curve(run_dir)
-                reached = next((step for step, epe in curve if epe <= target_epe), None)
+                reached = next((p[0] for p in curve if p[1] <= target_epe), None)
                 runs.append(
                     {
                         "arm": name,
@@ -352,9 +382,15 @@ def render_table(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _axis(curves: list[list]) -> tuple[int, str]:
+    """Plot validation curves against training minutes when every point has them."""
+    timed = all(len(p) > 2 and p[2] is not None for c in curves for p in c)
+    return (2, "training minutes") if timed else (0, "step")
+
+
 def plot_curves(result: dict[str, Any], path: Path) -> None:
-    """Validation vessel EPE against steps: per arm the mean over seeds with its range, one
-    panel per training-set size."""
+    """Validation vessel EPE against training minutes (steps for runs that did not log
+    them): per arm the mean over seeds with its range, one panel per training-set size."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -369,6 +405,7 @@ def plot_curves(result: dict[str, Any], path: Path) -> None:
         constrained_layout=True,
         squeeze=False,
     )
+    x, xlabel = _axis([r["val_curve"] for r in result["runs"]])
     for ax, n in zip(axes[0], sizes, strict=True):
         for arm in ARMS:
             curves = [r["val_curve"] for r in result["runs"] if r["arm"] == arm and r["clips"] == n]
@@ -376,37 +413,73 @@ def plot_curves(result: dict[str, Any], path: Path) -> None:
             if not curves:
                 continue
             length = min(len(c) for c in curves)
-            steps = [c[i][0] for i in range(length) for c in curves[:1]]
+            xs = np.array([[c[i][x] for i in range(length)] for c in curves]).mean(0)
             values = np.array([[c[i][1] for i in range(length)] for c in curves])
-            (line,) = ax.plot(steps, values.mean(0), label=ARMS[arm].label)
-            ax.fill_between(steps, values.min(0), values.max(0), color=line.get_color(), alpha=0.2)
+            (line,) = ax.plot(xs, values.mean(0), marker=".", label=ARMS[arm].label)
+            ax.fill_between(xs, values.min(0), values.max(0), color=line.get_color(), alpha=0.2)
         ax.axhline(
             result["target_epe"], color="k", ls=":", lw=1, label="target (best classical, val)"
         )
-        ax.set(title=f"{n} training clips", xlabel="step")
+        ax.set(title=f"{n} training clips", xlabel=xlabel)
     axes[0][0].set_ylabel("validation vessel EPE (px/frame)")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=4, fontsize=8)
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_clips(result: dict[str, Any], path: Path) -> None:
+    """Test vessel EPE against the number of training clips: per arm the mean over seeds with
+    its range, beside the classical methods (horizontal lines)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.6), constrained_layout=True)
+    rows = summarise(result)
+    for arm in ARMS:
+        mine = sorted((r for r in rows if r["arm"] == arm), key=lambda r: r["clips"])
+        if not mine:
+            continue
+        n = [r["clips"] for r in mine]
+        mean, lo, hi = (np.array([r["epe_vessel"][i] for r in mine]) for i in range(3))
+        ax.errorbar(
+            n, mean, yerr=[mean - lo, hi - mean], marker="o", capsize=3, label=ARMS[arm].label
+        )
+    styles = {"farneback": ("OpenCV Farneback", "--"), "dis_medium": ("OpenCV DIS", ":")}
+    for m, (name, ls) in styles.items():
+        ax.axhline(result["classical"][m]["epe_vessel"], color="k", ls=ls, lw=1, label=name)
+    ax.set_xscale("log")
+    ax.set(xlabel="training clips of the target look", ylabel="test vessel EPE (px/frame)")
+    ax.legend(fontsize=7)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
 def write_report(out: Path, result: dict[str, Any], command: str) -> Path:
-    """OUT/transfer_study.md (the table and how it was made) and OUT/val_curves.png."""
+    """OUT/transfer_study.md (the table and how it was made), OUT/val_curves.png and
+    OUT/epe_vs_clips.png."""
     s = result["study"]
     with atomic_output(out / "val_curves.png") as tmp:
         plot_curves(result, tmp)
+    with atomic_output(out / "epe_vs_clips.png") as tmp:
+        plot_clips(result, tmp)
     text = (
         f"Command: `{command}`\n\n"
         f"Target look (stands in for the user's clips): **{s['target_look']}**, "
         f"{s['size']} px, {s['frames']} frames per clip; {s['val_clips']} validation and "
         f"{s['test_clips']} test clips. Target stage: {s['steps']} steps from "
-        f"`{s['config']}`; seeds {s['seeds']}. Pretraining: {s['motion_steps']} motion steps, "
-        f"{s['vessel_steps']} vessel steps on {s['vessel_videos']} clips of the other looks.\n\n"
+        f"`{s['config']}`; seeds {s['seeds']}; overrides {s['overrides']}. Pretraining of the "
+        f"curriculum arms: {s['motion_steps']} motion steps, {s['vessel_steps']} vessel steps "
+        f"on {s['vessel_videos']} clips of the other looks; the default arm starts from the "
+        "shipped model.\n\n"
         "Test-set figures, px/frame: mean over seeds (min-max). *Steps to target*: the first "
         f"validation step at which the vessel EPE was at or below {result['target_epe']:.3f} "
         "(the better classical method on the validation clips); median over the seeds that "
-        "reached it.\n\n" + render_table(result) + "\n![validation EPE](val_curves.png)\n"
+        "reached it.\n\n"
+        + render_table(result)
+        + "\n![validation EPE](val_curves.png)\n\n![test EPE against clips](epe_vs_clips.png)\n"
     )
     path = out / "transfer_study.md"
     with atomic_output(path) as tmp:

@@ -55,7 +55,7 @@ def test_constructor_defaults_are_the_configs(fn, section, renamed, exact):
 def test_internal_constructors_carry_no_defaults_of_their_own():
     """Where a config is always what calls it, the constructor has no defaults to drift."""
     for fn in (RenderedDataModule.__init__, *(o.__init__ for o in OBJECTIVES.values())):
-        own = set(_defaults(fn)) - {"watch_motion"}  # a switch, not a tunable
+        own = set(_defaults(fn))
         assert not own, (fn.__qualname__, own)
     assert not set(_defaults(FlowVidModule.__init__)) - {"config"}
 
@@ -67,7 +67,7 @@ def test_every_loss_setting_reaches_the_objective(task):
     kwargs = objective_kwargs(cfg)
     OBJECTIVES[task](**kwargs)  # the objective takes exactly these
     used = {"flow": 4, "frames": 1}[task]
-    assert len(set(kwargs) - {"watch_motion"}) == used
+    assert len(kwargs) == used
     assert len(dataclasses.fields(LossConfig)) == 5  # 4 flow + 1 frames: none left unused
 
 

@@ -41,13 +41,27 @@ def test_renderer_golden_output():
 
 
 def test_shipped_model_golden_output():
+    """The flow, and what the stages after the network saw: the network's own flow, the
+    Lucas-Kanade prior and trust, and the expected error."""
     model, _ = load_model()
+    aux: dict = {}
     with torch.no_grad():
-        out = model(_clip())[0]
-    assert out.shape == (2, 2, 64, 64)
+        out = model(_clip(), aux=aux)[0]
+        plain = model(_clip())[0]
+    assert out.shape == (2, 2, 64, 64) and torch.equal(out, plain)
     np.testing.assert_allclose(out.mean((0, 2, 3)).numpy(), [0.618595, -0.492557], atol=2e-4)
     # the centre of the second map: the true (+2, -1), measured
     np.testing.assert_allclose(out[1, :, 32, 32].numpy(), [2.004848, -0.990884], atol=2e-4)
+    golden = {  # mean, and the centre of the second map
+        "lk_start": (-0.261264, -0.973455),
+        "lk_prior": (0.574811, 0.464276),
+        "lk_trust": (0.320319, 0.153751),
+        "uncertainty": (2.402667, 2.169964),
+    }
+    for key, (mean, centre) in golden.items():
+        value = aux[key][0]
+        assert float(value.mean()) == pytest.approx(mean, abs=2e-4), key
+        assert float(value[1, 0, 32, 32]) == pytest.approx(centre, abs=2e-4), key
 
 
 def test_shipped_model_survives_a_float16_save_and_load(tmp_path):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from flowvid.errors import InputError
 from flowvid.models import create_model
 from flowvid.models.lk import DenseLK, pixel_noise, sobel, still_noise
 from flowvid.sanity import _shifted, noise_canvas
@@ -141,21 +142,22 @@ def test_model_with_lk_streams_like_a_whole_clip():
             parts.append(out)
     assert whole.shape == (1, 6, 2, 64, 64)
     torch.testing.assert_close(torch.cat(parts, 1), whole, atol=1e-4, rtol=0)
-    assert create_model(**{**TINY, "task": "frames"}, lk_iters=2).lk is None
+    with pytest.raises(InputError, match="lk_iters and model.lk_trust are for flowvid flow"):
+        create_model(**{**TINY, "task": "frames"}, lk_iters=2)  # nothing to refine
 
 
 def test_confidence_starts_at_the_configured_prior_and_a_plain_checkpoint_warm_starts_it():
-    """`lk_confidence` is new in a model that adds the refinement: a warm start from a model
-    without it keeps its zero initialisation (prior = `lk_prior` everywhere)."""
+    """The confidence is new in a model that adds the Lucas-Kanade stage: a warm start from a
+    model without it keeps its zero initialisation (prior = `lk_prior` everywhere)."""
     from flowvid.checkpoint import load_weights
 
     torch.manual_seed(0)
     plain = create_model(**TINY)
     refined = create_model(**TINY, lk_iters=2, lk_prior=0.3)
-    kept = load_weights(refined, plain.state_dict(), "plain.pt", new_modules=("lk_confidence.",))
-    assert kept == ["lk_confidence.bias", "lk_confidence.weight"]
-    assert float(refined.lk_confidence.weight.detach().abs().max()) == 0.0
-    assert refined.lk.prior == 0.3
+    kept = load_weights(refined, plain.state_dict(), "plain.pt", new_modules=("refine.",))
+    assert kept == ["refine.confidence.bias", "refine.confidence.weight"]
+    assert float(refined.refine.confidence.weight.detach().abs().max()) == 0.0
+    assert refined.refine.lk.prior == 0.3
 
 
 def test_config_refuses_bad_lk_settings():
@@ -182,15 +184,15 @@ def test_the_floor_keeps_an_overconfident_network_from_overruling_the_frames(how
     sure = create_model(**kwargs).eval()
     floored = create_model(**kwargs, lk_floor=0.1).eval()
     floored.load_state_dict(sure.state_dict())
-    head = "lk_confidence" if how == "confidence" else "lk_trust"
+    head = "confidence" if how == "confidence" else "trust"
     f0, f1 = pair((0.3, 0.2), size=64)
     clip = torch.stack([f0[0], f1[0]])[None]
     for model in (sure, floored):
         if how == "confidence":  # the surest width, e^-5 x lk_prior
-            torch.nn.init.constant_(model.lk_confidence.bias, -20.0)
+            torch.nn.init.constant_(model.refine.confidence.bias, -20.0)
         else:  # a width over the floor (0.15 px), and a 200-fold distrust of the frames
-            torch.nn.init.constant_(model.lk_confidence.bias, float(np.log(0.3)))
-            torch.nn.init.constant_(model.lk_trust.bias, -6.0)
+            torch.nn.init.constant_(model.refine.confidence.bias, float(np.log(0.3)))
+            torch.nn.init.constant_(model.refine.trust.bias, -6.0)
         # the network's own flow: zero, 0.36 px off
         model.head.register_forward_hook(lambda m, i, o: torch.zeros_like(o))
         model.coarse.register_forward_hook(lambda m, i, o: torch.zeros_like(o))
@@ -208,10 +210,10 @@ def test_the_floor_keeps_an_overconfident_network_from_overruling_the_frames(how
     assert error(freed, (0.3, 0.2), 8) < 0.03  # the frames have the last word
 
     # where the floor does not bind, the head learns through the steps as before
-    torch.nn.init.zeros_(getattr(floored, head).bias)
+    torch.nn.init.zeros_(getattr(floored.refine, head).bias)
     floored.train()
     floored(clip).abs().sum().backward()
-    assert float(getattr(floored, head).weight.grad.abs().sum()) > 0
+    assert float(getattr(floored.refine, head).weight.grad.abs().sum()) > 0
 
 
 def test_model_reports_where_the_steps_started_and_how_far_they_may_go():
@@ -224,7 +226,7 @@ def test_model_reports_where_the_steps_started_and_how_far_they_may_go():
     with torch.no_grad():
         out = model(clip, aux=aux)
         plain = model(clip)
-        again = model.lk(
+        again = model.refine.lk(
             aux["lk_start"].flatten(0, 1),
             clip[:, :-1].flatten(0, 1),
             clip[:, 1:].flatten(0, 1),
@@ -442,7 +444,7 @@ def test_trust_is_learned_through_the_steps():
     plain = create_model(**TINY, lk_iters=2, lk_prior=0.5).eval()
     trusting = create_model(**TINY, lk_iters=2, lk_prior=0.5, lk_trust=True).eval()
     missing = trusting.load_state_dict(plain.state_dict(), strict=False).missing_keys
-    assert sorted(missing) == ["lk_trust.bias", "lk_trust.weight"]
+    assert sorted(missing) == ["refine.trust.bias", "refine.trust.weight"]
     clip = torch.rand(1, 3, 3, 64, 64)
     aux: dict = {}
     with torch.no_grad():
@@ -450,7 +452,7 @@ def test_trust_is_learned_through_the_steps():
     torch.testing.assert_close(aux["lk_trust"], torch.ones(1, 2, 1, 64, 64))
     trusting.train()
     trusting(clip).square().mean().backward()
-    assert float(trusting.lk_trust.weight.grad.abs().sum()) > 0
+    assert float(trusting.refine.trust.weight.grad.abs().sum()) > 0
     with pytest.raises(InputError, match="lk_trust"):
         load_config(None, ["model.lk_trust=true"])
     assert load_config(None, ["model.lk_iters=2", "model.lk_trust=true"]).model.lk_trust

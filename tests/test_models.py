@@ -9,6 +9,7 @@ from flowvid.errors import InputError
 from flowvid.models import create_model
 from flowvid.models.encoder import Encoder
 from flowvid.models.temporal import CORES, local_correlation
+from tests.helpers import TINY
 
 ENCODERS = ["tf_efficientnet_lite0", "resnet18", "resnet34", "efficientnet_b0", "convnext_atto"]
 SMALL = dict(
@@ -213,3 +214,24 @@ def test_frames_rollout_feeds_predictions_back():
         torch.testing.assert_close(ahead[:, 0], step_by_step[:, 0])
     with pytest.raises(ValueError, match="needs a frames model"):
         create_model(encoder="resnet18", **SMALL).rollout(state, out[:, -1], 1)
+
+
+def test_a_checkpoint_from_before_the_lucas_kanade_stage_loads_under_todays_names(tmp_path):
+    """Checkpoints saved when the Lucas-Kanade heads sat on the model itself
+    (``lk_confidence.*``, ``lk_trust.*``) load into the stage (``refine.*``), same weights."""
+    from flowvid.checkpoint import load_model, save_checkpoint
+
+    kwargs = dict(TINY, lk_iters=1, lk_trust=True)
+    torch.manual_seed(0)
+    model = create_model(**kwargs)
+    torch.nn.init.normal_(model.refine.trust.weight)
+    path = save_checkpoint(tmp_path / "now.pt", model, kwargs, {})
+    ckpt = torch.load(path, weights_only=True)
+    old = {
+        k.replace("refine.confidence.", "lk_confidence.").replace("refine.trust.", "lk_trust."): v
+        for k, v in ckpt["state_dict"].items()
+    }
+    assert "lk_trust.weight" in old and not any(k.startswith("refine.") for k in old)
+    torch.save(dict(ckpt, state_dict=old), tmp_path / "old.pt")
+    loaded, _ = load_model(tmp_path / "old.pt")
+    torch.testing.assert_close(loaded.refine.trust.weight, model.refine.trust.weight)

@@ -155,6 +155,7 @@ def test_bad_generator_options_are_input_errors():
 def test_training_on_the_rendered_motion_source(tmp_path):
     from flowvid.checkpoint import load_model
     from flowvid.config import load_config
+    from flowvid.sanity import watchers
     from flowvid.training.train import train
 
     overrides = [
@@ -170,7 +171,8 @@ def test_training_on_the_rendered_motion_source(tmp_path):
         "train.val_every_steps=2",
         "train.warmup_steps=1",
     ]
-    run = train(load_config("configs/debug.yaml", overrides))
+    cfg = load_config("configs/debug.yaml", overrides)
+    run = train(cfg, callbacks=watchers(cfg.train.watch_motion))  # the motion suite, watched
     model, ckpt = load_model(run / "model.pt")
     assert ckpt["config"]["data"]["source"] == "motion"
     assert ckpt["config"]["data"]["generator"]["speed_px"] == [0.5, 3.0]

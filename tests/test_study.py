@@ -1,12 +1,14 @@
 """The transfer study's pieces: its file, its nested target datasets, the RAFT anchor, and one
 tiny end-to-end run (two arms, one seed, a few steps)."""
 
+import dataclasses
 import json
 
 import pytest
 import torch
 import yaml
 
+from flowvid.checkpoint import DEFAULT_CHECKPOINT
 from flowvid.data.dataset import load_dataset
 from flowvid.errors import InputError
 from flowvid.models import create_model
@@ -14,11 +16,16 @@ from flowvid.models.raft import RaftFlow
 from flowvid.study import StudyConfig, load_study, run_study, target_datasets, write_report
 
 
-def test_the_study_file_and_its_small_mode_load():
+def test_the_study_file_and_its_cpu_and_small_modes_load():
     full = load_study("configs/experiments/transfer.yaml")
-    small = load_study("configs/experiments/transfer.yaml", small=True)
+    small = load_study("configs/experiments/transfer.yaml", mode="small")
+    cpu = load_study("configs/experiments/transfer.yaml", mode="cpu")
     assert full.train_clips == [5, 10, 40] and len(full.seeds) == 3
     assert small.size < full.size and small.steps < full.steps
+    # the issue's CPU scale: >= 128 px crops, clips of >= 8 frames, 10 and 40 clips, 2 seeds
+    assert cpu.target_look == "dic" and cpu.train_clips == [10, 40] and len(cpu.seeds) >= 2
+    assert "data.crop=128" in cpu.overrides and "data.clip_len=8" in cpu.overrides
+    assert {"default", "imagenet", "frozen", "scratch", "raft_small"} <= set(cpu.arms)
     assert set(full.arms) == {
         "imagenet",
         "frozen",
@@ -27,6 +34,8 @@ def test_the_study_file_and_its_small_mode_load():
         "scratch_curriculum",
         "raft_small",
     }
+    with pytest.raises(InputError, match="has no gpu: section"):
+        load_study("configs/experiments/transfer.yaml", mode="gpu")
 
 
 @pytest.mark.parametrize(
@@ -36,6 +45,7 @@ def test_the_study_file_and_its_small_mode_load():
         ("arms: [imagenet, magic]\n", "unknown arms ['magic']"),
         ("colour: red\n", "unknown keys ['colour']"),
         ("train_clips: [0]\n", "positive clip counts"),
+        ("arms: [default]\n", "the default arm needs a target look the shipped model never"),
     ],
 )
 def test_a_bad_study_file_is_refused_with_the_reason(tmp_path, text, message):
@@ -140,3 +150,46 @@ def test_a_tiny_study_runs_end_to_end_and_resumes(tmp_path):
     assert json.loads((tmp_path / "results.json").read_text())["runs"] == json.loads(
         json.dumps(again["runs"])
     )
+
+
+def test_the_cpu_mode_fine_tunes_the_shipped_model_on_the_held_out_look(tmp_path):
+    """The CPU mode's smallest arm end to end on tiny data: the default arm starts from the
+    shipped model (its architecture kept), trains on the look it never saw, logs its
+    training minutes, and the report draws the curves and EPE against clips."""
+    cpu = load_study("configs/experiments/transfer.yaml", mode="cpu")
+    tiny = [
+        "data.clip_len=3",
+        "data.batch_size=1",
+        "data.workers=0",
+        "data.crop=64",
+        "data.val_windows=1",
+        "train.checkpoint_minutes=none",
+    ]
+    s = dataclasses.replace(
+        cpu,
+        size=64,
+        frames=5,
+        train_clips=[1],
+        val_clips=1,
+        test_clips=1,
+        seeds=[0],
+        arms=["default"],
+        steps=2,
+        val_every=1,
+        workers=1,
+        overrides=[*cpu.overrides, *tiny],
+    )
+    result = run_study(tmp_path, s)
+    (run,) = result["runs"]
+    assert run["arm"] == "default" and run["epe_vessel"] > 0
+    assert all(minutes is not None and minutes >= 0 for _, _, minutes in run["val_curve"])
+    run_dir = tmp_path / "runs" / "default" / "clips1" / "seed0"
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert cfg["train"]["init_from"] == str(DEFAULT_CHECKPOINT)
+    assert cfg["model"]["lk_iters"] == 6 and cfg["model"]["uncertainty"] is True
+    looks = yaml.safe_load((tmp_path / "corpora" / "target_dic_1" / "dataset.yaml").read_text())
+    assert {c["meta"]["look"]["name"] for c in looks["clips"].values()} == {"dic"}
+    text = write_report(tmp_path, result, "flowvid study x.yaml --out y --cpu").read_text()
+    assert "the shipped model" in text
+    for png in ("val_curves.png", "epe_vs_clips.png"):
+        assert (tmp_path / png).stat().st_size > 0

@@ -14,8 +14,10 @@ from scipy.io import loadmat
 from flowvid.checkpoint import load_model, save_checkpoint
 from flowvid.classical import centred_means
 from flowvid.cli import main
+from flowvid.config import load_config
 from flowvid.data.corpus import write_corpus
 from flowvid.data.synthetic import SynthConfig
+from flowvid.errors import InputError
 from flowvid.evaluate import temporal_mean
 from flowvid.io.outputs import ExpectedError
 from flowvid.io.video import open_video
@@ -83,9 +85,11 @@ def test_the_head_states_an_error_and_cannot_move_the_flow():
         assert touched == name.startswith("error_head."), name
 
 
-def test_uncertainty_is_for_flow_models_with_the_unet_decoder():
-    with pytest.raises(ValueError, match="uncertainty"):
+def test_uncertainty_is_for_flow_models_and_the_config_says_so_as_it_loads():
+    with pytest.raises(InputError, match="model.uncertainty is for flowvid flow models"):
         create_model(**dict(UNC, task="frames"))
+    with pytest.raises(InputError, match="model.uncertainty is for flowvid flow models"):
+        load_config(None, ["model.uncertainty=true", "model.task=frames"])
 
 
 @pytest.fixture(scope="module")

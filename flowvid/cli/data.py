@@ -112,8 +112,9 @@ def add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--looks",
         default=None,
-        help="vessels: comma-separated appearance families, one drawn per clip, or 'all': "
-        "brightfield (default), fluorescence, dark, tracers",
+        help="vessels: comma-separated appearance families, one drawn per clip, or 'all' "
+        "(the four training looks): brightfield (default), fluorescence, dark, tracers; and "
+        "dic, held out of every training corpus (a look to fine-tune on)",
     )
     p.add_argument(
         "--speed-px",

@@ -11,9 +11,11 @@ from flowvid.cli.common import HelpFormatter
 def _cmd_study(args: argparse.Namespace) -> int:
     from flowvid.study import load_study, render_table, run_study, write_report
 
-    study = load_study(args.study, small=args.small)
+    study = load_study(args.study, mode=args.mode)
     result = run_study(args.out, study, progress=not args.quiet)
-    command = f"flowvid study {args.study} --out {args.out}" + (" --small" if args.small else "")
+    command = f"flowvid study {args.study} --out {args.out}" + (
+        f" --{args.mode}" if args.mode else ""
+    )
     report = write_report(Path(args.out), result, command)
     print(render_table(result))
     print(
@@ -31,14 +33,30 @@ def add_study(sub: argparse._SubParsersAction) -> None:
         "(standing in for your own clips) at several training-set sizes and seeds, score each "
         "on the same test clips beside zero flow, Farneback and DIS, and write a table, the "
         "validation curves and results.json. A finished run is never redone: run the same "
-        "command again to resume. --small uses the study file's small: section (CPU sizes).",
-        epilog="example: flowvid study configs/experiments/transfer.yaml --out runs/transfer "
-        "--small",
+        "command again to resume. --cpu and --small use the study file's cpu: and small: "
+        "sections (sizes for 2 CPU cores).",
+        epilog="example: flowvid study configs/experiments/transfer.yaml --out runs/transfer_cpu "
+        "--cpu",
     )
     p.add_argument(
         "study", type=Path, help="study file (YAML), e.g. configs/experiments/transfer.yaml"
     )
     p.add_argument("--out", type=Path, required=True, help="folder for corpora, runs and results")
-    p.add_argument("--small", action="store_true", help="the small mode (CPU, about an hour)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--cpu",
+        dest="mode",
+        action="store_const",
+        const="cpu",
+        help="the CPU mode: a look the shipped model never saw, 128 px, clips of 8, 2 seeds "
+        "(several hours on 2 cores; resumable)",
+    )
+    mode.add_argument(
+        "--small",
+        dest="mode",
+        action="store_const",
+        const="small",
+        help="the small mode (CPU, about an hour; tiny clips, a smoke test of the arms)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars while scoring")
     p.set_defaults(func=_cmd_study)

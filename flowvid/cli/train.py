@@ -12,6 +12,7 @@ from flowvid.errors import InputError
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from flowvid.config import FINETUNE, load_config
+    from flowvid.sanity import watchers
     from flowvid.training.module import TrainingDiverged
     from flowvid.training.train import train
 
@@ -30,10 +31,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.config is None:  # the default job: the shipped model, fine-tuned on your clips
         overrides = [*FINETUNE, *overrides]
     cfg = load_config(args.config, overrides)
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+        return 0
     if cfg.train.init_from:
         print(f"starting from {cfg.train.init_from}")
     try:
-        run_dir = train(cfg, overwrite=args.overwrite)
+        run_dir = train(cfg, overwrite=args.overwrite, callbacks=watchers(cfg.train.watch_motion))
     except TrainingDiverged as err:
         print(f"flowvid train: {err}", file=sys.stderr)
         return 1
@@ -78,8 +84,8 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         "weights in flowvid's own format for predict/eval. Without --config it fine-tunes the "
         "shipped model on --data's clips (a recipe sized for a CPU); each validation prints "
         "the model's vessel EPE beside the best classical method's on the same clips. "
-        "Settings come from --config, then each --set key=value (every key and its default: "
-        "flowvid/config.py); --init-from takes the architecture of the checkpoint it names.",
+        "Settings come from --config, then each --set key=value (--print-config shows every "
+        "key); --init-from takes the architecture of the checkpoint it names.",
         epilog="example: flowvid train --data my_dataset --minutes 60 (or: --config "
         "configs/flow_lite0.yaml --set train.max_steps=5000)",
     )
@@ -114,6 +120,12 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         const="last",
         default=None,
         help="resume an interrupted run (default: its last.ckpt)",
+    )
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config (every key, after --config, --set and the other "
+        "options) as YAML and exit",
     )
     add_overwrite(p)
     p.set_defaults(func=_cmd_train)

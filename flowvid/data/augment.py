@@ -16,10 +16,7 @@ from kornia.enhance import equalize_clahe
 from kornia.geometry.transform import get_rotation_matrix2d, warp_affine
 from torch import nn
 
-from flowvid.config import AugmentConfig
-
 Batch = dict[str, torch.Tensor]
-DEFAULTS = AugmentConfig()  # the one home of FlowAugment's defaults
 
 
 def hflip(s: Batch) -> Batch:
@@ -76,19 +73,19 @@ class FlowAugment(nn.Module):
     def __init__(
         self,
         *,
-        hflip: float = DEFAULTS.hflip,
-        vflip: float = DEFAULTS.vflip,
-        rot90: float = DEFAULTS.rot90,
-        rotate_deg: float = DEFAULTS.rotate_deg,
-        scale: tuple[float, float] | list[float] = tuple(DEFAULTS.scale),
-        affine_prob: float = DEFAULTS.affine_prob,
-        brightness: float = DEFAULTS.brightness,
-        contrast: float = DEFAULTS.contrast,
-        saturation: float = DEFAULTS.saturation,
-        hue: float = DEFAULTS.hue,
-        noise_std: float = DEFAULTS.noise_std,
-        blur_prob: float = DEFAULTS.blur_prob,
-        clahe_prob: float = DEFAULTS.clahe_prob,
+        hflip: float = 0.5,
+        vflip: float = 0.5,
+        rot90: float = 0.5,
+        rotate_deg: float = 15.0,  # the affine's rotation range, +- degrees
+        scale: tuple[float, float] = (0.8, 1.25),  # zoom range of the affine
+        affine_prob: float = 0.5,  # chance of a rotation and zoom
+        brightness: float = 0.2,
+        contrast: float = 0.2,
+        saturation: float = 0.2,
+        hue: float = 0.02,
+        noise_std: float = 0.02,  # sensor noise, up to this std (frames in [0, 1])
+        blur_prob: float = 0.2,
+        clahe_prob: float = 0.0,  # chance of contrast-limited histogram equalisation
     ) -> None:
         super().__init__()
         self.p = dict(hflip=hflip, vflip=vflip, rot90=rot90, affine=affine_prob, clahe=clahe_prob)

@@ -11,12 +11,9 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from flowvid.config import DataConfig
 from flowvid.data.clips import FixedClips, RandomClips
 from flowvid.data.dataset import Dataset, load_dataset
 from flowvid.errors import DatasetError, InputError
-
-DEFAULTS = DataConfig()  # the one home of every default below
 
 
 def ensure_dataset(
@@ -45,16 +42,16 @@ class ClipDataModule(L.LightningDataModule):
         self,
         root: str | Path,
         *,
-        clip_len: int = DEFAULTS.clip_len,
-        frame_stride: int = DEFAULTS.frame_stride,
-        crop: int = DEFAULTS.crop,
-        batch_size: int = DEFAULTS.batch_size,
-        workers: int = DEFAULTS.workers,
-        samples_per_epoch: int = DEFAULTS.samples_per_epoch,
-        val_windows: int = DEFAULTS.val_windows,
-        val_crop: int = DEFAULTS.val_crop,
-        decoded_cache: bool = DEFAULTS.decoded_cache,
-        motion_mix: float = DEFAULTS.motion_mix,
+        clip_len: int = 8,  # frames per training clip (T)
+        frame_stride: int = 1,  # take every k-th frame (flows are composed)
+        crop: int = 192,  # random square crop for training, px (0: full frame)
+        batch_size: int = 8,
+        workers: int = 4,
+        samples_per_epoch: int = 2000,
+        val_windows: int = 4,  # evenly spaced clips per validation video
+        val_crop: int = 0,  # centre crop for validation, px (0: full frame)
+        decoded_cache: bool = False,  # decode each video once to a uint8 .npy memmap (uses disk)
+        motion_mix: float = 0.0,  # this fraction of training clips are generic motion instead
     ) -> None:
         super().__init__()
         self.root = Path(root)

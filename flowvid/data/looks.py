@@ -13,6 +13,13 @@ its look; only how the scene becomes light does. Looks:
 - ``tracers``: sparse small particles (bright beads or dark specks) in the lumen over
   photographic tissue (scikit-image's bundled photographs; never the reserved ones).
 
+One look is held out of every training corpus (``--looks all`` leaves it out) so that
+fine-tuning on a look the shipped model never saw can be measured:
+
+- ``dic``: differential interference contrast (Nomarski): the image is the derivative of
+  the optical path along a shear direction, so cells, walls and tissue show as embossed
+  relief (one side bright, the other dark) on a mid-grey field; no absorption contrast.
+
 Every look but bright-field also draws a random colour (grey, green, red, or a tint),
 contrast polarity, gain and cell density; quality (blur, noise, compression) comes from the
 clip's quality tier as before.
@@ -25,7 +32,9 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-LOOKS = ("brightfield", "fluorescence", "dark", "tracers")
+LOOKS = ("brightfield", "fluorescence", "dark", "tracers")  # the training looks ("all")
+HELD_OUT_LOOKS = ("dic",)  # never in a training corpus of the shipped model
+ALL_LOOKS = LOOKS + HELD_OUT_LOOKS
 TINTS = {
     "grey": (1.0, 1.0, 1.0),
     "green": (0.15, 1.0, 0.25),
@@ -46,6 +55,7 @@ class Look:
     gain: float = 1.0
     photons: float = 0.0  # Poisson noise: photons at full scale (0: none)
     polarity: float = 1.0  # tracers: +1 bright beads, -1 dark specks
+    shear: float = 0.0  # dic: the shear direction, radians from +x
 
     def describe(self) -> dict[str, object]:
         return asdict(self)
@@ -77,7 +87,15 @@ def draw_look(rng: np.random.Generator, names: tuple[str, ...]) -> Look:
             polarity=float(rng.choice([-1.0, 1.0])),
             **common,
         )
-    raise ValueError(f"unknown look {name!r}; choose from {LOOKS}")
+    if name == "dic":
+        return Look(
+            name,
+            density=float(rng.uniform(0.3, 1.5)),
+            tint=str(rng.choice(["grey", "grey", "amber"])),
+            gain=float(rng.uniform(0.7, 1.1)),
+            shear=float(rng.uniform(0, 2 * np.pi)),
+        )
+    raise ValueError(f"unknown look {name!r}; choose from {ALL_LOOKS}")
 
 
 @dataclass
@@ -105,6 +123,11 @@ def compose(look: Look, parts: SceneParts, rbc: np.ndarray, wbc: np.ndarray) -> 
     if look.name == "tracers":
         base = 0.3 + 0.35 * parts.photo - 0.3 * parts.wall + 0.04 * parts.depth
         return np.clip(base + look.polarity * 1.5 * rbc, 0.0, None)
+    if look.name == "dic":  # relief: the optical path's derivative along the shear
+        path = 5.0 * rbc + 3.0 * wbc + 2.0 * parts.wall + 0.3 * parts.tissue + 0.5 * parts.depth
+        gy, gx = np.gradient(cv2.GaussianBlur(path, (0, 0), 0.8))
+        relief = np.cos(look.shear) * gx + np.sin(look.shear) * gy
+        return np.clip(0.6 + 1.2 * relief, 0.0, None)
     raise ValueError(f"compose() renders the non-bright-field looks, not {look.name!r}")
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from flowvid.data.camera import Camera
 from flowvid.data.cells import make_cells, optical_density, positions
-from flowvid.data.looks import LOOKS, Look, compose, draw_look, finish
+from flowvid.data.looks import ALL_LOOKS, Look, compose, draw_look, finish
 from flowvid.data.scene import GREY, HB_ABSORPTION, brightfield_scene, illumination, look_parts
 from flowvid.data.vessels import make_layout, make_vessels
 
@@ -57,9 +57,9 @@ class SynthConfig:
     looks: tuple[str, ...] = ("brightfield",)  # appearance families, one drawn per clip
 
     def __post_init__(self) -> None:
-        unknown = set(self.looks) - set(LOOKS)
+        unknown = set(self.looks) - set(ALL_LOOKS)
         if not self.looks or unknown:
-            raise ValueError(f"looks must be a non-empty subset of {LOOKS}, not {self.looks}")
+            raise ValueError(f"looks must be a non-empty subset of {ALL_LOOKS}, not {self.looks}")
         if self.quality != "mixed" and self.quality not in QUALITY:
             raise ValueError(f"quality must be 'mixed' or one of {sorted(QUALITY)}")
         if self.size < 16 or self.frames < 2 or self.fps <= 0 or self.um_per_px <= 0:

@@ -1,5 +1,7 @@
-"""Models: encoder (timm), temporal core (ConvGRU/ConvLSTM), decoder, heads."""
+"""Models: encoder (timm), temporal core (ConvGRU/ConvLSTM), decoder, heads; the stages after
+the network (Lucas-Kanade, expected error); ``create_model`` builds them by name."""
 
-from flowvid.models.model import FlowVid, StreamState, create_model
+from flowvid.models.build import check_model_args, create_model
+from flowvid.models.model import FlowVid, StreamState
 
-__all__ = ["FlowVid", "StreamState", "create_model"]
+__all__ = ["FlowVid", "StreamState", "check_model_args", "create_model"]

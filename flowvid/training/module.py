@@ -53,6 +53,8 @@ class FlowVidModule(L.LightningModule):
         self.augment = FlowAugment(**augment)
         self.objective = OBJECTIVES[self.model.task](**objective)
         self.frozen = freeze_all_but(self.model, train_only) if train_only else []
+        self.seconds_before = 0.0  # training time of the runs this one resumes
+        self.started = time.monotonic()
         self.train(self.training)  # Lightning restores each submodule's mode as it found it
 
     def train(self, mode: bool = True) -> FlowVidModule:
@@ -92,10 +94,27 @@ class FlowVidModule(L.LightningModule):
         self.log("val/loss", self.objective.loss(pred, batch), batch_size=size, sync_dist=True)
         self.objective.update(pred, batch)
 
+    def on_fit_start(self) -> None:
+        self.started = time.monotonic()
+
+    def minutes(self) -> float:
+        """Wall-clock minutes of training so far, resumed runs included."""
+        return (self.seconds_before + time.monotonic() - self.started) / 60.0
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["train_seconds"] = 60.0 * self.minutes()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.seconds_before = float(checkpoint.get("train_seconds", 0.0))
+
     def on_validation_epoch_end(self) -> None:
-        values = self.objective.compute(self.model)
+        values = self.objective.compute()
+        values["minutes"] = self.minutes()
         self.log_dict({f"val/{k}": v for k, v in values.items()}, sync_dist=True)
-        self.print(f"validation at step {self.global_step}: {self.objective.describe(values)}")
+        self.print(
+            f"validation at step {self.global_step} ({values['minutes']:.1f} min): "
+            + self.objective.describe(values)
+        )
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
@@ -122,7 +141,6 @@ def objective_kwargs(cfg: Config) -> dict[str, Any]:
         "outside_weight": c.outside_weight,
         "eps": c.charbonnier_eps,
         "power": c.charbonnier_power,
-        "watch_motion": cfg.train.watch_motion,
     }
 
 

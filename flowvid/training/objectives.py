@@ -13,7 +13,6 @@ from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMe
 
 from flowvid.classical import CLASSICAL, classical_flows
 from flowvid.metrics import FlowMetrics
-from flowvid.sanity import watch_epe
 from flowvid.training.losses import balanced_flow_loss, error_nll, frames_loss
 
 Batch = dict[str, torch.Tensor]
@@ -23,8 +22,6 @@ UNCERTAINTY_WEIGHT = 0.1  # of the expected-error head's NLL (flowvid.models.unc
 class FlowObjective(nn.Module):
     """Balanced robust EPE (inside and outside the vessel weighed apart); EPE metrics.
 
-    ``watch_motion``: also log ``suite_epe``, the EPE on a small motion suite of textures no
-    corpus holds (:mod:`flowvid.sanity`): does the model measure motion or recall a prior?
     A model with an expected-error head (``model.uncertainty``) trains it by
     :func:`~flowvid.training.losses.error_nll` on every batch.
 
@@ -40,11 +37,10 @@ class FlowObjective(nn.Module):
         outside_weight: float,
         eps: float,
         power: float,
-        watch_motion: bool = True,
     ) -> None:
         super().__init__()
         self.weights = dict(inside_weight=inside_weight, outside_weight=outside_weight)
-        self.eps, self.power, self.watch_motion = eps, power, watch_motion
+        self.eps, self.power = eps, power
         self.metrics = FlowMetrics()
         self.classical = nn.ModuleDict({name: FlowMetrics() for name in CLASSICAL})
         self.reference: dict[str, float] | None = None  # vessel EPE per method, once measured
@@ -92,7 +88,7 @@ class FlowObjective(nn.Module):
                     flow, batch["flow"][b], batch["mask"][b], batch["valid"][b]
                 )
 
-    def compute(self, model: nn.Module) -> dict[str, torch.Tensor]:
+    def compute(self) -> dict[str, torch.Tensor]:
         values = self.metrics.compute()
         self.metrics.reset()
         values["score"] = values["epe_vessel"]
@@ -104,8 +100,6 @@ class FlowObjective(nn.Module):
         values["classical_epe"] = torch.tensor(best)
         if best > 0:
             values["vs_classical"] = values["score"] / best
-        if self.watch_motion:
-            values["suite_epe"] = torch.tensor(watch_epe(model, values["score"].device))
         return values
 
     def describe(self, values: dict[str, torch.Tensor]) -> str:
@@ -139,7 +133,7 @@ class FramesObjective(nn.Module):
         self.psnr.update(pred.flatten(0, 1), target)
         self.ssim.update(pred.flatten(0, 1), target)
 
-    def compute(self, model: nn.Module) -> dict[str, torch.Tensor]:
+    def compute(self) -> dict[str, torch.Tensor]:
         psnr, ssim = self.psnr.compute(), self.ssim.compute()
         self.psnr.reset()
         self.ssim.reset()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def resolve_precision(cfg: Config) -> str:
     return "bf16-mixed" if on_gpu else "32-true"
 
 
-def build_trainer(cfg: Config, run_dir: Path) -> L.Trainer:
+def build_trainer(cfg: Config, run_dir: Path, callbacks: Sequence[L.Callback] = ()) -> L.Trainer:
     t = cfg.train
     best = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
@@ -57,7 +58,7 @@ def build_trainer(cfg: Config, run_dir: Path) -> L.Trainer:
         val_check_interval=t.val_every_steps,
         check_val_every_n_epoch=None,
         log_every_n_steps=t.log_every_steps,
-        callbacks=[best, last, LearningRateMonitor("step")],
+        callbacks=[best, last, LearningRateMonitor("step"), *callbacks],
         logger=loggers,
         default_root_dir=run_dir,
         num_sanity_val_steps=0,
@@ -115,8 +116,13 @@ def _resume_path(cfg: Config, run_dir: Path) -> str | None:
     return str(path)
 
 
-def train(cfg: Config, overwrite: bool = False) -> Path | None:
+def train(
+    cfg: Config, overwrite: bool = False, callbacks: Sequence[L.Callback] = ()
+) -> Path | None:
     """Train, checkpoint (best by validation score, and last) and export ``model.pt``.
+
+    ``callbacks``: Lightning callbacks of the caller's, e.g. what it watches at each
+    validation (:func:`flowvid.sanity.watchers`: the motion suite).
 
     The run folder must be new, empty or flowvid's own (a run to resume included); a folder
     of other files needs ``overwrite``. Returns the run folder on the main process (None on
@@ -135,14 +141,14 @@ def train(cfg: Config, overwrite: bool = False) -> Path | None:
             module.model,
             ckpt["state_dict"],
             cfg.train.init_from,
-            new_modules=("lk_confidence.", "lk_trust.", "error_head."),
+            new_modules=("refine.", "error_head."),
         )
         if fresh:
             log.warning("%d tensors of new modules start from their initialisation", len(fresh))
     claim_folder(run_dir, overwrite=overwrite or resuming)
     with atomic_output(run_dir / "config.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    trainer = build_trainer(cfg, run_dir)
+    trainer = build_trainer(cfg, run_dir, callbacks)
     last = run_dir / "checkpoints" / "last.ckpt"
     try:
         with lightning_handles_sigterm():
