@@ -356,8 +356,8 @@ def _memory_rows(clip: Path, frames: int, size: int, device: torch.device):  # n
 
 
 def _training_rows(cfg: Config, corpus: Path, device: torch.device, o: SuiteOptions):  # noqa: ANN202
-    from flowvid.data.corpus import write_corpus
-    from flowvid.data.synthetic import SynthConfig
+    from flowvid.data.synth.corpus import write_corpus
+    from flowvid.data.synth.synthetic import SynthConfig
 
     d = cfg.data
     side = d.crop or 256

@@ -1,6 +1,6 @@
 """Leave-one-look-out: does the model measure flow in a look of video it has never seen?
 
-For every look of the vessel corpus (:data:`flowvid.data.looks.LOOKS`): write a training
+For every look of the vessel corpus (:data:`flowvid.data.synth.looks.LOOKS`): write a training
 corpus of all the *other* looks, train the vessel stage on it (any config, e.g.
 ``configs/curriculum/2_vessels.yaml`` starting ``--init-from`` the motion stage), and score
 the model zero-shot on a separate corpus of the held-out look only, beside zero flow, OpenCV
@@ -22,9 +22,9 @@ from pathlib import Path
 from flowvid.checkpoint import load_model
 from flowvid.classical import CLASSICAL
 from flowvid.config import load_config
-from flowvid.data.corpus import write_corpus
-from flowvid.data.looks import LOOKS
-from flowvid.data.synthetic import SynthConfig
+from flowvid.data.synth.corpus import write_corpus
+from flowvid.data.synth.looks import LOOKS
+from flowvid.data.synth.synthetic import SynthConfig
 from flowvid.errors import InputError
 from flowvid.evaluate import evaluate
 from flowvid.io.atomic import atomic_output, claim_folder

@@ -25,7 +25,7 @@ import torch
 from scipy.ndimage import map_coordinates
 
 from flowvid.classical import dis_medium, farneback
-from flowvid.data.textures import fractal_noise
+from flowvid.data.synth.textures import fractal_noise
 
 Method = Callable[[np.ndarray], np.ndarray]  # (T, H, W, 3) uint8 -> (T-1, H, W, 2) px/frame
 

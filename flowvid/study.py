@@ -41,9 +41,9 @@ import yaml
 
 from flowvid.checkpoint import DEFAULT_CHECKPOINT, load_model
 from flowvid.config import load_config
-from flowvid.data.corpus import write_corpus
-from flowvid.data.looks import ALL_LOOKS, HELD_OUT_LOOKS, LOOKS
-from flowvid.data.synthetic import SynthConfig
+from flowvid.data.synth.corpus import write_corpus
+from flowvid.data.synth.looks import ALL_LOOKS, HELD_OUT_LOOKS, LOOKS
+from flowvid.data.synth.synthetic import SynthConfig
 from flowvid.errors import InputError
 from flowvid.evaluate import evaluate
 from flowvid.io.atomic import atomic_output

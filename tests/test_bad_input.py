@@ -22,8 +22,8 @@ from PIL import Image
 
 from flowvid.checkpoint import save_checkpoint
 from flowvid.cli import main
-from flowvid.data.corpus import write_corpus
-from flowvid.data.synthetic import SynthConfig
+from flowvid.data.synth.corpus import write_corpus
+from flowvid.data.synth.synthetic import SynthConfig
 from flowvid.io.flowfile import write_flow
 from flowvid.io.video import write_video
 from flowvid.models import create_model

@@ -89,8 +89,8 @@ def test_synth_help_states_the_generators_own_defaults():
     import re
 
     from flowvid.cli import build_parser
-    from flowvid.data.motion import MotionConfig
-    from flowvid.data.synthetic import SynthConfig
+    from flowvid.data.synth.motion import MotionConfig
+    from flowvid.data.synth.synthetic import SynthConfig
 
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))

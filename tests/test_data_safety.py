@@ -14,8 +14,8 @@ from PIL import Image
 
 from flowvid.checkpoint import save_checkpoint
 from flowvid.cli import main
-from flowvid.data.corpus import write_corpus
-from flowvid.data.synthetic import SynthConfig
+from flowvid.data.synth.corpus import write_corpus
+from flowvid.data.synth.synthetic import SynthConfig
 from flowvid.io.atomic import MARKER, atomic_output, check_target, outputs_beside, protecting
 from flowvid.io.video import open_video
 from flowvid.models import create_model
@@ -326,7 +326,7 @@ def test_synth_on_a_full_disk_leaves_nothing_and_an_interrupted_corpus_is_finish
 ):
     import errno
 
-    from flowvid.data import corpus
+    from flowvid.data.synth import corpus
 
     honest, calls = corpus.write_clip, []
 

@@ -3,9 +3,9 @@ import shutil
 import numpy as np
 import pytest
 
-from flowvid.data.corpus import write_corpus
 from flowvid.data.dataset import default_split, load_dataset, validate_dataset
-from flowvid.data.synthetic import SynthConfig
+from flowvid.data.synth.corpus import write_corpus
+from flowvid.data.synth.synthetic import SynthConfig
 from flowvid.errors import DatasetError, InputError
 from flowvid.io.flowfile import read_flow
 from flowvid.io.video import open_video

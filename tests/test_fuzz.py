@@ -133,8 +133,8 @@ DOCS = st.recursive(
 
 @pytest.fixture(scope="module")
 def small_dataset(tmp_path_factory):
-    from flowvid.data.corpus import write_corpus
-    from flowvid.data.synthetic import SynthConfig
+    from flowvid.data.synth.corpus import write_corpus
+    from flowvid.data.synth.synthetic import SynthConfig
 
     root = tmp_path_factory.mktemp("fuzzdata") / "data"
     return write_corpus(root, 2, SynthConfig(size=16, frames=3), seed=0, workers=1, progress=False)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from flowvid.checkpoint import load_model, read_checkpoint, save_checkpoint
-from flowvid.data.synthetic import ClipRenderer, SynthConfig
+from flowvid.data.synth.synthetic import ClipRenderer, SynthConfig
 from flowvid.models import create_model
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from flowvid.cli import main
-from flowvid.data.corpus import write_corpus
 from flowvid.data.dataset import Clip, load_dataset
-from flowvid.data.motion import MotionConfig
+from flowvid.data.synth.corpus import write_corpus
+from flowvid.data.synth.motion import MotionConfig
 from flowvid.gtcheck import check_ground_truth
 from flowvid.io.writer import write_video
 from flowvid.sanity import _shifted, noise_canvas

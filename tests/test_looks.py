@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from flowvid.cli import main
-from flowvid.data.looks import ALL_LOOKS, HELD_OUT_LOOKS, LOOKS
-from flowvid.data.synthetic import ClipRenderer, SynthConfig
+from flowvid.data.synth.looks import ALL_LOOKS, HELD_OUT_LOOKS, LOOKS
+from flowvid.data.synth.synthetic import ClipRenderer, SynthConfig
 
 CLEAN = dict(size=96, frames=3, quality="clean", exposure=(0.0, 0.0), drift_prob=0.0)
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from flowvid.data import textures
-from flowvid.data.motion import MotionConfig, MotionRenderer
+from flowvid.data.synth import textures
 from flowvid.data.rendered import RenderedClips, generator_config
+from flowvid.data.synth.motion import MotionConfig, MotionRenderer
 
 EXACT = dict(noise=(0.0, 0.0), blur=(0.0, 0.0))
 
@@ -183,10 +183,10 @@ def test_training_on_the_rendered_motion_source(tmp_path):
 
 def test_motion_mix_replaces_a_fraction_of_the_clips(tmp_path):
     from flowvid.config import load_config
-    from flowvid.data.corpus import write_corpus
     from flowvid.data.datamodule import ClipDataModule
     from flowvid.data.rendered import MixedClips
-    from flowvid.data.synthetic import SynthConfig
+    from flowvid.data.synth.corpus import write_corpus
+    from flowvid.data.synth.synthetic import SynthConfig
     from flowvid.errors import InputError
 
     root = write_corpus(
@@ -213,7 +213,7 @@ def test_layer_windows_never_clip_a_layer(monkeypatch):
     cfg = MotionConfig(size=80, frames=3, **EXACT)
     fast = [MotionRenderer(cfg, np.random.default_rng(s)) for s in range(4)]
     fast_states = [[r._state(t) for t in range(3)] for r in fast]
-    from flowvid.data import motion
+    from flowvid.data.synth import motion
 
     monkeypatch.setattr(motion, "extent", lambda layer, t, n: (slice(0, n), slice(0, n)))
     for s, states in enumerate(fast_states):

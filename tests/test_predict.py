@@ -10,8 +10,8 @@ from helpers import TINY
 from flowvid.checkpoint import load_model, save_checkpoint
 from flowvid.classical import CLASSICAL
 from flowvid.cli import main
-from flowvid.data.corpus import write_corpus
-from flowvid.data.synthetic import ClipRenderer, SynthConfig
+from flowvid.data.synth.corpus import write_corpus
+from flowvid.data.synth.synthetic import ClipRenderer, SynthConfig
 from flowvid.inference import predict_flow
 from flowvid.io.flowfile import read_flow
 from flowvid.io.outputs import flow_origin

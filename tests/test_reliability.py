@@ -13,8 +13,8 @@ import torch
 from flowvid.checkpoint import save_checkpoint
 from flowvid.cli import main
 from flowvid.config import load_config
-from flowvid.data.corpus import write_corpus
-from flowvid.data.synthetic import SynthConfig
+from flowvid.data.synth.corpus import write_corpus
+from flowvid.data.synth.synthetic import SynthConfig
 from flowvid.io.atomic import MARKER
 from flowvid.io.video import write_video
 from flowvid.models import create_model
@@ -94,7 +94,7 @@ def test_a_sigterm_keeps_an_existing_output_intact(monkeypatch, tmp_path, checkp
 def test_a_signal_during_synth_and_overlay_leaves_nothing(
     monkeypatch, tmp_path, video, signum, code
 ):
-    _signal_after(monkeypatch, "flowvid.data.synthetic.ClipRenderer", "frame", signum, 3)
+    _signal_after(monkeypatch, "flowvid.data.synth.synthetic.ClipRenderer", "frame", signum, 3)
     out = tmp_path / "synth"
     argv = ["synth", "--out", str(out), "--videos", "2", "--frames", "6", "--size", "32"]
     assert main([*argv, "--workers", "1"]) == code

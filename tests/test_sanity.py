@@ -166,7 +166,7 @@ def test_the_shipped_model_is_less_sure_where_there_is_nothing_to_see():
 
 
 def test_the_photograph_is_no_training_texture():
-    from flowvid.data.textures import PHOTOS, RESERVED_IMAGES
+    from flowvid.data.synth.textures import PHOTOS, RESERVED_IMAGES
 
     assert "grace_hopper" not in PHOTOS and not RESERVED_IMAGES & set(PHOTOS)
     canvas = _photograph(64)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from flowvid.data.synthetic import ClipRenderer, SynthConfig
+from flowvid.data.synth.synthetic import ClipRenderer, SynthConfig
 
 SPARSE = dict(
     size=128,

@@ -11,9 +11,9 @@ import torch
 from flowvid.checkpoint import load_model, read_checkpoint
 from flowvid.config import load_config, model_kwargs
 from flowvid.data.clips import FixedClips, RandomClips
-from flowvid.data.corpus import write_corpus
 from flowvid.data.dataset import load_dataset
-from flowvid.data.synthetic import SynthConfig
+from flowvid.data.synth.corpus import write_corpus
+from flowvid.data.synth.synthetic import SynthConfig
 from flowvid.errors import InputError
 from flowvid.flowops import compose
 from flowvid.io.flowfile import read_flow
@@ -158,7 +158,7 @@ def test_random_clips_are_fair_and_cropped(tiny_data):
 
 def test_overfit_one_batch():
     """A small model drives the vessel EPE of one batch well below where it started."""
-    from flowvid.data.synthetic import ClipRenderer
+    from flowvid.data.synth.synthetic import ClipRenderer
 
     torch.manual_seed(0)
     r = ClipRenderer(

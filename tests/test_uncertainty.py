@@ -15,8 +15,8 @@ from flowvid.checkpoint import load_model, save_checkpoint
 from flowvid.classical import centred_means
 from flowvid.cli import main
 from flowvid.config import load_config
-from flowvid.data.corpus import write_corpus
-from flowvid.data.synthetic import SynthConfig
+from flowvid.data.synth.corpus import write_corpus
+from flowvid.data.synth.synthetic import SynthConfig
 from flowvid.errors import InputError
 from flowvid.evaluate import temporal_mean
 from flowvid.io.outputs import ExpectedError

@@ -15,7 +15,7 @@ import argparse
 import sys
 
 from flowvid.cli import run
-from flowvid.data.looks import LOOKS
+from flowvid.data.synth.looks import LOOKS
 from flowvid.look_study import leave_one_look_out, render_markdown
 
 

@@ -47,9 +47,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
 
-    from flowvid.data.corpus import write_corpus
     from flowvid.data.datamodule import ClipDataModule
-    from flowvid.data.synthetic import SynthConfig
+    from flowvid.data.synth.corpus import write_corpus
+    from flowvid.data.synth.synthetic import SynthConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         root = write_corpus(

@@ -18,8 +18,8 @@ SYNTH_RANGES = {"size": (16, 4096), "frames": (2, 100_000)}
 
 def _synth_config(args: argparse.Namespace):  # noqa: ANN202 - SynthConfig | MotionConfig
     """The generator config from the options given; every default is the generator's own."""
-    from flowvid.data.motion import MotionConfig
-    from flowvid.data.synthetic import SynthConfig
+    from flowvid.data.synth.motion import MotionConfig
+    from flowvid.data.synth.synthetic import SynthConfig
 
     given = {k: v for k, v in vars(args).items() if v is not None}
     for key, (lo, hi) in SYNTH_RANGES.items():
@@ -46,7 +46,7 @@ def _synth_config(args: argparse.Namespace):  # noqa: ANN202 - SynthConfig | Mot
     if "speed" in given:
         extra["speed_um_s"] = tuple(given["speed"])
     if "looks" in given:
-        from flowvid.data.looks import LOOKS
+        from flowvid.data.synth.looks import LOOKS
 
         names = tuple(n.strip() for n in given["looks"].split(",") if n.strip())
         extra["looks"] = LOOKS if names == ("all",) else names
@@ -54,7 +54,7 @@ def _synth_config(args: argparse.Namespace):  # noqa: ANN202 - SynthConfig | Mot
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from flowvid.data.corpus import clip_name, write_corpus
+    from flowvid.data.synth.corpus import clip_name, write_corpus
     from flowvid.viz import write_preview
 
     try:
@@ -83,7 +83,7 @@ def add_synth(sub: argparse._SubParsersAction) -> None:
         description="Write procedural clips with exact flow in the dataset layout: bright-field "
         "vessel microscopy (--kind vessels), or layered textured objects moving on smooth "
         "trajectories (--kind motion; the mask marks matched, non-occluded pixels). Options "
-        "left out take the generator's defaults (flowvid/data/synthetic.py, motion.py).",
+        "left out take the generator's defaults (flowvid/data/synth/synthetic.py, motion.py).",
         epilog="example: flowvid synth --out demo_synth --videos 3 --frames 12 --size 96\n"
         "example: flowvid synth --kind motion --out motion --videos 200 --frames 24",
     )

@@ -30,8 +30,8 @@ def ensure_dataset(
             f"README, 'Your data'), or make the synthetic one: flowvid synth --out {root} "
             "(or --set data.synthesize=true to have train write it)"
         )
-    from flowvid.data.corpus import write_corpus
-    from flowvid.data.synthetic import SynthConfig
+    from flowvid.data.synth.corpus import write_corpus
+    from flowvid.data.synth.synthetic import SynthConfig
 
     write_corpus(root, videos, SynthConfig(size=size, frames=frames), seed=seed)
     return root

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from flowvid.data.corpus import GeneratorConfig, make_renderer
-from flowvid.data.motion import MotionConfig
-from flowvid.data.synthetic import SynthConfig
+from flowvid.data.synth.corpus import GeneratorConfig, make_renderer
+from flowvid.data.synth.motion import MotionConfig
+from flowvid.data.synth.synthetic import SynthConfig
 from flowvid.errors import InputError
 
 GENERATORS = {"motion": MotionConfig, "vessels": SynthConfig}

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from flowvid.data.looks import SceneParts, photo_tissue
-from flowvid.data.vessels import Layout, Vessel
+from flowvid.data.synth.looks import SceneParts, photo_tissue
+from flowvid.data.synth.vessels import Layout, Vessel
 
 HB_ABSORPTION = np.array([0.18, 0.95, 1.0])  # R, G, B: haemoglobin absorbs green/blue
 TISSUE_ABSORPTION = np.array([0.8, 0.95, 1.2])

@@ -21,8 +21,8 @@ from tqdm import tqdm
 
 from flowvid import __version__
 from flowvid.data.dataset import default_split
-from flowvid.data.motion import MotionConfig, MotionRenderer
-from flowvid.data.synthetic import ClipRenderer, SynthConfig
+from flowvid.data.synth.motion import MotionConfig, MotionRenderer
+from flowvid.data.synth.synthetic import ClipRenderer, SynthConfig
 from flowvid.errors import InputError
 from flowvid.io.atomic import MARKER, atomic_output, reserved_memmap
 from flowvid.io.masks import write_png_mask
@@ -111,7 +111,7 @@ def write_corpus(
     """Write ``videos`` synthetic clips to ``out`` in the dataset layout, with dataset.yaml.
 
     ``cfg`` picks the generator: :class:`SynthConfig` (vessels, the default) or
-    :class:`~flowvid.data.motion.MotionConfig` (generic motion). ``split`` puts every clip in
+    :class:`~flowvid.data.synth.motion.MotionConfig` (generic motion). ``split`` puts every clip in
     one split (e.g. "test" for an evaluation-only corpus); default: 80/10/10 by clip.
     """
     out = Path(out)

@@ -10,7 +10,7 @@ noise, flicker, compression) set the clip's quality.
 
 Speeds are physical: a speed in um/s, the pixel size (um/px) and the frame rate give
 px/frame. :class:`ClipRenderer` renders one clip frame by frame (memory constant in its
-length); :mod:`flowvid.data.corpus` writes many of them in the dataset layout.
+length); :mod:`flowvid.data.synth.corpus` writes many of them in the dataset layout.
 """
 
 from __future__ import annotations
@@ -20,11 +20,17 @@ from dataclasses import asdict, dataclass, field
 import cv2
 import numpy as np
 
-from flowvid.data.camera import Camera
-from flowvid.data.cells import make_cells, optical_density, positions
-from flowvid.data.looks import ALL_LOOKS, Look, compose, draw_look, finish
-from flowvid.data.scene import GREY, HB_ABSORPTION, brightfield_scene, illumination, look_parts
-from flowvid.data.vessels import make_layout, make_vessels
+from flowvid.data.synth.camera import Camera
+from flowvid.data.synth.cells import make_cells, optical_density, positions
+from flowvid.data.synth.looks import ALL_LOOKS, Look, compose, draw_look, finish
+from flowvid.data.synth.scene import (
+    GREY,
+    HB_ABSORPTION,
+    brightfield_scene,
+    illumination,
+    look_parts,
+)
+from flowvid.data.synth.vessels import make_layout, make_vessels
 
 QUALITY = {  # blur sigma px, read noise, flicker, x264 crf, cell contrast factor
     "clean": dict(blur=(0.0, 0.0), noise=(0.0, 0.0), flicker=0.0, crf=0, contrast=1.0),
@@ -175,7 +181,7 @@ class ClipRenderer:
         return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
     def _frame_look(self, i: int, cells: bool) -> np.ndarray:
-        """Frame i in a non-bright-field look (:mod:`flowvid.data.looks`)."""
+        """Frame i in a non-bright-field look (:mod:`flowvid.data.synth.looks`)."""
         c = self.canvas
         rbc = self.cells_od(i, white=False) if cells else np.zeros((c, c))
         wbc = self.cells_od(i, white=True) if cells else np.zeros((c, c))

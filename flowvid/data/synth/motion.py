@@ -29,8 +29,8 @@ import cv2
 import numpy as np
 import torch
 
-from flowvid.data.layers import WARP_SLOPE, Layer, extent, forward, inverse, sample
-from flowvid.data.textures import random_texture
+from flowvid.data.synth.layers import WARP_SLOPE, Layer, extent, forward, inverse, sample
+from flowvid.data.synth.textures import random_texture
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flowvid.data.vessels import Vessel
+from flowvid.data.synth.vessels import Vessel
 
 RBC_DIAMETER_UM = 7.5
 WBC_DIAMETER_UM = 11.0

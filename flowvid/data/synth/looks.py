@@ -144,7 +144,7 @@ def finish(look: Look, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def photo_tissue(rng: np.random.Generator, size: int) -> np.ndarray:
     """Photographic tissue for the tracers look: a grey crop of a bundled photograph (never a
     reserved one) at a random scale, contrast-stretched, (size, size) in [0, 1]."""
-    from flowvid.data.textures import fractal_noise, load_photo, photo_names
+    from flowvid.data.synth.textures import fractal_noise, load_photo, photo_names
 
     names = photo_names()
     if not names:

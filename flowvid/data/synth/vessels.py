@@ -18,7 +18,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 if TYPE_CHECKING:
-    from flowvid.data.synthetic import SynthConfig
+    from flowvid.data.synth.synthetic import SynthConfig
 
 STEP = 0.25  # px of arc length between centreline samples
 MAX_BEND = 0.7  # curvature * (radius + wall + margin) stays below this: (s, n) never folds
