@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from flowvid.inference import Prediction
     from flowvid.models import FlowVid
+    from flowvid.predict.inference import Prediction
 
 
 def load_model(checkpoint: str | None = None, device: str = "cpu") -> FlowVid:
@@ -27,6 +27,6 @@ def load_model(checkpoint: str | None = None, device: str = "cpu") -> FlowVid:
 
 def predict_video(model: FlowVid, video: str, out: str | None = None, **options: Any) -> Prediction:
     """Flow for a whole video: written to ``out`` (.npy/.npz/folder), or returned in ``.array``."""
-    from flowvid.inference import predict_flow
+    from flowvid.predict.inference import predict_flow
 
     return predict_flow(model, video, out, **options)

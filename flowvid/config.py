@@ -131,7 +131,7 @@ class TrainConfig:
     log_every_steps: int = 20
     seed: int = 0
     watch_motion: bool = True  # flow: log val/suite_epe, the EPE on textures no corpus holds
-    # (flowvid.sanity.MotionWatch, a callback that `flowvid train` and the studies add)
+    # (flowvid.lab.sanity.MotionWatch, a callback that `flowvid train` and the studies add)
     init_from: str | None = None  # flowvid checkpoint to start from (two-stage recipe)
     resume: str | None = None  # Lightning checkpoint to resume (or "last")
 

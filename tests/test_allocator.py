@@ -6,12 +6,12 @@ import sys
 
 import pytest
 
-from flowvid.allocator import keep_freed_memory
+from flowvid.predict.allocator import keep_freed_memory
 
 PROBE = """
 import ctypes, sys
 import numpy as np
-from flowvid.allocator import keep_freed_memory
+from flowvid.predict.allocator import keep_freed_memory
 
 FIELDS = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
 

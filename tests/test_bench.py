@@ -4,7 +4,7 @@ are in BENCHMARKS.md)."""
 import math
 
 from flowvid.cli import main
-from flowvid.stream import cpu_has_bf16
+from flowvid.predict.stream import cpu_has_bf16
 
 ROWS = [
     "start-up: load the default model (after imports)",

@@ -182,8 +182,8 @@ def test_overlay_key_text_is_legible_on_a_small_clip(tmp_path):
     """On a 128 px clip the key's capital letters are at least 12 px tall."""
     import cv2
 
-    from flowvid.overlay import render_frame, side_by_side
-    from flowvid.viz import MIN_TEXT_PX, display_factor, text_scale
+    from flowvid.analysis.overlay import render_frame, side_by_side
+    from flowvid.analysis.viz import MIN_TEXT_PX, display_factor, text_scale
 
     frame = np.full((128, 128, 3), 90, np.uint8)
     flow = np.zeros((128, 128, 2), np.float32)
@@ -220,7 +220,7 @@ def test_overlay_takes_the_calibration_its_flow_s_sidecar_states(tmp_path, capsy
 
     from PIL import Image
 
-    from flowvid import overlay
+    from flowvid.analysis import overlay
     from flowvid.io.flowfile import write_flow
 
     frames = tmp_path / "frames"
@@ -243,7 +243,7 @@ def test_overlay_takes_the_calibration_its_flow_s_sidecar_states(tmp_path, capsy
 
 
 def test_overlay_error_scale_covers_the_error_and_captions_have_no_nan():
-    from flowvid.overlay import error_panel, error_scale, side_by_side
+    from flowvid.analysis.overlay import error_panel, error_scale, side_by_side
 
     gt = np.zeros((64, 64, 2), np.float32)
     gt[..., 0] = 1.5  # every pixel moves: nothing is still
@@ -255,7 +255,7 @@ def test_overlay_error_scale_covers_the_error_and_captions_have_no_nan():
     assert panel[40:, -2].mean() > panel[40:, 40].mean()  # the largest errors stay brightest
     frame = np.full((64, 64, 3), 90, np.uint8)
     seen = []
-    import flowvid.overlay as overlay
+    import flowvid.analysis.overlay as overlay
 
     honest = overlay.titled
     overlay.titled = lambda image, title: seen.append(title) or honest(image, title)
@@ -267,7 +267,7 @@ def test_overlay_error_scale_covers_the_error_and_captions_have_no_nan():
 
 
 def test_overlay_arrows_at_the_scale_speed_span_one_and_a_half_grid_steps():
-    from flowvid.overlay import arrow_step, render_frame
+    from flowvid.analysis.overlay import arrow_step, render_frame
 
     frame = np.zeros((256, 256, 3), np.uint8)
     flow = np.zeros((256, 256, 2), np.float32)

@@ -32,7 +32,7 @@ def test_synth_writes_the_layout(corpus):
 def test_preview_shows_three_frames_beside_flow_and_mask(corpus):
     import cv2
 
-    from flowvid.viz import write_preview
+    from flowvid.analysis.viz import write_preview
 
     image = cv2.imread(str(write_preview(corpus, "vessel_000")))
     assert image.shape == (3 * 96, 3 * 96, 3)  # frames 0, mid, last x (frame, flow, mask)

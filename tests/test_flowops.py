@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from flowvid.flowops import cubic_warp, sample_grid
-from flowvid.sanity import _shifted, noise_canvas
+from flowvid.lab.sanity import _shifted, noise_canvas
 
 
 def _field(h: int, w: int, seed: int = 0) -> torch.Tensor:

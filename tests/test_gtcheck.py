@@ -7,11 +7,11 @@ import pytest
 
 from flowvid.cli import main
 from flowvid.data.dataset import Clip, load_dataset
+from flowvid.data.gtcheck import check_ground_truth
 from flowvid.data.synth.corpus import write_corpus
 from flowvid.data.synth.motion import MotionConfig
-from flowvid.gtcheck import check_ground_truth
 from flowvid.io.writer import write_video
-from flowvid.sanity import _shifted, noise_canvas
+from flowvid.lab.sanity import _shifted, noise_canvas
 
 SIZE = 64
 

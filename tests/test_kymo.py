@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from flowvid.analysis.kymo import line_path, video_kymograph, window_speeds
 from flowvid.cli import main
-from flowvid.kymo import line_path, video_kymograph, window_speeds
 
 
 def _moving(speed: float, angle_deg: float = 0.0, frames: int = 40, n: int = 96) -> np.ndarray:
@@ -73,7 +73,7 @@ def test_kymo_command_sets_stripe_and_model_speed_side_by_side(tmp_path, capsys)
 
 
 def test_stripe_speeds_of_short_or_featureless_paths_are_rejected_not_guessed():
-    from flowvid.kymo import MIN_STRIPE_CONFIDENCE, agreement, stripe_confidence
+    from flowvid.analysis.kymo import MIN_STRIPE_CONFIDENCE, agreement, stripe_confidence
 
     good = window_speeds(video_kymograph(_moving(1.5), line_path(10, 48, 86, 48)), None, 32)
     assert good.stripe == pytest.approx(1.5, rel=0.05) and (good.confidence > 0.9).all()

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from flowvid.errors import InputError
+from flowvid.lab.sanity import _shifted, noise_canvas
 from flowvid.models import create_model
 from flowvid.models.lk import DenseLK, pixel_noise, sobel, still_noise
-from flowvid.sanity import _shifted, noise_canvas
 from tests.helpers import TINY
 
 SIZE = 80
@@ -335,7 +335,7 @@ def test_still_noise_is_not_fooled_by_motion_the_flow_missed(case):
     difference an affine motion explains is taken out first. The estimate stays within 2x of
     the frames' true window noise, where the plain difference reads it 5x too high or more;
     and the steps, started from zero flow, find the motion."""
-    from flowvid import sanity
+    from flowvid.lab import sanity
 
     kind, rate, angle = case
     frames, truth = sanity.render_case(

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from flowvid.errors import InputError
-from flowvid.look_study import leave_one_look_out
+from flowvid.lab.look_study import leave_one_look_out
 
 TINY = ["train.max_steps=3", "train.val_every_steps=3", "data.workers=0", "train.warmup_steps=1"]
 

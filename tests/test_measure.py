@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from flowvid.analysis.measure import measure, pulsatility_index, segments
 from flowvid.cli import main
-from flowvid.measure import measure, pulsatility_index, segments
 
 
 def _vessel(h=48, w=96, radius=6.5, v_max=3.0, frames=8, angle_deg=0.0, pulse=0.0):

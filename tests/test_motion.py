@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from flowvid.data.synth import textures
 from flowvid.data.rendered import RenderedClips, generator_config
+from flowvid.data.synth import textures
 from flowvid.data.synth.motion import MotionConfig, MotionRenderer
 
 EXACT = dict(noise=(0.0, 0.0), blur=(0.0, 0.0))
@@ -155,7 +155,7 @@ def test_bad_generator_options_are_input_errors():
 def test_training_on_the_rendered_motion_source(tmp_path):
     from flowvid.checkpoint import load_model
     from flowvid.config import load_config
-    from flowvid.sanity import watchers
+    from flowvid.lab.sanity import watchers
     from flowvid.training.train import train
 
     overrides = [

@@ -8,16 +8,16 @@ import torch
 from helpers import TINY
 
 from flowvid.checkpoint import load_model, save_checkpoint
-from flowvid.classical import CLASSICAL
 from flowvid.cli import main
 from flowvid.data.synth.corpus import write_corpus
 from flowvid.data.synth.synthetic import ClipRenderer, SynthConfig
-from flowvid.inference import predict_flow
 from flowvid.io.flowfile import read_flow
 from flowvid.io.outputs import flow_origin
 from flowvid.io.video import open_video, write_video
 from flowvid.models import create_model
-from flowvid.stream import to_clip_size
+from flowvid.predict.classical import CLASSICAL
+from flowvid.predict.inference import predict_flow
+from flowvid.predict.stream import to_clip_size
 
 
 @pytest.fixture(scope="module")
@@ -382,7 +382,7 @@ def test_python_api_sidecars_name_the_model_and_the_video(checkpoint, data, tmp_
 def test_predict_method_classical_is_opencv_on_the_same_frames(method, data, tmp_path, capsys):
     import cv2
 
-    from flowvid.classical import METHODS
+    from flowvid.predict.classical import METHODS
 
     video = data / "videos" / "vessel_001.mp4"
     with open_video(video) as reader:

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from flowvid import sanity
 from flowvid.cli import main
 from flowvid.io.flowfile import read_flow
+from flowvid.lab import sanity
 
 
 def test_integer_translation_is_an_exact_shift():

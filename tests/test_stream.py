@@ -13,13 +13,13 @@ import torch
 from helpers import TINY, write_vfr_video
 
 from flowvid.errors import InputError
-from flowvid.inference import predict_flow
 from flowvid.io import index as index_module
 from flowvid.io.index import _index_path, video_index
 from flowvid.io.outputs import read_sidecar
 from flowvid.io.video import open_video, write_video
 from flowvid.models import create_model
-from flowvid.stream import prefetch, resolve_precision
+from flowvid.predict.inference import predict_flow
+from flowvid.predict.stream import prefetch, resolve_precision
 
 
 @pytest.fixture(scope="module")

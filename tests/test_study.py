@@ -11,9 +11,9 @@ import yaml
 from flowvid.checkpoint import DEFAULT_CHECKPOINT
 from flowvid.data.dataset import load_dataset
 from flowvid.errors import InputError
+from flowvid.lab.study import StudyConfig, load_study, run_study, target_datasets, write_report
 from flowvid.models import create_model
 from flowvid.models.raft import RaftFlow
-from flowvid.study import StudyConfig, load_study, run_study, target_datasets, write_report
 
 
 def test_the_study_file_and_its_cpu_and_small_modes_load():

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from flowvid.analysis.summary import summarise_clip
 from flowvid.cli import main
-from flowvid.summary import summarise_clip
 
 SPEED = 1.5  # px/frame, to the right, inside the vessel
 
@@ -104,7 +104,7 @@ def test_summary_shows_the_expected_error_panel(tmp_path):
     inside = errors[0][s.segments[0].lumen]
     assert seg["mean_uncertainty_px_per_frame"] == pytest.approx(inside.mean(), rel=1e-6)
     assert seg["mean_centreline_speed_px_per_frame"] != 0  # reported, not used to drop
-    from flowvid.summary import summary_figure
+    from flowvid.analysis.summary import summary_figure
 
     summary_figure(tmp_path / "with.png", s)
     summary_figure(tmp_path / "without.png", summarise_clip(iter(video), flow, mask, window=8))

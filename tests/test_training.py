@@ -381,7 +381,7 @@ def test_validation_reports_the_classical_methods_on_the_same_clips():
     (frames i and i+1 for map i), that method's EPE is 0 and the others' is not (the textures
     speed up, so averaging over time changes the maps); the values are measured once, and the
     ratio compares the model with the best of them."""
-    from flowvid.classical import CLASSICAL, classical_flows
+    from flowvid.predict.classical import CLASSICAL, classical_flows
     from flowvid.training.objectives import FlowObjective
 
     rng = np.random.default_rng(0)

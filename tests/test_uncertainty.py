@@ -12,16 +12,16 @@ from helpers import TINY
 from scipy.io import loadmat
 
 from flowvid.checkpoint import load_model, save_checkpoint
-from flowvid.classical import centred_means
 from flowvid.cli import main
 from flowvid.config import load_config
 from flowvid.data.synth.corpus import write_corpus
 from flowvid.data.synth.synthetic import SynthConfig
 from flowvid.errors import InputError
-from flowvid.evaluate import temporal_mean
 from flowvid.io.outputs import ExpectedError
 from flowvid.io.video import open_video
+from flowvid.lab.evaluate import temporal_mean
 from flowvid.models import create_model
+from flowvid.predict.classical import centred_means
 from flowvid.training.losses import error_nll
 
 UNC = dict(TINY, uncertainty=True)

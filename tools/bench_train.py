@@ -7,8 +7,8 @@ import argparse
 
 import torch
 
-from flowvid.bench import train_throughput
 from flowvid.config import load_config
+from flowvid.lab.bench import train_throughput
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ import numpy as np
 
 from flowvid.cli import run
 from flowvid.data.dataset import load_dataset
-from flowvid.gtcheck import check_ground_truth
+from flowvid.data.gtcheck import check_ground_truth
 from flowvid.io.flowfile import read_flow
 
 CORRUPTIONS = {  # name -> (transform of a (T-1, H, W, 2) flow, the verdict it should get)

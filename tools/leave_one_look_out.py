@@ -1,4 +1,4 @@
-"""Leave-one-look-out study of the vessel stage (see flowvid/look_study.py).
+"""Leave-one-look-out study of the vessel stage (see flowvid/lab/look_study.py).
 
     python tools/leave_one_look_out.py --out runs/lolo \
         --config configs/curriculum/2_vessels.yaml \
@@ -16,7 +16,7 @@ import sys
 
 from flowvid.cli import run
 from flowvid.data.synth.looks import LOOKS
-from flowvid.look_study import leave_one_look_out, render_markdown
+from flowvid.lab.look_study import leave_one_look_out, render_markdown
 
 
 def _main(args: argparse.Namespace) -> int:

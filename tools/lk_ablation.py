@@ -25,7 +25,7 @@ import numpy as np
 
 from flowvid.checkpoint import load_weights, read_checkpoint
 from flowvid.cli import run
-from flowvid.evaluate import evaluate, motion_suite
+from flowvid.lab.evaluate import evaluate, motion_suite
 from flowvid.models import create_model
 
 

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from flowvid import __version__
-from flowvid.allocator import keep_freed_memory
 from flowvid.cli.bench import add_bench
 from flowvid.cli.common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED
 from flowvid.cli.data import add_synth, add_validate
@@ -26,6 +25,7 @@ from flowvid.cli.study import add_study
 from flowvid.cli.train import add_eval, add_train
 from flowvid.errors import InputError, Terminated
 from flowvid.io.atomic import protecting
+from flowvid.predict.allocator import keep_freed_memory
 
 __all__ = ["EXIT_BAD_INPUT", "build_parser", "main", "run"]
 

@@ -24,10 +24,10 @@ QUICK = dict(
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from flowvid.bench import SuiteOptions, machine, markdown, run_suite
     from flowvid.config import load_config
     from flowvid.io.atomic import atomic_output
-    from flowvid.stream import resolve_device
+    from flowvid.lab.bench import SuiteOptions, machine, markdown, run_suite
+    from flowvid.predict.stream import resolve_device
 
     if any(s < 32 for s in args.sizes) or args.frames < 8:
         raise InputError("--sizes must be at least 32 px and --frames at least 8")

@@ -54,8 +54,8 @@ def _synth_config(args: argparse.Namespace):  # noqa: ANN202 - SynthConfig | Mot
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
+    from flowvid.analysis.viz import write_preview
     from flowvid.data.synth.corpus import clip_name, write_corpus
-    from flowvid.viz import write_preview
 
     try:
         cfg = _synth_config(args)
@@ -159,7 +159,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _photometric(clips: list, pairs: int) -> bool:
     """One line per clip: does its flow move its frames? False where a clip's is off."""
-    from flowvid.gtcheck import FIXES, check_ground_truth
+    from flowvid.data.gtcheck import FIXES, check_ground_truth
 
     print("clip: verdict | residual under the stated flow / under zero flow")
     suspects = []
@@ -203,7 +203,7 @@ def add_validate(sub: argparse._SubParsersAction) -> None:
         "--photometric",
         action="store_true",
         help="also warp frames by their flow: is it negated, u/v swapped, one pair off, in "
-        "the wrong units? (decodes a few pairs per clip; flowvid/gtcheck.py)",
+        "the wrong units? (decodes a few pairs per clip; flowvid/data/gtcheck.py)",
     )
     p.add_argument(
         "--pairs", type=int, default=8, help="--photometric: frame pairs per clip (default 8)"

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +17,7 @@ FIGURES = (".png", ".pdf", ".svg")  # what the figure writer makes
 
 
 def _path(args: argparse.Namespace, height: int, width: int, pairs: int):  # noqa: ANN202
-    from flowvid.kymo import line_path, segment_path
+    from flowvid.analysis.kymo import line_path, segment_path
 
     if (args.line is None) == (args.segment is None):
         raise InputError("give --line X0,Y0,X1,Y1, or --segment N with --mask")
@@ -31,8 +32,8 @@ def _path(args: argparse.Namespace, height: int, width: int, pairs: int):  # noq
         return line_path(x0, y0, x1, y1), f"line {args.line}"
     if args.mask is None:
         raise InputError("--segment needs --mask (the vessel mask it is a segment of)")
+    from flowvid.analysis.measure import segments
     from flowvid.io.masks import read_mask
-    from flowvid.measure import segments
 
     segs = segments(read_mask(args.mask, pairs, height, width).any(0))
     if not 1 <= args.segment <= len(segs):
@@ -40,18 +41,47 @@ def _path(args: argparse.Namespace, height: int, width: int, pairs: int):  # noq
     return segment_path(segs[args.segment - 1]), f"segment {args.segment}"
 
 
+def _window_rows(speeds: Any, start: int, scale: float | None) -> list[dict]:
+    """One JSON row per window of the kymograph (frames counted in the video)."""
+    return [
+        {
+            "first_frame": int(s) + start,  # in the video
+            "stripe_speed_px_per_frame": None if np.isnan(a) else float(a),  # None: rejected
+            "stripe_confidence": float(speeds.confidence[i]),
+            "model_speed_px_per_frame": None if speeds.model is None else float(speeds.model[i]),
+            **(
+                {"stripe_speed_um_per_s": None if np.isnan(a) else float(a) * scale}
+                if scale
+                else {}
+            ),
+        }
+        for i, (s, a) in enumerate(zip(speeds.start, speeds.stripe, strict=True))
+    ]
+
+
+def _describe(row: dict) -> str:
+    """A window's line for the terminal."""
+    model, stripe = row["model_speed_px_per_frame"], row["stripe_speed_px_per_frame"]
+    return (
+        f"frames {row['first_frame']}+: stripe "
+        + ("rejected" if stripe is None else f"{stripe:.3f} px/frame")
+        + f" (confidence {row['stripe_confidence']:.2f})"
+        + ("" if model is None else f", model {model:.3f} px/frame")
+    )
+
+
 def _cmd_kymo(args: argparse.Namespace) -> int:
-    from flowvid.io.atomic import atomic_output, outputs_beside
-    from flowvid.io.outputs import flow_origin
-    from flowvid.io.video import open_video
-    from flowvid.kymo import (
+    from flowvid.analysis.kymo import (
         agreement,
         flow_kymograph,
         kymo_figure,
         video_kymograph,
         window_speeds,
     )
-    from flowvid.measure import flow_for_video
+    from flowvid.analysis.measure import flow_for_video
+    from flowvid.io.atomic import atomic_output, outputs_beside
+    from flowvid.io.outputs import flow_origin
+    from flowvid.io.video import open_video
 
     if args.out.suffix.lower() not in FIGURES:
         raise InputError(
@@ -72,20 +102,7 @@ def _cmd_kymo(args: argparse.Namespace) -> int:
     fps = args.fps or side.get("fps") or fps
     um_per_px = args.um_per_px or side.get("um_per_px")
     scale = um_per_px * fps if um_per_px and fps else None
-    rows = [
-        {
-            "first_frame": int(s) + start,  # in the video
-            "stripe_speed_px_per_frame": None if np.isnan(a) else float(a),  # None: rejected
-            "stripe_confidence": float(speeds.confidence[i]),
-            "model_speed_px_per_frame": None if speeds.model is None else float(speeds.model[i]),
-            **(
-                {"stripe_speed_um_per_s": None if np.isnan(a) else float(a) * scale}
-                if scale
-                else {}
-            ),
-        }
-        for i, (s, a) in enumerate(zip(speeds.start, speeds.stripe, strict=True))
-    ]
+    rows = _window_rows(speeds, start, scale)
     with atomic_output(args.out) as tmp:
         title = f"{Path(args.video).name}: {what}"
         if flow is not None:
@@ -96,13 +113,7 @@ def _cmd_kymo(args: argparse.Namespace) -> int:
     with atomic_output(summary) as tmp:
         tmp.write_text(json.dumps(doc | ({"agreement": check} if check else {}), indent=2))
     for row in rows:
-        model, stripe = row["model_speed_px_per_frame"], row["stripe_speed_px_per_frame"]
-        print(
-            f"frames {row['first_frame']}+: stripe "
-            + ("rejected" if stripe is None else f"{stripe:.3f} px/frame")
-            + f" (confidence {row['stripe_confidence']:.2f})"
-            + ("" if model is None else f", model {model:.3f} px/frame")
-        )
+        print(_describe(row))
     if check is not None and not check["agree"]:
         print(f"warning: {check['warning']}", file=sys.stderr)
     print(f"wrote {args.out} and {summary}")

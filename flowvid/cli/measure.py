@@ -7,6 +7,7 @@ import contextlib
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from flowvid.cli.common import HelpFormatter, add_flow, flow_argument, frames_window, positive
 from flowvid.errors import InputError
@@ -15,11 +16,11 @@ FIGURES = (".png", ".pdf", ".svg")  # what the figure writer makes
 
 
 def _cmd_measure(args: argparse.Namespace) -> int:
+    from flowvid.analysis.measure import Scaled, flow_in_px, measure, rows_to_csv
     from flowvid.errors import check_calibration
     from flowvid.io.atomic import atomic_output, outputs_beside
     from flowvid.io.masks import read_mask
     from flowvid.io.outputs import ExpectedError
-    from flowvid.measure import Scaled, flow_in_px, measure, rows_to_csv
 
     (json_path,) = outputs_beside(args.out, ".json")  # both checked before any work
     flow, factor, side = flow_in_px(args.flow)
@@ -112,13 +113,30 @@ def add_measure(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_measure)
 
 
+def _kymograph_doc(summary: Any, start: int) -> dict | None:
+    """The summary's kymograph for its JSON (frames counted in the video, from ``start``)."""
+    if summary.speeds is None:
+        return None
+    return {
+        "segment": summary.kymo_segment,
+        "window_frames": summary.window,
+        "first_frame": (summary.speeds.start + start).tolist(),  # in the video
+        "stripe_speed_px_per_frame": [  # None: rejected (see stripe_confidence)
+            None if v != v else v for v in summary.speeds.stripe.tolist()
+        ],
+        "stripe_confidence": summary.speeds.confidence.tolist(),
+        "model_speed_px_per_frame": summary.speeds.model.tolist(),
+        "agreement": summary.agreement,
+    }
+
+
 def _cmd_summary(args: argparse.Namespace) -> int:
+    from flowvid.analysis.measure import flow_for_video
+    from flowvid.analysis.summary import summarise_clip, summary_figure
     from flowvid.io.atomic import atomic_output, outputs_beside
     from flowvid.io.masks import read_mask
     from flowvid.io.outputs import ExpectedError, flow_origin
     from flowvid.io.video import open_video
-    from flowvid.measure import flow_for_video
-    from flowvid.summary import summarise_clip, summary_figure
 
     if args.out.suffix.lower() not in FIGURES:
         raise InputError(
@@ -152,19 +170,7 @@ def _cmd_summary(args: argparse.Namespace) -> int:
         "flow": str(args.flow),
         "mask": str(args.mask),
         "frames": [start, stop],
-        "kymograph": None
-        if summary.speeds is None
-        else {
-            "segment": summary.kymo_segment,
-            "window_frames": summary.window,
-            "first_frame": (summary.speeds.start + start).tolist(),  # in the video
-            "stripe_speed_px_per_frame": [  # None: rejected (see stripe_confidence)
-                None if v != v else v for v in summary.speeds.stripe.tolist()
-            ],
-            "stripe_confidence": summary.speeds.confidence.tolist(),
-            "model_speed_px_per_frame": summary.speeds.model.tolist(),
-            "agreement": summary.agreement,
-        },
+        "kymograph": _kymograph_doc(summary, start),
     }
     with atomic_output(args.out) as tmp:
         summary_figure(

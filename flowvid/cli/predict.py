@@ -11,12 +11,12 @@ from flowvid.errors import InputError
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from flowvid.checkpoint import load_model
-    from flowvid.inference import predict_flow, predict_frames
+    from flowvid.predict.inference import predict_flow, predict_frames
 
     if args.method == "model":
         model, _ = load_model(args.checkpoint)
     else:
-        from flowvid.classical import ClassicalFlow
+        from flowvid.predict.classical import ClassicalFlow
 
         if args.checkpoint is not None:
             raise InputError(f"--method {args.method} uses no checkpoint: drop --checkpoint")
@@ -75,14 +75,14 @@ def _say(pred, mask: Path | None) -> None:  # noqa: ANN001 - a Prediction
 
 
 def _predict_batch(model, args: argparse.Namespace, options: dict, sha: str) -> int:  # noqa: ANN001
-    from flowvid.batch import predict_many
-    from flowvid.inference import predict_flow
+    from flowvid.predict.batch import predict_many
+    from flowvid.predict.inference import predict_flow
 
     if options["mask"] is not None:
         raise InputError("--mask is for one video; a batch predicts without masks")
     if options["uncertainty"] is not None:
         raise InputError("--uncertainty is for one video (with --out)")
-    from flowvid.inference import flow_request
+    from flowvid.predict.inference import flow_request
 
     decisive = ("frames", "units", "um_per_px", "fps", "max_side", "precision", "pair_format")
     summary = predict_many(
@@ -96,6 +96,51 @@ def _predict_batch(model, args: argparse.Namespace, options: dict, sha: str) -> 
     )
     print(summary)
     return 2 if summary.failed else 0
+
+
+def _model_arguments(p: argparse.ArgumentParser) -> None:
+    """Which model or method, on which device, at what size and precision."""
+    p.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped model")
+    p.add_argument(
+        "--method",
+        default="model",
+        choices=("model", "dis", "farneback"),
+        help="the flowvid model, or classical optical flow (OpenCV's DIS, medium preset, or "
+        "Farneback, as eval --baselines scores them) written to the same files and sidecar",
+    )
+    p.add_argument(
+        "--task", default=None, choices=("flow", "frames"), help="default: the checkpoint's"
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--batch-frames", type=int, default=16, help="frames per encoder batch")
+    p.add_argument("--max-side", type=int, default=None, help="run the model at most this size")
+    add_precision(p)
+
+
+def _frames_and_units_arguments(p: argparse.ArgumentParser) -> None:
+    """Which frames, which pixels, what else is written, and in which units."""
+    p.add_argument("--frames", default=None, metavar="A:B", help="only frames A..B-1")
+    p.add_argument(
+        "--mask",
+        type=Path,
+        default=None,
+        help="vessel mask, .png or .npy, (H, W) or (T-1, H, W): flow outside it is written as 0",
+    )
+    p.add_argument(
+        "--uncertainty",
+        type=Path,
+        default=None,
+        help="also write each vector's expected end-point error, (T-1, H, W), in the flow's "
+        "units: unc.npy, unc.h5 or unc.mat",
+    )
+    p.add_argument(
+        "--units", default="px/frame", choices=("px/frame", "um/s"), help="unit of the output"
+    )
+    p.add_argument("--um-per-px", type=positive, default=None, help="pixel size, for um/s")
+    p.add_argument("--fps", type=positive, default=None, help="default: the video's own rate")
+    p.add_argument(
+        "--pair-format", default="flo", choices=("flo", "png"), help="for a folder --out"
+    )
 
 
 def add_predict(sub: argparse._SubParsersAction) -> None:
@@ -136,49 +181,14 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--format", default="npy", choices=("npy", "npz", "h5", "mat"), help="batch output format"
     )
-    p.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped model")
-    p.add_argument(
-        "--method",
-        default="model",
-        choices=("model", "dis", "farneback"),
-        help="the flowvid model, or classical optical flow (OpenCV's DIS, medium preset, or "
-        "Farneback, as eval --baselines scores them) written to the same files and sidecar",
-    )
-    p.add_argument(
-        "--task", default=None, choices=("flow", "frames"), help="default: the checkpoint's"
-    )
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--frames", default=None, metavar="A:B", help="only frames A..B-1")
-    p.add_argument(
-        "--mask",
-        type=Path,
-        default=None,
-        help="vessel mask, .png or .npy, (H, W) or (T-1, H, W): flow outside it is written as 0",
-    )
-    p.add_argument(
-        "--uncertainty",
-        type=Path,
-        default=None,
-        help="also write each vector's expected end-point error, (T-1, H, W), in the flow's "
-        "units: unc.npy, unc.h5 or unc.mat",
-    )
-    p.add_argument("--batch-frames", type=int, default=16, help="frames per encoder batch")
-    p.add_argument("--max-side", type=int, default=None, help="run the model at most this size")
-    add_precision(p)
-    p.add_argument(
-        "--units", default="px/frame", choices=("px/frame", "um/s"), help="unit of the output"
-    )
-    p.add_argument("--um-per-px", type=positive, default=None, help="pixel size, for um/s")
-    p.add_argument("--fps", type=positive, default=None, help="default: the video's own rate")
-    p.add_argument(
-        "--pair-format", default="flo", choices=("flo", "png"), help="for a folder --out"
-    )
+    _model_arguments(p)
+    _frames_and_units_arguments(p)
     p.set_defaults(func=_cmd_predict)
 
 
 def _cmd_embed(args: argparse.Namespace) -> int:
     from flowvid.checkpoint import load_model
-    from flowvid.inference import embed_video
+    from flowvid.predict.inference import embed_video
 
     model, ckpt = load_model(args.checkpoint)
     out = embed_video(
@@ -216,7 +226,7 @@ def add_embed(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_overlay(args: argparse.Namespace) -> int:
-    from flowvid.overlay import write_overlay
+    from flowvid.analysis.overlay import write_overlay
 
     out = write_overlay(
         args.video,

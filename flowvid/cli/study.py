@@ -9,7 +9,7 @@ from flowvid.cli.common import HelpFormatter
 
 
 def _cmd_study(args: argparse.Namespace) -> int:
-    from flowvid.study import load_study, render_table, run_study, write_report
+    from flowvid.lab.study import load_study, render_table, run_study, write_report
 
     study = load_study(args.study, mode=args.mode)
     result = run_study(args.out, study, progress=not args.quiet)

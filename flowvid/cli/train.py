@@ -12,7 +12,7 @@ from flowvid.errors import InputError
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from flowvid.config import FINETUNE, load_config
-    from flowvid.sanity import watchers
+    from flowvid.lab.sanity import watchers
     from flowvid.training.module import TrainingDiverged
     from flowvid.training.train import train
 
@@ -55,9 +55,9 @@ def _compare_on_test(data: str, run_dir: Path) -> None:
     """The trained model beside the classical methods on the dataset's test clips, written
     to the run folder (eval --baselines), and its one-line verdict."""
     from flowvid.checkpoint import load_model
-    from flowvid.classical import CLASSICAL
     from flowvid.data.dataset import load_dataset
-    from flowvid.evaluate import evaluate
+    from flowvid.lab.evaluate import evaluate
+    from flowvid.predict.classical import CLASSICAL
 
     if not load_dataset(data).split("test"):
         print("no test clips: no comparison on the test split")
@@ -133,7 +133,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from flowvid.checkpoint import load_model
-    from flowvid.evaluate import evaluate, motion_suite
+    from flowvid.lab.evaluate import evaluate, motion_suite
 
     model = None if args.baselines_only else load_model(args.checkpoint)[0]
     if model is not None and model.task != "flow":

@@ -41,6 +41,7 @@ on frame t-1's grid, frame_{t-1}(p) ~ frame_t(p + flow(p)).
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -155,12 +156,12 @@ class DenseLK(nn.Module):
     ) -> torch.Tensor:
         """The total update of ``iters`` steps at one level, (N, 2, h, w) px of that level;
         ``floor``, px of that level: the least width of the prior, after the trust."""
-        n, c, h, w = img0.shape
+        c = img0.shape[1]
+        smooth0, smooth1 = self._presmooth(img0), self._presmooth(img1)
         # the noise of a window's mean of the pre-smoothed residual, summed over channels
         # (N, 1, 1): the larger of the white-noise reading of the spatial estimate and the
         # frames' difference where the network sees no motion (codec-smoothed noise escapes
         # the first, not the second)
-        smooth0, smooth1 = self._presmooth(img0), self._presmooth(img1)
         white = (pixel_noise(img0) + pixel_noise(img1)) / (4 * math.pi * self.samples)
         still = still_noise(img0, img1, flow, self.sigma, smoothed=(smooth0, smooth1))
         noise = torch.maximum(white, still).sum(1)
@@ -168,57 +169,95 @@ class DenseLK(nn.Module):
         grad0 = sobel(img0)  # (N, C, 2, H, W), d/dx then d/dy
         start = flow
         for _ in range(self.iters):
-            grid = sample_grid(flow)
-            warped = cubic_warp(img1, flow)
-            inside = ((grid.abs() <= 1.0).all(-1)).to(img0.dtype)[:, None]  # (N, 1, H, W)
-            warped = match_brightness(warped, img0, inside)
-            g = 0.5 * (grad0 + sobel(warped))
-            gx, gy = g[:, :, 0], g[:, :, 1]
-            # the residual linearised back to no displacement, r(q) + g(q).(D - flow(q)) =
-            # r' + g.D: the window solves for its own displacement D, not for an update of
-            # each pixel's flow, so differences of flow inside a window are not left standing
-            r = warped - img0 - gx * flow[:, :1] - gy * flow[:, 1:]
-            # windowed first moments of every channel and second moments summed over the
-            # channels (the sum commutes with the blur; only the sums are used), in one pass
-            firsts = torch.cat([gx, gy, r], 1)
-            seconds = torch.cat(
-                [
-                    (a * b).sum(1, keepdim=True)
-                    for a, b in ((gx, gx), (gy, gy), (gx, gy), (gx, r), (gy, r))
-                ],
-                1,
-            )
-            # each pixel of a window counts by its trust: the moments are trust-weighted means
-            # and the window's evidence scales with its mean trust (against the prior below)
-            counted = inside if trust is None else inside * trust
-            maps = [inside] if trust is None else [inside, counted]
-            blurred = self._blur(torch.cat([*maps, counted * firsts, counted * seconds], 1))
-            coverage, blurred = blurred[:, :1], blurred[:, len(maps) - 1 :]
-            weight = blurred[:, :1].clamp_min(1e-6)
-            mx, my, mr = (blurred[:, 1 + k * c : 1 + (k + 1) * c] / weight for k in range(3))
-            exx, eyy, exy, exr, eyr = (blurred[:, 1 + 3 * c + k] / weight[:, 0] for k in range(5))
-            sxx = exx - (mx * mx).sum(1)
-            syy = eyy - (my * my).sum(1)
-            sxy = exy - (mx * my).sum(1)
-            bx = exr - (mx * mr).sum(1)
-            by = eyr - (my * mr).sum(1)
-            # Levenberg-Marquardt damping of each step (flat windows, ill-posed systems) ...
-            step_damping = self.damping * 0.5 * (sxx + syy).mean((-2, -1), keepdim=True)
-            # ... and the MAP prior: D ~ N(the network's flow, prior^2) against the noise
+            m = self._moments(flow, img0, img1, grad0, trust)
+            # the MAP prior: D ~ N(the network's flow, prior^2) against the noise
             lam = noise / prior[:, 0] ** 2
             if trust is not None:  # a window of trust t holds t x the samples it has
-                lam = lam * (coverage / weight.clamp_min(1e-4 * coverage + 1e-6))[:, 0]
+                lam = lam * (m.coverage / m.weight.clamp_min(1e-4 * m.coverage + 1e-6))[:, 0]
             if floor > 0:  # however sure the network is, or distrustful of the frames
                 lam = torch.minimum(lam, noise / floor**2)
-            damp = step_damping + NOISE_FLOOR * c
-            axx, ayy = sxx + lam + damp, syy + lam + damp
-            det = axx * ayy - sxy * sxy
-            px = -bx + lam * start[:, 0] + damp * flow[:, 0]
-            py = -by + lam * start[:, 1] + damp * flow[:, 1]
-            window = torch.stack([ayy * px - sxy * py, axx * py - sxy * px], 1) / det[:, None]
-            step = (window - flow).clamp(-STEP_LIMIT, STEP_LIMIT)
-            flow = flow + step * (coverage > 0.5)
+            flow = self._solve(m, lam, flow, start, c)
         return flow - start
+
+    def _moments(
+        self,
+        flow: torch.Tensor,
+        img0: torch.Tensor,
+        img1: torch.Tensor,
+        grad0: torch.Tensor,
+        trust: torch.Tensor | None,
+    ) -> Moments:
+        """The windowed, centred moments of one Gauss-Newton step: frame t warped by
+        ``flow`` against frame t-1, linearised around it."""
+        c = img0.shape[1]
+        grid = sample_grid(flow)
+        warped = cubic_warp(img1, flow)
+        inside = ((grid.abs() <= 1.0).all(-1)).to(img0.dtype)[:, None]  # (N, 1, H, W)
+        warped = match_brightness(warped, img0, inside)
+        g = 0.5 * (grad0 + sobel(warped))
+        gx, gy = g[:, :, 0], g[:, :, 1]
+        # the residual linearised back to no displacement, r(q) + g(q).(D - flow(q)) =
+        # r' + g.D: the window solves for its own displacement D, not for an update of
+        # each pixel's flow, so differences of flow inside a window are not left standing
+        r = warped - img0 - gx * flow[:, :1] - gy * flow[:, 1:]
+        # windowed first moments of every channel and second moments summed over the
+        # channels (the sum commutes with the blur; only the sums are used), in one pass
+        firsts = torch.cat([gx, gy, r], 1)
+        seconds = torch.cat(
+            [
+                (a * b).sum(1, keepdim=True)
+                for a, b in ((gx, gx), (gy, gy), (gx, gy), (gx, r), (gy, r))
+            ],
+            1,
+        )
+        # each pixel of a window counts by its trust: the moments are trust-weighted means
+        # and the window's evidence scales with its mean trust (against the prior)
+        counted = inside if trust is None else inside * trust
+        maps = [inside] if trust is None else [inside, counted]
+        blurred = self._blur(torch.cat([*maps, counted * firsts, counted * seconds], 1))
+        coverage, blurred = blurred[:, :1], blurred[:, len(maps) - 1 :]
+        weight = blurred[:, :1].clamp_min(1e-6)
+        mx, my, mr = (blurred[:, 1 + k * c : 1 + (k + 1) * c] / weight for k in range(3))
+        exx, eyy, exy, exr, eyr = (blurred[:, 1 + 3 * c + k] / weight[:, 0] for k in range(5))
+        return Moments(
+            sxx=exx - (mx * mx).sum(1),
+            syy=eyy - (my * my).sum(1),
+            sxy=exy - (mx * my).sum(1),
+            bx=exr - (mx * mr).sum(1),
+            by=eyr - (my * mr).sum(1),
+            coverage=coverage,
+            weight=weight,
+        )
+
+    def _solve(
+        self, m: Moments, lam: torch.Tensor, flow: torch.Tensor, start: torch.Tensor, c: int
+    ) -> torch.Tensor:
+        """One damped step: each window's 2x2 system with the prior ``lam`` pulling towards
+        ``start``, the step bounded to ``STEP_LIMIT`` px."""
+        # Levenberg-Marquardt damping of each step (flat windows, ill-posed systems)
+        step_damping = self.damping * 0.5 * (m.sxx + m.syy).mean((-2, -1), keepdim=True)
+        damp = step_damping + NOISE_FLOOR * c
+        axx, ayy = m.sxx + lam + damp, m.syy + lam + damp
+        det = axx * ayy - m.sxy * m.sxy
+        px = -m.bx + lam * start[:, 0] + damp * flow[:, 0]
+        py = -m.by + lam * start[:, 1] + damp * flow[:, 1]
+        window = torch.stack([ayy * px - m.sxy * py, axx * py - m.sxy * px], 1) / det[:, None]
+        step = (window - flow).clamp(-STEP_LIMIT, STEP_LIMIT)
+        return flow + step * (m.coverage > 0.5)
+
+
+class Moments(NamedTuple):
+    """One step's windowed, centred moments, (N, H, W) each: the structure tensor (sxx, syy,
+    sxy), the gradients against the residual (bx, by); the windows' coverage and weight
+    (N, 1, H, W)."""
+
+    sxx: torch.Tensor
+    syy: torch.Tensor
+    sxy: torch.Tensor
+    bx: torch.Tensor
+    by: torch.Tensor
+    coverage: torch.Tensor
+    weight: torch.Tensor
 
 
 def sobel(image: torch.Tensor) -> torch.Tensor:

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from flowvid.classical import CLASSICAL, classical_flows
 from flowvid.metrics import FlowMetrics
+from flowvid.predict.classical import CLASSICAL, classical_flows
 from flowvid.training.losses import balanced_flow_loss, error_nll, frames_loss
 
 Batch = dict[str, torch.Tensor]
@@ -25,7 +25,7 @@ class FlowObjective(nn.Module):
     A model with an expected-error head (``model.uncertainty``) trains it by
     :func:`~flowvid.training.losses.error_nll` on every batch.
 
-    Validation also scores the classical methods (:data:`~flowvid.classical.CLASSICAL`) on
+    Validation also scores the classical methods (:data:`~flowvid.predict.classical.CLASSICAL`) on
     the same clips, once (the validation clips are fixed), and reports the best of them
     beside the model (``classical_epe``, ``vs_classical``): does training pay?
     """

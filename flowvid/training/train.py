@@ -122,7 +122,7 @@ def train(
     """Train, checkpoint (best by validation score, and last) and export ``model.pt``.
 
     ``callbacks``: Lightning callbacks of the caller's, e.g. what it watches at each
-    validation (:func:`flowvid.sanity.watchers`: the motion suite).
+    validation (:func:`flowvid.lab.sanity.watchers`: the motion suite).
 
     The run folder must be new, empty or flowvid's own (a run to resume included); a folder
     of other files needs ``overwrite``. Returns the run folder on the main process (None on

@@ -20,15 +20,15 @@ import json
 from pathlib import Path
 
 from flowvid.checkpoint import load_model
-from flowvid.classical import CLASSICAL
 from flowvid.config import load_config
 from flowvid.data.synth.corpus import write_corpus
 from flowvid.data.synth.looks import LOOKS
 from flowvid.data.synth.synthetic import SynthConfig
 from flowvid.errors import InputError
-from flowvid.evaluate import evaluate
 from flowvid.io.atomic import atomic_output, claim_folder
-from flowvid.sanity import watchers
+from flowvid.lab.evaluate import evaluate
+from flowvid.lab.sanity import watchers
+from flowvid.predict.classical import CLASSICAL
 from flowvid.training.train import train
 
 HELD_OUT_SEED = 10_000  # added to the seed: held-out scenes never repeat a training scene

@@ -30,6 +30,47 @@ def _header(*titles: str) -> list[str]:
     return ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
 
 
+def _calibration_section(calibration: dict) -> list[str]:
+    """The expected error's calibration table, per method and region."""
+    lines = [
+        "",
+        "## Expected error: calibration",
+        "",
+        "Each vector's predicted expected EPE against its actual EPE. Predicted / actual: "
+        "the mean predicted error over the mean actual one (1 is calibrated). Kept half: "
+        "the EPE of the 50 % most certain pixels over the EPE of all of them (the oracle, "
+        "which removes the truly worst, beside it). AUSE: the area between the "
+        "sparsification and oracle curves over the share removed, px/frame (0 is a "
+        "perfect ranking). Curves: sparsification.png.",
+        "",
+        *_header(
+            "method",
+            "region",
+            "mean EPE",
+            "mean predicted",
+            "predicted / actual",
+            "kept half",
+            "oracle kept half",
+            "AUSE",
+        ),
+    ]
+    for name, by_region in calibration.items():
+        for region, c in by_region.items():
+            if not c["pixels"]:
+                continue
+            oracle_half = c["oracle"][c["removed"].index(0.5)] / c["mean_epe"]
+            values = (
+                c["mean_epe"],
+                c["mean_predicted"],
+                c["ratio"],
+                c["kept_half_ratio"],
+                oracle_half,
+                c["ause"],
+            )
+            lines.append(f"| {name} | {region} | " + " | ".join(map(_fmt, values)) + " |")
+    return lines
+
+
 def render_markdown(report: dict) -> str:
     lines = [
         f"# flowvid evaluation: {report['data']} ({report['split']}, {report['clips']} clips)",
@@ -63,42 +104,7 @@ def render_markdown(report: dict) -> str:
             + " |"
         )
     if report.get("calibration"):
-        lines += [
-            "",
-            "## Expected error: calibration",
-            "",
-            "Each vector's predicted expected EPE against its actual EPE. Predicted / actual: "
-            "the mean predicted error over the mean actual one (1 is calibrated). Kept half: "
-            "the EPE of the 50 % most certain pixels over the EPE of all of them (the oracle, "
-            "which removes the truly worst, beside it). AUSE: the area between the "
-            "sparsification and oracle curves over the share removed, px/frame (0 is a "
-            "perfect ranking). Curves: sparsification.png.",
-            "",
-            *_header(
-                "method",
-                "region",
-                "mean EPE",
-                "mean predicted",
-                "predicted / actual",
-                "kept half",
-                "oracle kept half",
-                "AUSE",
-            ),
-        ]
-        for name, by_region in report["calibration"].items():
-            for region, c in by_region.items():
-                if not c["pixels"]:
-                    continue
-                oracle_half = c["oracle"][c["removed"].index(0.5)] / c["mean_epe"]
-                values = (
-                    c["mean_epe"],
-                    c["mean_predicted"],
-                    c["ratio"],
-                    c["kept_half_ratio"],
-                    oracle_half,
-                    c["ause"],
-                )
-                lines.append(f"| {name} | {region} | " + " | ".join(map(_fmt, values)) + " |")
+        lines += _calibration_section(report["calibration"])
     return "\n".join(lines) + "\n"
 
 

@@ -37,7 +37,7 @@ def centreline_path(centreline_rc: np.ndarray, smooth: float = 2.0) -> np.ndarra
     return np.stack([np.interp(at, step, xy[:, 0]), np.interp(at, step, xy[:, 1])], 1)
 
 
-def segment_path(segment) -> np.ndarray:  # noqa: ANN001 - a flowvid.measure.Segment
+def segment_path(segment) -> np.ndarray:  # noqa: ANN001 - a flowvid.analysis.measure.Segment
     """A vessel segment's path (N, 2) x, y, ordered like its centreline (so speeds keep the
     segment's sign): the centreline less its ends (where the skeleton leaves the lumen's
     centre), or the whole skeleton when that leaves too little to see stripes in."""

@@ -73,8 +73,8 @@ def stale(
 ) -> str | None:
     """Why the output must be (re)made, or None when it is there and up to date: made from
     this video as it is now (path, size, modification time), by this checkpoint, with these
-    options (``request``, as :func:`flowvid.inference.predict_flow` records them)."""
-    from flowvid.inference import input_stat
+    options (``request``, as :func:`flowvid.predict.inference.predict_flow` records them)."""
+    from flowvid.predict.inference import input_stat
 
     side = sidecar_path(out)
     if not (out.exists() and side.is_file()):

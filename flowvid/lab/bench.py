@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from flowvid.config import Config
-from flowvid.stream import cpu_has_bf16, precision_autocast, resolve_precision
+from flowvid.predict.stream import cpu_has_bf16, precision_autocast, resolve_precision
 from flowvid.training.module import module_from_config
 
 
@@ -166,9 +166,9 @@ def predict_rate(
     batch_frames: int,
     precision: str = "auto",
 ) -> float:
-    """Flow maps/s of :func:`flowvid.inference.predict_flow`, video file to .npy file."""
-    from flowvid.inference import predict_flow
+    """Flow maps/s of :func:`flowvid.predict.inference.predict_flow`, video file to .npy file."""
     from flowvid.io.video import open_video
+    from flowvid.predict.inference import predict_flow
 
     options = dict(
         device=str(device), batch_frames=batch_frames, progress=False, precision=precision
@@ -194,7 +194,7 @@ def _grey_frames(video: Path, limit: int) -> list[np.ndarray]:
 
 def classical_rates(video: Path, pairs: int) -> dict[str, float]:
     """Flow maps/s of OpenCV Farneback and DIS (medium), as `flowvid eval` runs them."""
-    from flowvid.classical import dis_medium, farneback
+    from flowvid.predict.classical import dis_medium, farneback
 
     grey = _grey_frames(video, pairs + 1)
     out = {}
@@ -226,10 +226,10 @@ def raft_rate(name: str, size: int, device: torch.device, batch: int, rounds: in
 
 _PEAK = """
 import json, sys, torch
-from flowvid.allocator import keep_freed_memory
+from flowvid.predict.allocator import keep_freed_memory
 keep_freed_memory()  # as the command line does
 from flowvid.checkpoint import load_model
-from flowvid.inference import predict_flow
+from flowvid.predict.inference import predict_flow
 model, _ = load_model(None)
 if torch.cuda.is_available() and sys.argv[3] == "cuda":
     torch.cuda.reset_peak_memory_stats()

@@ -1,4 +1,4 @@
-"""Predictions over whole videos, in constant memory (:mod:`flowvid.stream`): flow, future
+"""Predictions over whole videos, in constant memory (:mod:`flowvid.predict.stream`): flow, future
 frames, or the learned per-frame embedding.
 
 Flow is written chunk by chunk into its output file (or per-pair files), never held whole;
@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from flowvid.io.outputs import (
     write_sidecar,
 )
 from flowvid.models import FlowVid
-from flowvid.stream import Stream, open_stream, precision_name
+from flowvid.predict.stream import Stream, open_stream, precision_name
 
 UNITS = ("px/frame", "um/s")
 
@@ -84,7 +85,7 @@ def predict_flow(
     ``mask``: a vessel mask (PNG or .npy, ``(H, W)`` or one per pair of the whole video,
     ``(T-1, H, W)``); the flow outside it is written as 0 and the mean speed is taken inside.
     ``precision``: auto (bf16 on a GPU, fp32 on a CPU), fp32 or bf16
-    (:func:`flowvid.stream.resolve_precision`).
+    (:func:`flowvid.predict.stream.resolve_precision`).
     """
     out = None if out is None else Path(out)
     request = flow_request(
@@ -112,18 +113,22 @@ def predict_flow(
         uncertainty=None if uncertainty is None else Path(uncertainty),
         request=request,
     )
-    # the first try trusts the container's frame count (no decode just to count); where
-    # decoding proves it wrong, the output is discarded and the exact index is built
     opening = (model, video, frames, device, batch_frames, max_side)
+    return _trusting_the_count(opening, precision, lambda s: _predict_stream(s, out, **options))
+
+
+def _trusting_the_count(opening: tuple, precision: str, run: Any) -> Any:
+    """``run(stream)`` on a stream that trusts the container's frame count (no decode just
+    to count); where decoding proves it wrong, the output is discarded and ``run`` goes
+    again on the exact index."""
     s = open_stream(*opening, exact=False, precision=precision)
     try:
-        return _predict_stream(s, out, **options)
+        return run(s)
     except VideoError as err:
         if s.exact:
             raise
-        log.warning("%s: %s; counting the frames by decoding and predicting again", video, err)
-    s = open_stream(*opening, exact=True, precision=precision)
-    return _predict_stream(s, out, **options)
+        log.warning("%s: %s; counting the frames by decoding and predicting again", s.video, err)
+    return run(open_stream(*opening, exact=True, precision=precision))
 
 
 def _predict_stream(
@@ -142,12 +147,7 @@ def _predict_stream(
     uncertainty: Path | None = None,
     request: dict[str, Any] | None = None,
 ) -> Prediction:
-    source = {
-        "um_per_px": "--um-per-px" if um_per_px else s.um_per_px and s.calibration_source,
-        "fps": "--fps" if fps else s.fps and (s.calibration_source or "the video's frame rate"),
-    }
-    um_per_px, fps = um_per_px or s.um_per_px, fps or s.fps
-    check_calibration(um_per_px=um_per_px, fps=fps)
+    um_per_px, fps, source = _calibration_of(s, um_per_px, fps)
     keep = None if mask is None else read_mask(Path(mask), s.total - 1, s.height, s.width)
     if keep is not None and not keep.any(0).any():
         raise InputError("the mask is empty: every flow vector would be written as 0", mask)
@@ -155,7 +155,6 @@ def _predict_stream(
         raise InputError("µm/s needs --um-per-px and --fps (or a video that states its frame rate)")
     scale = um_per_px * fps if units == "um/s" else 1.0
     shape = (s.stop - s.start - 1, s.height, s.width, 2)
-    done, speed_sum, counted = 0, 0.0, 0
     meta = {"units": units, "fps": fps, "um_per_px": um_per_px}
     if uncertainty is not None and out is not None and uncertainty.resolve() == out.resolve():
         raise InputError("--uncertainty must be another file than --out", uncertainty)
@@ -166,16 +165,11 @@ def _predict_stream(
         else uncertainty_sink(uncertainty, shape[:-1], meta) as errors,
         tqdm(total=shape[0], desc="predict", unit="pair", disable=not progress) as bar,
     ):
-        for chunk in s.outputs(batch_frames, max_side, uncertainty=errors is not None):
+        chunks = s.outputs(batch_frames, max_side, uncertainty=errors is not None)
+        done, speed_sum, counted = 0, 0.0, 0
+        for chunk, error in _checked(chunks, errors is not None, s):
             if errors is not None:
-                errors[done : done + len(chunk)] = chunk[..., 2] * scale
-                chunk = chunk[..., :2]
-            if not np.isfinite(chunk).all():  # never a nan written with exit 0
-                raise InputError(
-                    f"the model gave non-finite flow (nan or inf) at pair {s.start + done} or "
-                    "after: the checkpoint is damaged or the video is not what it was trained on",
-                    s.video,
-                )
+                errors[done : done + len(chunk)] = error * scale
             chunk, speeds = _inside_mask(chunk, keep, s.start + done)
             speed_sum, counted = speed_sum + float(speeds.sum()), counted + speeds.size
             sink[done : done + len(chunk)] = chunk * scale
@@ -187,25 +181,65 @@ def _predict_stream(
     factor = um_per_px * fps if um_per_px and fps else None
     mean = speed_sum / max(counted, 1)
     pred = Prediction(out, shape, units, (s.start, s.stop), mean, result, factor)
+    origin = _origin(s, provenance)
     if out is not None:
         extra = {} if mask is None else {"mask": str(mask), "outside_mask": "flow set to 0"}
         fields = _describe(pred, FLOW_AXES, fps) | _calibration(pred, um_per_px)
         fields["calibration_source"] = {k: v or None for k, v in source.items()}
-        write_sidecar(out, {**fields, **_origin(s, provenance), **extra, "request": request})
+        write_sidecar(out, {**fields, **origin, **extra, "request": request})
     if uncertainty is not None:
-        fields = _describe(pred, UNCERTAINTY_AXES, fps) | {
-            "um_per_px": um_per_px,
-            "um_per_s_per_px_per_frame": pred.um_s_per_px_frame,
-        }
-        fields["shape"] = list(shape[:-1])
-        fields["meaning"] = (
-            "expected end-point error of each flow vector (the exponential scale the model "
-            "was trained to state: the mean error of vectors it judges alike), "
-            f"in {units}; computed for the model's flow everywhere, mask or not"
-        )
-        fields["flow"] = None if out is None else str(out)
-        write_sidecar(uncertainty, {**fields, **_origin(s, provenance)})
+        write_sidecar(uncertainty, _uncertainty_fields(pred, um_per_px, fps, out) | origin)
     return pred
+
+
+def _checked(
+    chunks: Iterator[np.ndarray], uncertainty: bool, s: Stream
+) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """The stream's chunks as (flow (m, H, W, 2), expected error (m, H, W) or None); a
+    non-finite flow is an error, never a nan written with exit 0."""
+    done = 0
+    for chunk in chunks:
+        flow, error = (chunk[..., :2], chunk[..., 2]) if uncertainty else (chunk, None)
+        if not np.isfinite(flow).all():
+            raise InputError(
+                f"the model gave non-finite flow (nan or inf) at pair {s.start + done} or "
+                "after: the checkpoint is damaged or the video is not what it was trained on",
+                s.video,
+            )
+        done += len(flow)
+        yield flow, error
+
+
+def _calibration_of(
+    s: Stream, um_per_px: float | None, fps: float | None
+) -> tuple[float | None, float | None, dict[str, Any]]:
+    """Pixel size and frame rate: the command line's, else what the video states; and where
+    each came from."""
+    source = {
+        "um_per_px": "--um-per-px" if um_per_px else s.um_per_px and s.calibration_source,
+        "fps": "--fps" if fps else s.fps and (s.calibration_source or "the video's frame rate"),
+    }
+    um_per_px, fps = um_per_px or s.um_per_px, fps or s.fps
+    check_calibration(um_per_px=um_per_px, fps=fps)
+    return um_per_px, fps, source
+
+
+def _uncertainty_fields(
+    pred: Prediction, um_per_px: float | None, fps: float | None, out: Path | None
+) -> dict[str, Any]:
+    """The expected error's sidecar: its shape, units and what the numbers mean."""
+    fields = _describe(pred, UNCERTAINTY_AXES, fps) | {
+        "um_per_px": um_per_px,
+        "um_per_s_per_px_per_frame": pred.um_s_per_px_frame,
+    }
+    fields["shape"] = list(pred.shape[:-1])
+    fields["meaning"] = (
+        "expected end-point error of each flow vector (the exponential scale the model "
+        "was trained to state: the mean error of vectors it judges alike), "
+        f"in {pred.units}; computed for the model's flow everywhere, mask or not"
+    )
+    fields["flow"] = None if out is None else str(out)
+    return fields
 
 
 def _inside_mask(

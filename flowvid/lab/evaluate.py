@@ -20,7 +20,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from flowvid.classical import TEMPORAL_WINDOW, centred_means, dis_medium, farneback
 from flowvid.data.clips import describe
 from flowvid.data.dataset import Clip, load_dataset
 from flowvid.errors import InputError
@@ -30,7 +29,8 @@ from flowvid.io.masks import read_mask
 from flowvid.io.video import open_video
 from flowvid.metrics import REGIONS, Calibration, ErrorStats, epe_map, regions
 from flowvid.models import FlowVid
-from flowvid.stream import check_precision, precision_name, resolve_device, stream_outputs
+from flowvid.predict.classical import TEMPORAL_WINDOW, centred_means, dis_medium, farneback
+from flowvid.predict.stream import check_precision, precision_name, resolve_device, stream_outputs
 
 FlowMethod = Callable[[Clip, int], Iterator[np.ndarray]]  # yields (m, H, W, 2) chunks in order
 
@@ -72,6 +72,16 @@ def zero_flow(clip: Clip, frames: int) -> Iterator[np.ndarray]:
         h, w = video.height, video.width
     for _ in range(frames - 1):
         yield np.zeros((1, h, w, 2), np.float32)
+
+
+# the classical methods `eval --baselines` scores: two-frame, and averaged over 3 maps
+BASELINES: dict[str, FlowMethod] = {
+    "zero": zero_flow,
+    "farneback": two_frame_method(farneback),
+    "dis_medium": two_frame_method(dis_medium),
+    "farneback_t3": temporal_mean(two_frame_method(farneback)),
+    "dis_medium_t3": temporal_mean(two_frame_method(dis_medium)),
+}
 
 
 def model_method(
@@ -135,6 +145,31 @@ def score_clip(
     return stats, calibration, 1000.0 * seconds / max(done, 1)
 
 
+def _score_all(
+    clips: list[Clip], methods: dict[str, FlowMethod], split: str, progress: bool
+) -> tuple[dict, dict[str, ErrorStats], dict[str, dict[str, Calibration]], dict[str, list]]:
+    """Every method on every clip: per-clip summaries, the statistics pooled over the clips,
+    the expected error's calibration (methods that state one) and the times per frame."""
+    infos = {i.clip.name: i for i in describe(clips)}
+    per_clip: dict[str, dict] = {}
+    pooled = {name: ErrorStats() for name in methods}
+    calibration: dict[str, dict[str, Calibration]] = {}
+    times: dict[str, list] = {name: [] for name in methods}
+    for clip in tqdm(clips, desc=f"eval {split}", unit="clip", disable=not progress):
+        frames = infos[clip.name].frames
+        per_clip[clip.name] = {"frames": frames, "meta": clip.meta}
+        for name, method in methods.items():
+            stats, calib, ms = score_clip(clip, frames, method)
+            per_clip[clip.name][name] = {**stats.summary(), "ms_per_frame": ms}
+            _merge(pooled[name], stats)
+            if calib is not None:
+                into = calibration.setdefault(name, {r: Calibration() for r in REGIONS})
+                for region, c in calib.items():
+                    into[region].merge(c)
+            times[name].append(ms)
+    return per_clip, pooled, calibration, times
+
+
 def evaluate(
     data_root: str | Path,
     split: str = "test",
@@ -150,47 +185,23 @@ def evaluate(
 ) -> dict:
     """Score every clip of ``split``; write report.json, report.md and plots to ``out_dir``
     (claimed before any work: :func:`~flowvid.io.atomic.claim_folder`, ``overwrite`` as
-    there). ``precision``: the model's, as for :func:`flowvid.inference.predict_flow`."""
+    there). ``precision``: the model's, as for :func:`flowvid.predict.inference.predict_flow`."""
     data = load_dataset(data_root)
     clips = data.split(split)
     if not clips:
         raise InputError(f"no clips in split {split!r}", data_root)
+    dev = None if model is None else resolve_device(device)
     methods: dict[str, FlowMethod] = {}
     if model is not None:
-        dev = resolve_device(device)
         check_precision(precision, dev)
         model = model.to(dev).eval()
         methods["flowvid"] = model_method(model, dev, batch_frames, max_side, precision)
     if baselines:
-        methods.update(
-            {
-                "zero": zero_flow,
-                "farneback": two_frame_method(farneback),
-                "dis_medium": two_frame_method(dis_medium),
-                "farneback_t3": temporal_mean(two_frame_method(farneback)),
-                "dis_medium_t3": temporal_mean(two_frame_method(dis_medium)),
-            }
-        )
+        methods.update(BASELINES)
     if not methods:
         raise InputError("nothing to evaluate: give a checkpoint, or --baselines")
     claim_folder(out_dir, overwrite)
-    infos = {i.clip.name: i for i in describe(clips)}
-    per_clip: dict[str, dict] = {}
-    pooled = {name: ErrorStats() for name in methods}
-    calibration: dict[str, dict[str, Calibration]] = {}
-    times = {name: [] for name in methods}
-    for clip in tqdm(clips, desc=f"eval {split}", unit="clip", disable=not progress):
-        frames = infos[clip.name].frames
-        per_clip[clip.name] = {"frames": frames, "meta": clip.meta}
-        for name, method in methods.items():
-            stats, calib, ms = score_clip(clip, frames, method)
-            per_clip[clip.name][name] = {**stats.summary(), "ms_per_frame": ms}
-            _merge(pooled[name], stats)
-            if calib is not None:
-                into = calibration.setdefault(name, {r: Calibration() for r in REGIONS})
-                for region, c in calib.items():
-                    into[region].merge(c)
-            times[name].append(ms)
+    per_clip, pooled, calibration, times = _score_all(clips, methods, split, progress)
     report = _report(data_root, split, per_clip, pooled, times)
     if calibration:
         report["calibration"] = {
@@ -240,7 +251,12 @@ def _report(root: str | Path, split: str, per_clip: dict, pooled: dict, times: d
 
 
 def write_report(out_dir: Path, report: dict) -> None:
-    from flowvid.report import plot_per_clip, plot_sparsification, plot_speed_curve, render_markdown
+    from flowvid.lab.report import (
+        plot_per_clip,
+        plot_sparsification,
+        plot_speed_curve,
+        render_markdown,
+    )
 
     claim_folder(out_dir, overwrite=True)  # the caller claimed it (or owns it)
     with atomic_output(out_dir / "report.json") as tmp:
@@ -261,9 +277,9 @@ def motion_suite(
     frames: int = 6,
     overwrite: bool = False,
 ) -> str:
-    """The motion sanity suite (:mod:`flowvid.sanity`) for the model and Farneback/DIS;
+    """The motion sanity suite (:mod:`flowvid.lab.sanity`) for the model and Farneback/DIS;
     writes motion_suite.md and motion_suite.json to ``out_dir`` and returns the table."""
-    from flowvid import sanity
+    from flowvid.lab import sanity
 
     if size < 64:  # the 20 px/frame case keeps a 24 px border out of the score
         raise InputError(f"--size must be at least 64 for the motion suite, not {size}")

@@ -298,26 +298,31 @@ def stream_outputs(
             if work != (height, width):
                 x = F.interpolate(x, size=work, mode="area")
             with torch.inference_mode(), precision_autocast(precision, device):
-                if embed:
-                    out, state = model.embed(x[None], state)
-                    out = out[0].to(torch.float16)
-                else:
-                    aux: dict | None = {} if uncertainty else None
-                    # (a two-frame anchor such as RAFT takes no aux: it is asked only when needed)
-                    out, state = (
-                        model.step(x[None], state)
-                        if aux is None
-                        else model.step(x[None], state, aux)
-                    )
-                    out = to_clip_size(
-                        _with_error(out, aux)[0].float(), height, width, model.task == "flow"
-                    )
+                out, state = _step(model, x, state, embed, uncertainty)
+            if not embed:
+                out = to_clip_size(out.float(), height, width, model.task == "flow")
             # chunk k's outputs start back to the host; then chunk k-1's are handed out
             previous, pending = pending, _to_host(out, cuda)
             if previous is not None:
                 yield _ready(previous)
         if pending is not None:
             yield _ready(pending)
+
+
+def _step(
+    model: FlowVid, x: torch.Tensor, state: Any, embed: bool, uncertainty: bool
+) -> tuple[torch.Tensor, Any]:
+    """One chunk's frames (m, 3, h, w) through the model: the embedding (m, S, h/4, w/4)
+    float16, or the outputs (m', C, h, w), the expected error a third channel when asked."""
+    if embed:
+        out, state = model.embed(x[None], state)
+        return out[0].to(torch.float16), state
+    if not uncertainty:  # (a two-frame anchor such as RAFT takes no aux)
+        out, state = model.step(x[None], state)
+        return out[0], state
+    aux: dict = {}
+    out, state = model.step(x[None], state, aux)
+    return _with_error(out, aux)[0], state
 
 
 def _with_error(out: torch.Tensor, aux: dict | None) -> torch.Tensor:

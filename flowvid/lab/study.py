@@ -45,9 +45,9 @@ from flowvid.data.synth.corpus import write_corpus
 from flowvid.data.synth.looks import ALL_LOOKS, HELD_OUT_LOOKS, LOOKS
 from flowvid.data.synth.synthetic import SynthConfig
 from flowvid.errors import InputError
-from flowvid.evaluate import evaluate
 from flowvid.io.atomic import atomic_output
-from flowvid.sanity import watchers
+from flowvid.lab.evaluate import evaluate
+from flowvid.lab.sanity import watchers
 from flowvid.training.train import train
 
 CURRICULUM = Path(__file__).resolve().parent.parent / "configs" / "curriculum"

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from scipy.ndimage import map_coordinates
 
-from flowvid.classical import dis_medium, farneback
 from flowvid.data.synth.textures import fractal_noise
+from flowvid.predict.classical import dis_medium, farneback
 
 Method = Callable[[np.ndarray], np.ndarray]  # (T, H, W, 3) uint8 -> (T-1, H, W, 2) px/frame
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,12 +11,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from flowvid.errors import InputError, check_calibration
-from flowvid.io.atomic import atomic_output
-from flowvid.io.flowfile import FlowSequence, open_flow
-from flowvid.io.outputs import ExpectedError, read_sidecar
-from flowvid.io.video import VideoWriter, open_video
-from flowvid.viz import (
+from flowvid.analysis.viz import (
     MIN_TEXT_PX,
     blend,
     colour_bar,
@@ -29,6 +24,11 @@ from flowvid.viz import (
     text_scale,
     wheel_legend,
 )
+from flowvid.errors import InputError, check_calibration
+from flowvid.io.atomic import atomic_output
+from flowvid.io.flowfile import FlowSequence, open_flow
+from flowvid.io.outputs import ExpectedError, read_sidecar
+from flowvid.io.video import VideoWriter, open_video
 
 log = logging.getLogger(__name__)
 
@@ -288,6 +288,36 @@ def _check_fits(flow: FlowSource, frames: int, size: tuple[int, int], path: Path
         )
 
 
+def _expected_error_for(flow: FlowSource, path: str | Path) -> ExpectedError:
+    """``predict --uncertainty``'s file, checked to be for this flow."""
+    errors = ExpectedError(path)
+    if errors.shape != flow.seq.shape[:3] or errors.start != flow.start:
+        errors.close()
+        raise InputError(
+            f"this expected error {errors.shape} (from frame {errors.start}) is not for the "
+            f"flow {flow.seq.shape[:3]} (from frame {flow.start})",
+            path,
+        )
+    return errors
+
+
+def _write_images(out: Path, images: Iterable[np.ndarray], rate: float) -> None:
+    """Images to a video (.mp4, .mov, .mkv, .avi), a .gif, or a folder of PNGs (no suffix)."""
+    suffix = out.suffix.lower()
+    if suffix in (".mp4", ".mov", ".mkv", ".avi"):
+        with VideoWriter(out, rate) as writer:
+            for image in images:
+                writer.write(image)
+    elif suffix == ".gif":
+        _write_gif(out, images, rate)
+    elif suffix == "":
+        _write_png_folder(out, images)
+    else:
+        raise InputError(
+            f"--out must end in .mp4, .gif, or name a folder for PNGs, not {suffix!r}", out
+        )
+
+
 def write_overlay(
     video_path: str | Path,
     flow_path: str | Path,
@@ -322,15 +352,7 @@ def write_overlay(
     if uncertainty_path is not None:
         if gt is not None:
             raise InputError("--uncertainty draws one prediction: leave out --gt")
-        errors = ExpectedError(uncertainty_path)
-        if errors.shape != flow.seq.shape[:3] or errors.start != flow.start:
-            errors.close()
-            raise InputError(
-                f"this expected error {errors.shape} (from frame {errors.start}) is not for the "
-                f"flow {flow.seq.shape[:3]} (from frame {flow.start})",
-                uncertainty_path,
-            )
-        doubt = (errors, max_uncertainty)
+        doubt = (_expected_error_for(flow, uncertainty_path), max_uncertainty)
     # the calibration: what the command line says, else what the flow's sidecar states
     um_per_px, fps = um_per_px or flow.um_per_px, fps or flow.fps or rate
     if um_per_px and not fps:
@@ -342,19 +364,7 @@ def write_overlay(
     frames_iter = tqdm(
         images, total=len(flow.seq), desc="overlay", unit="frame", disable=not progress
     )
-    suffix = out.suffix.lower()
-    if suffix in (".mp4", ".mov", ".mkv", ".avi"):
-        with VideoWriter(out, rate or 25.0) as writer:
-            for image in frames_iter:
-                writer.write(image)
-    elif suffix == ".gif":
-        _write_gif(out, frames_iter, rate or 25.0)
-    elif suffix == "":
-        _write_png_folder(out, frames_iter)
-    else:
-        raise InputError(
-            f"--out must end in .mp4, .gif, or name a folder for PNGs, not {suffix!r}", out
-        )
+    _write_images(out, frames_iter, rate or 25.0)
     return out
 
 

@@ -1,0 +1,2 @@
+"""Experiments and their measurements: evaluation against ground truth and classical flow,
+the motion sanity suite, the transfer and look studies, reports and throughput benchmarks."""
