@@ -290,12 +290,6 @@ def _stored_architecture(path: Path) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items() if k in names}
 
 
-def config_from_dict(doc: dict[str, Any]) -> Config:
-    cfg = Config()
-    _merge(cfg, doc)
-    return cfg
-
-
 AT_LEAST = {  # key: smallest valid value
     "data.batch_size": 1,
     "data.workers": 0,

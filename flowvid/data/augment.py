@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import kornia.augmentation as K
 import torch
-from kornia.enhance import equalize_clahe
 from kornia.geometry.transform import get_rotation_matrix2d, warp_affine
 from torch import nn
 
@@ -85,10 +84,9 @@ class FlowAugment(nn.Module):
         hue: float = 0.02,
         noise_std: float = 0.02,  # sensor noise, up to this std (frames in [0, 1])
         blur_prob: float = 0.2,
-        clahe_prob: float = 0.0,  # chance of contrast-limited histogram equalisation
     ) -> None:
         super().__init__()
-        self.p = dict(hflip=hflip, vflip=vflip, rot90=rot90, affine=affine_prob, clahe=clahe_prob)
+        self.p = dict(hflip=hflip, vflip=vflip, rot90=rot90, affine=affine_prob)
         self.rotate_deg, self.scale, self.noise_std = rotate_deg, tuple(scale), noise_std
         self.photometric = K.VideoSequential(
             K.ColorJitter(brightness, contrast, saturation, hue, p=0.8),
@@ -122,9 +120,6 @@ class FlowAugment(nn.Module):
         ]
         out = {k: torch.stack([c[k] for c in clips]) for k in keys}
         frames = self.photometric(out["frames"])
-        if self.p["clahe"] and self._coin("clahe"):
-            b, t = frames.shape[:2]
-            frames = equalize_clahe(frames.flatten(0, 1)).view(b, t, *frames.shape[2:])
         if self.noise_std:
             sigma = torch.rand(frames.shape[0], 1, 1, 1, 1, device=frames.device) * self.noise_std
             frames = frames + sigma * torch.randn_like(frames)
