@@ -50,7 +50,7 @@ from flowvid.lab.evaluate import evaluate
 from flowvid.lab.sanity import watchers
 from flowvid.training.train import train
 
-CURRICULUM = Path(__file__).resolve().parent.parent / "configs" / "curriculum"
+CURRICULUM = Path(__file__).resolve().parents[2] / "configs" / "curriculum"
 BASELINES = ("zero", "farneback", "dis_medium")
 METRICS = ("epe_vessel", "epe_outside", "acc_1px_vessel")
 MODES = ("cpu", "small")  # a study file's sections that replace its (GPU) sizes
