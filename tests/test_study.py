@@ -1,6 +1,7 @@
 """The transfer study's pieces: its file, its nested target datasets, the RAFT anchor, and one
 tiny end-to-end run (two arms, one seed, a few steps)."""
 
+import csv
 import dataclasses
 import json
 
@@ -150,6 +151,19 @@ def test_a_tiny_study_runs_end_to_end_and_resumes(tmp_path):
     assert json.loads((tmp_path / "results.json").read_text())["runs"] == json.loads(
         json.dumps(again["runs"])
     )
+    # a run stopped before its model was exported goes on from its last checkpoint
+    run_dir = tmp_path / "runs" / "scratch" / "clips1" / "seed0"
+    (run_dir / "model.pt").unlink()
+    run_study(tmp_path, s)
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert cfg["train"]["resume"] == "last" and (run_dir / "model.pt").is_file()
+    validations = [
+        (path.parent.name, int(row["step"]))
+        for path in (run_dir / "logs").glob("version_*/metrics.csv")
+        for row in csv.DictReader(path.open())
+        if row.get("val/epe_vessel")
+    ]
+    assert validations == [("version_0", 0), ("version_0", 1)]  # nothing trained twice
 
 
 def test_the_cpu_mode_fine_tunes_the_shipped_model_on_the_held_out_look(tmp_path):

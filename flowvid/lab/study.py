@@ -199,9 +199,12 @@ def _subset(pool: Path, root: Path, meta: dict, split: dict[str, list[str]]) -> 
 
 
 def _run(config: str | Path, overrides: list[str], run_dir: Path) -> Path:
+    """Train one run, or take its model when it has one; a run stopped part way goes on from
+    its last checkpoint."""
     model = run_dir / "model.pt"
     if not model.is_file():
-        cfg = load_config(config, [*overrides, f"train.run_dir={run_dir}"])
+        resume = ["train.resume=last"] if (run_dir / "checkpoints" / "last.ckpt").is_file() else []
+        cfg = load_config(config, [*overrides, f"train.run_dir={run_dir}", *resume])
         train(cfg, callbacks=watchers(cfg.train.watch_motion))
     return model
 
@@ -267,8 +270,34 @@ def _val_curve(run_dir: Path) -> list[tuple[int, float, float | None]]:
     return sorted(points)
 
 
+def _start(out: Path, s: StudyConfig, arm: Arm) -> Path | None:
+    """The checkpoint the arm's target runs start from (None: its initialisation)."""
+    if arm.chain == "shipped":
+        return DEFAULT_CHECKPOINT
+    return None if arm.chain is None else pretrained_chain(out, s, arm.chain, arm)
+
+
+def _target_run(out: Path, s: StudyConfig, name: str, n: int, root: Path, seed: int) -> Path:
+    arm = ARMS[name]
+    start = _start(out, s, arm)
+    return _run(
+        s.config,
+        [
+            *_sized(s, s.steps),
+            *_arm_settings(s, arm),
+            f"train.init_from={start or 'none'}",  # no stage-3 default start
+            f"data.root={root}",
+            f"train.seed={seed}",
+        ],
+        out / "runs" / name / f"clips{n}" / f"seed{seed}",
+    )
+
+
 def run_study(out: str | Path, s: StudyConfig, progress: bool = False) -> dict[str, Any]:
-    """Train and score every arm, size and seed; write results.json beside the runs."""
+    """Train and score every arm, size and seed; write results.json beside the runs.
+
+    Seeds outermost, then sizes, then arms: a study stopped part way has compared every arm
+    on its first seed and size. results.json is rewritten after each run."""
     out = Path(out)
     datasets = target_datasets(out, s)
     first = datasets[min(s.train_clips)]
@@ -281,34 +310,23 @@ def run_study(out: str | Path, s: StudyConfig, progress: bool = False) -> dict[s
     target_epe = s.target_epe or min(
         val_classical[m]["epe_vessel"] for m in ("farneback", "dis_medium")
     )
-    runs = []
-    for name in s.arms:
-        arm = ARMS[name]
-        if arm.chain == "shipped":
-            start = DEFAULT_CHECKPOINT
-        else:
-            start = None if arm.chain is None else pretrained_chain(out, s, arm.chain, arm)
+    result: dict[str, Any] = {
+        "study": s.__dict__,
+        "target_epe": target_epe,
+        "classical": {m: {k: classical[m][k] for k in METRICS} for m in BASELINES},
+        "runs": [],
+    }
+    for seed in s.seeds:
         for n, root in datasets.items():
-            for seed in s.seeds:
-                run_dir = out / "runs" / name / f"clips{n}" / f"seed{seed}"
-                extra = [f"train.init_from={start or 'none'}"]  # no stage-3 default start
-                model_path = _run(
-                    s.config,
-                    [
-                        *_sized(s, s.steps),
-                        *_arm_settings(s, arm),
-                        *extra,
-                        f"data.root={root}",
-                        f"train.seed={seed}",
-                    ],
-                    run_dir,
-                )
+            for name in s.arms:
+                model_path = _target_run(out, s, name, n, root, seed)
                 model, _ = load_model(model_path)
+                run_dir = model_path.parent
                 report = evaluate(root, "test", model, out_dir=run_dir / "eval", progress=progress)
                 scores = report["overall"]["flowvid"]
                 curve = _val_curve(run_dir)
                 reached = next((p[0] for p in curve if p[1] <= target_epe), None)
-                runs.append(
+                result["runs"].append(
                     {
                         "arm": name,
                         "clips": n,
@@ -318,14 +336,8 @@ def run_study(out: str | Path, s: StudyConfig, progress: bool = False) -> dict[s
                         "steps_to_target": reached,
                     }
                 )
-    result = {
-        "study": s.__dict__,
-        "target_epe": target_epe,
-        "classical": {m: {k: classical[m][k] for k in METRICS} for m in BASELINES},
-        "runs": runs,
-    }
-    with atomic_output(out / "results.json") as tmp:
-        tmp.write_text(json.dumps(result, indent=2))
+                with atomic_output(out / "results.json") as tmp:
+                    tmp.write_text(json.dumps(result, indent=2))
     return result
 
 
