@@ -225,7 +225,12 @@ def provenance(path: str | Path, ckpt: dict[str, Any]) -> dict[str, Any]:
     """Which checkpoint made an output: its path, sha256 and the model it builds."""
     kwargs = ckpt.get("model_kwargs", {})
     model = {k: kwargs.get(k) for k in ("encoder", "core", "task", "hidden")}
-    return {"checkpoint": str(path), "checkpoint_sha256": file_hash(path), "model": model}
+    return {
+        "method": "model",
+        "checkpoint": str(path),
+        "checkpoint_sha256": file_hash(path),
+        "model": model,
+    }
 
 
 def file_hash(path: str | Path) -> str:

@@ -330,18 +330,46 @@ def test_shipped_default_model_beats_zero_flow(tmp_path):
     assert epe < 0.7 * zero, (epe, zero)
 
 
-@pytest.mark.parametrize("name", ["f.npy", "f.npz", "pairs", "f.h5", "f.mat"])
-def test_flow_sinks_write_what_they_are_given(tmp_path, name):
+@pytest.mark.parametrize("name", ["f.npy", "f.npz", "pairs", "f.h5", "f.mat", None])
+@pytest.mark.parametrize("expected", [7, 4, 11, 10**6])
+def test_flow_sinks_hold_the_maps_written_whatever_was_expected(tmp_path, name, expected):
+    """The output's length is fixed when it is finished: a container that stated the wrong
+    frame count (more or fewer maps than expected, by a few or by a million) costs nothing."""
     from flowvid.io.outputs import flow_sink
 
     flow = np.random.default_rng(0).normal(0, 3, (7, 5, 6, 2)).astype(np.float32)
-    out = tmp_path / name
-    with flow_sink(out, flow.shape, "flo") as sink:
+    out = None if name is None else tmp_path / name
+    with flow_sink(out, (expected, 5, 6, 2), "flo") as sink:
         for start in range(0, 7, 3):  # in chunks, as predict writes
             sink[start : start + 3] = flow[start : start + 3]
-        assert not out.exists()  # complete only at the end
+        assert out is None or not out.exists()  # complete only at the end
+    if out is None:
+        np.testing.assert_array_equal(sink.array, flow)
+        return
     np.testing.assert_array_equal(read_flow(out), flow)
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+    if name == "f.npy":  # the file ends after the maps: nothing reserved is left over
+        with open(out, "rb") as fh:
+            assert np.lib.format.read_magic(fh) == (1, 0)
+            np.lib.format.read_array_header_1_0(fh)
+            assert out.stat().st_size == fh.tell() + flow.nbytes
+
+
+def test_an_npy_written_in_place_is_what_numpy_writes():
+    """The header rewritten at the end says what numpy's own would: any count, any shape."""
+    import io
+
+    from flowvid.io.outputs import NpyWriter
+
+    for rows, shape, dtype in [(0, (3,), np.float32), (5, (2, 3), np.uint8), (10**12, (), "<f2")]:
+        w = NpyWriter.__new__(NpyWriter)
+        w.dtype, w.shape = np.dtype(dtype), (rows, *shape)
+        header = w._header(rows)
+        assert len(header) % 64 == 0
+        fh = io.BytesIO(header)
+        assert np.lib.format.read_magic(fh) == (1, 0)
+        got = np.lib.format.read_array_header_1_0(fh)
+        assert got == ((rows, *shape), False, np.dtype(dtype)) and fh.tell() == len(header)
 
 
 def test_writing_a_long_flow_takes_constant_memory(tmp_path):

@@ -1,8 +1,7 @@
-"""The overlapped prediction pipeline: background decoding, the container's frame count
-trusted only until decoding proves it wrong."""
+"""The overlapped prediction pipeline: background decoding; the video opened and decoded once,
+a wrong frame count in its container costing nothing."""
 
 import json
-import logging
 import threading
 import time
 from dataclasses import replace
@@ -13,7 +12,7 @@ import torch
 from helpers import TINY, write_vfr_video
 
 from flowvid.errors import InputError
-from flowvid.io import index as index_module
+from flowvid.io import video as video_module
 from flowvid.io.index import _index_path, video_index
 from flowvid.io.outputs import read_sidecar
 from flowvid.io.video import open_video, write_video
@@ -77,36 +76,98 @@ def test_prefetch_stops_its_thread_when_the_consumer_stops():
     assert len(produced) <= 5  # it stopped, a queue's depth ahead at most
 
 
-def test_predict_uses_the_containers_count_without_decoding_to_count(model, tmp_path):
+def _counting_opens(monkeypatch):
+    """Count the video containers opened (every reader opens through ``av.open``)."""
+    import av
+
+    opened = []
+    real = av.open
+
+    def counted(*args, **kwargs):
+        opened.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(av, "open", counted)
+    return opened
+
+
+def test_predict_opens_the_video_once_and_decodes_it_once(model, tmp_path, monkeypatch):
     video = _video(tmp_path / "clip.mp4")
     out = tmp_path / "flow.npy"
+    opened = _counting_opens(monkeypatch)
     predict_flow(model, video, out, device="cpu", batch_frames=4, progress=False)
-    assert not _index_path(video).exists()  # no full decode just to count the frames
+    assert opened == [str(video)]  # header and frames from one open container
     flow = np.load(out)
     assert flow.shape == (10, 48, 48, 2)
     np.testing.assert_allclose(flow, _direct(model, video), atol=1e-4)
+    assert video_index(video).num_frames == 11  # the count learnt while decoding, cached
+    opened.clear()
+    predict_flow(model, video, tmp_path / "again.npy", device="cpu", progress=False)
+    assert opened == [str(video)]  # the next time from the cached index: one open again
+
+
+def _lying_header(monkeypatch, error):
+    honest = video_module.header_index
+
+    def lying(container):
+        stated = honest(container)
+        return replace(stated, num_frames=stated.num_frames + error)
+
+    monkeypatch.setattr(video_module, "header_index", lying)
 
 
 @pytest.mark.parametrize("error", [+3, -3])
-def test_a_wrong_container_count_falls_back_to_the_exact_count(
-    model, tmp_path, monkeypatch, caplog, error
-):
+@pytest.mark.parametrize("name", ["flow.npy", "flow.h5", "flow.mat", "flow.npz"])
+def test_a_wrong_container_count_costs_nothing(model, tmp_path, monkeypatch, error, name):
+    """The container states 3 frames more or fewer than decode: the video is still decoded
+    once, the output holds the 10 maps that are there (its header written at the end), and
+    its sidecar states the true count."""
+    from flowvid.io.flowfile import read_flow
+
     video = _video(tmp_path / "clip.mp4")
-    honest = index_module.header_index
+    _lying_header(monkeypatch, error)
+    opened = _counting_opens(monkeypatch)
+    out = tmp_path / name
+    pred = predict_flow(model, video, out, device="cpu", batch_frames=4, progress=False)
+    assert opened == [str(video)]
+    assert pred.shape == (10, 48, 48, 2) and pred.frames == (0, 11)
+    np.testing.assert_allclose(read_flow(out), _direct(model, video), atol=1e-4)
+    doc = read_sidecar(out)
+    assert doc["shape"] == [10, 48, 48, 2] and doc["video_frames"] == 11
+    assert doc["frames"] == [0, 11] and doc["fps"] == 50.0
+    assert _index_path(video).exists()  # the exact index, learnt while decoding
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["clip.mp4", name, name + ".json"])
 
-    def lying(path):
-        stated = honest(path)
-        return replace(stated, num_frames=stated.num_frames + error)
 
-    monkeypatch.setattr(index_module, "header_index", lying)
+def test_a_range_past_the_true_end_is_refused_and_writes_nothing(model, tmp_path, monkeypatch):
+    video = _video(tmp_path / "clip.mp4")
+    _lying_header(monkeypatch, +5)  # states 16 frames where 11 decode
     out = tmp_path / "flow.npy"
-    with caplog.at_level(logging.WARNING):
-        pred = predict_flow(model, video, out, device="cpu", batch_frames=4, progress=False)
-    assert "counting the frames by decoding" in caplog.text
-    assert pred.shape[0] == 10 and np.load(out).shape == (10, 48, 48, 2)
-    np.testing.assert_allclose(np.load(out), _direct(model, video), atol=1e-4)
-    assert _index_path(video).exists()  # the exact index, built and cached
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    with pytest.raises(InputError, match="reaches past the video's end: it has 11 frames"):
+        predict_flow(model, video, out, frames="2:14", device="cpu", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+    pred = predict_flow(model, video, out, frames="2:9", device="cpu", progress=False)
+    assert pred.shape[0] == 6 and np.load(out).shape == (6, 48, 48, 2)
+
+
+def test_a_mask_or_um_per_s_from_the_videos_rate_counts_the_frames_first(
+    model, tmp_path, monkeypatch
+):
+    """Where the numbers written depend on the true count (a per-pair mask) or rate (µm/s
+    without --fps), the frames are counted before anything is written."""
+    video = _video(tmp_path / "clip.mp4")
+    _lying_header(monkeypatch, +3)
+    masks = np.ones((10, 48, 48), bool)  # one per pair of the true 11 frames
+    np.save(tmp_path / "masks.npy", masks)
+    pred = predict_flow(
+        model, video, tmp_path / "a.npy", mask=tmp_path / "masks.npy", device="cpu", progress=False
+    )
+    assert pred.shape[0] == 10
+    (tmp_path / "a.npy").unlink()
+    pred = predict_flow(
+        model, video, tmp_path / "b.npy", units="um/s", um_per_px=0.5, device="cpu", progress=False
+    )
+    assert pred.um_s_per_px_frame == pytest.approx(25.0) and pred.shape[0] == 10
 
 
 def test_the_frame_rate_does_not_depend_on_which_index_was_used(model, tmp_path, caplog):

@@ -25,13 +25,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 f"--method {args.method} states no expected error: --uncertainty needs the model"
             )
         model = ClassicalFlow(args.method)
-    provenance = {**model.provenance, "method": args.method}
     common = dict(
         frames=args.frames,
         device=args.device,
         batch_frames=args.batch_frames,
         max_side=args.max_side,
-        provenance=provenance,
         precision=args.precision,
     )
     if args.task and args.task != model.task:
@@ -61,7 +59,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         pred = predict_flow(model, args.video[0], args.out, **flow_options)
         _say(pred, args.mask)
         return 0
-    return _predict_batch(model, args, flow_options, provenance["checkpoint_sha256"])
+    return _predict_batch(model, args, flow_options, model.provenance["checkpoint_sha256"])
 
 
 def _say(pred, mask: Path | None) -> None:  # noqa: ANN001 - a Prediction
@@ -84,14 +82,13 @@ def _predict_batch(model, args: argparse.Namespace, options: dict, sha: str) -> 
         raise InputError("--uncertainty is for one video (with --out)")
     from flowvid.predict.inference import flow_request
 
-    decisive = ("frames", "units", "um_per_px", "fps", "max_side", "precision", "pair_format")
     summary = predict_many(
         lambda video, out: _say(predict_flow(model, video, out, **options), None),
         args.video,
         args.out_dir,
         fmt=args.format,
         checkpoint_sha256=sha,
-        request=flow_request(**{k: options[k] for k in decisive}, mask=None),
+        request=flow_request(**options),
         overwrite=args.overwrite,
     )
     print(summary)
@@ -198,7 +195,6 @@ def _cmd_embed(args: argparse.Namespace) -> int:
         pooled=args.pooled,
         device=args.device,
         batch_frames=args.batch_frames,
-        provenance=model.provenance,
     )
     print(f"wrote embeddings {out.shape} to {out.path}")
     return 0

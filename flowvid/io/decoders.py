@@ -13,7 +13,7 @@ import av
 import numpy as np
 
 from flowvid.errors import VideoError
-from flowvid.io.index import FrameCountMismatch, VideoIndex, open_container, step_slack, video_index
+from flowvid.io.index import VideoIndex, index_from_pts, open_container, save_index, video_index
 from flowvid.io.reader import VideoReader
 
 log = logging.getLogger(__name__)
@@ -26,13 +26,23 @@ class PyAVReader(VideoReader):
 
     RESEEK_GAP = 64  # decode forward through gaps shorter than this instead of seeking
 
-    def __init__(self, path: str | Path, index: VideoIndex | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        index: VideoIndex | None = None,
+        container: av.container.InputContainer | None = None,
+    ) -> None:
+        """``container``: the video already opened (to read its header), decoded from the
+        top by the first read."""
         self.path = Path(path)
         self.index = index or video_index(self.path)
         self.num_frames = self.index.num_frames
         self.fps = self.index.fps
         self.height, self.width = self.index.height, self.index.width
-        self._container: av.container.InputContainer | None = None
+        self._container = container
+        self._untouched = container is not None  # still at its start: no seek needed
+        if container is not None:
+            container.streams.video[0].thread_type = "AUTO"
 
     def _stream(self) -> av.video.stream.VideoStream:
         if self._container is None:  # opened lazily: safe to pickle into DataLoader workers
@@ -47,9 +57,7 @@ class PyAVReader(VideoReader):
         pts = self.index.pts
         try:
             if pts is None:  # no timestamps to seek by: decode from the top and count
-                self.close()
-                stream = self._stream()
-                yield from enumerate(self._container.decode(stream))
+                yield from enumerate(self._container.decode(self._from_the_top()))
                 return
             self._container.seek(pts[first], stream=stream, backward=True, any_frame=False)
             for frame in self._container.decode(stream):
@@ -78,60 +86,68 @@ class PyAVReader(VideoReader):
                 raise VideoError(f"frame {target} could not be decoded", self.path)
         return np.stack([got[i] for i in wanted])
 
+    def _from_the_top(self) -> av.video.stream.VideoStream:
+        if not self._untouched:
+            self.close()
+        self._untouched = False
+        return self._stream()
+
     def iter_frames(self, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
+        """Frames ``start..stop-1``; with the container's stated count (``index.exact``
+        False), ``stop=None`` reads to wherever the decoding ends, however many frames the
+        container states."""
+        if not self.index.exact:
+            yield from self._counting(start, stop)
+            return
         stop = self.num_frames if stop is None else min(stop, self.num_frames)
         if start >= stop:
             return
-        frames = self._decode_from(start)
-        checked = self._StatedRate(self) if not self.index.exact else None
-        for idx, frame in frames:
+        for idx, frame in self._decode_from(start):
             if idx >= stop:
-                break
-            if checked is not None:
-                checked.step(frame.pts)
+                return
             if idx >= start:
                 yield frame.to_ndarray(format="rgb24")
             if idx == stop - 1:  # done: ask the decoder for nothing more (past the end of a
-                if not self.index.exact and stop == self.num_frames:  # damaged video, asking
-                    self._check_no_more(frames)  # can fail), unless the count is only
-                return  # the container's claim
-        if not self.index.exact:  # the decoder ran out before the stated count
-            raise FrameCountMismatch(
-                f"the container states {self.num_frames} frames; fewer decode", self.path
-            )
+                return  # damaged video, asking can fail)
 
-    class _StatedRate:
-        """Checks the timestamps of a video read with its container's stated count and rate:
-        where they show another or a varying rate, the reading stops as a mismatch, so the
-        caller builds the exact index (the rate never depends on which index was used)."""
-
-        def __init__(self, reader: PyAVReader) -> None:
-            stream = reader._stream()
-            self.reader, self.last = reader, None
-            fps, base = reader.index.fps, stream.time_base
-            self.step_ticks = 1.0 / (fps * float(base)) if fps and base else None
-
-        def step(self, pts: int | None) -> None:
-            if pts is None or self.step_ticks is None:
-                self.step_ticks = None  # nothing to check against
-                return
-            if self.last is not None:
-                if abs(pts - self.last - self.step_ticks) > step_slack(self.step_ticks):
-                    raise FrameCountMismatch(
-                        f"the timestamps do not follow the stated {self.reader.fps:g} frames/s",
-                        self.reader.path,
-                    )
-            self.last = pts
-
-    def _check_no_more(self, frames: Iterator[tuple[int, av.VideoFrame]]) -> None:
+    def _counting(self, start: int, stop: int | None) -> Iterator[np.ndarray]:
+        """Frames of a video read with its container's stated count: decoded from the top,
+        counted and timed as they go. The count and rate learnt replace the stated ones: all
+        of them where the decoding reached the end (and the exact index is cached), the rate
+        where it stopped at ``stop``."""
+        stream = self._from_the_top()
+        pts: list[int | None] = []
         try:
-            extra = next(frames, None)
-        except VideoError:  # damage past the stated end: the stated count stands
+            for frame in self._container.decode(stream):  # type: ignore[union-attr]
+                if stop is not None and len(pts) >= stop:
+                    self._learn(pts, stream, complete=False)
+                    return
+                pts.append(frame.pts)
+                if len(pts) > start:
+                    yield frame.to_ndarray(format="rgb24")
+        except av.error.FFmpegError as err:
+            if not pts:
+                raise VideoError(f"video cannot be decoded ({err})", self.path) from None
+            log.warning("%s: decoding stopped after %d frames (%s)", self.path, len(pts), err)
+        self._learn(pts, stream, complete=True)
+
+    def _learn(self, pts: list[int | None], stream: av.video.stream.VideoStream, complete: bool):
+        if len(pts) < 2:
             return
-        if extra is not None:
-            raise FrameCountMismatch(
-                f"the container states {self.num_frames} frames; more decode", self.path
+        size = (self.height, self.width)
+        found = index_from_pts(self.path, pts, size, stream.time_base, stream.average_rate)
+        self.fps = found.fps
+        if not complete:
+            return
+        if found.num_frames != self.num_frames:
+            log.info(
+                "%s: the container states %d frames; %d decode",
+                self.path,
+                self.num_frames,
+                len(pts),
             )
+        self.index, self.num_frames = found, found.num_frames
+        save_index(self.path, found)
 
     def close(self) -> None:
         if self._container is not None:

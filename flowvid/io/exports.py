@@ -75,7 +75,8 @@ def read_mat(path: Path) -> np.ndarray:
 
 
 class H5Writer:
-    """An HDF5 file with dataset ``flow`` of known shape, written map by map."""
+    """An HDF5 file with dataset ``flow``, written map by map; ``shape[0]`` maps are expected,
+    and :meth:`finish` sizes the dataset to the maps written."""
 
     def __init__(
         self,
@@ -89,12 +90,26 @@ class H5Writer:
         need_free_space(path, int(np.prod(shape, dtype=np.int64)) * 4)
         self.file = h5py.File(path, "w")
         self.data = self.file.create_dataset(
-            name, shape, np.float32, chunks=(1, *shape[1:]), compression="gzip"
+            name,
+            shape,
+            np.float32,
+            chunks=(1, *shape[1:]),
+            maxshape=(None, *shape[1:]),
+            compression="gzip",
         )
         self.data.attrs.update({"axes": AXES, **_plain(meta or {})})
+        self.rows = 0
 
     def __setitem__(self, index: slice, value: np.ndarray) -> None:
-        self.data[index] = np.asarray(value, np.float32)
+        start = index.start or 0
+        stop = start + len(value)
+        if stop > self.data.shape[0]:
+            self.data.resize(stop, axis=0)
+        self.data[start:stop] = np.asarray(value, np.float32)
+        self.rows = max(self.rows, stop)
+
+    def finish(self) -> None:
+        self.data.resize(self.rows, axis=0)
 
     def close(self) -> None:
         self.file.close()
@@ -105,6 +120,7 @@ def write_h5(path: Path, flow: np.ndarray, meta: dict[str, Any] | None = None) -
     try:
         for i in range(len(flow)):
             writer[i : i + 1] = flow[i : i + 1]
+        writer.finish()
     finally:
         writer.close()
 

@@ -3,10 +3,10 @@ whole video once with PyAV (cached on disk), not from container metadata, which 
 wrong for microscope recordings.
 
 One exception saves that extra decode where it would only count frames: streaming
-prediction from the start of an MP4/MOV/AVI may begin with the count the container's own
-sample table states (:func:`header_index`, ``exact=False``). The reader then checks the
-count as it decodes and raises :class:`FrameCountMismatch` when it was wrong, and the caller
-falls back to the exact index.
+prediction may begin with what an MP4/MOV/AVI container states (:func:`header_index`,
+``exact=False``). Its outputs are finalised when the stream ends, so a wrong stated count
+costs nothing: the reader counts and times the frames as it decodes them, and a stream that
+reaches the end leaves the exact index in the cache (:func:`index_from_pts`).
 """
 
 from __future__ import annotations
@@ -40,10 +40,6 @@ class VideoIndex:
     decord_ok: bool | None = None  # set once decord has been checked against PyAV
     exact: bool = True  # False: the count is the container's claim, checked while decoding
     rate_range: tuple[float, float] | None = None  # slowest and fastest rate where it varies
-
-
-class FrameCountMismatch(VideoError):
-    """Decoding found a different number of frames than the container states."""
 
 
 # containers whose sample table counts the frames it holds (MP4/MOV family, AVI)
@@ -85,7 +81,6 @@ def _scan(path: Path) -> VideoIndex:
     container = open_container(path)
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
-    time_base, average_rate = stream.time_base, stream.average_rate
     pts: list[int | None] = []
     size = None
     try:
@@ -100,6 +95,19 @@ def _scan(path: Path) -> VideoIndex:
         container.close()
     if not pts or size is None:
         raise VideoError("the video has no decodable frames", path)
+    return index_from_pts(path, pts, size, stream.time_base, stream.average_rate)
+
+
+def index_from_pts(
+    path: Path,
+    pts: list[int | None],
+    size: tuple[int, int],
+    time_base: Fraction | None,
+    average_rate: Fraction | None,
+) -> VideoIndex:
+    """The exact index from every frame's timestamp, in decode order: the count, and the rate
+    (the stated one where the timestamps agree with it; none where they vary, with a
+    warning: physical units then need --fps)."""
     known = None if any(p is None for p in pts) else [int(p) for p in pts]
     varies = rate_range(known, time_base)
     if varies is not None:
@@ -160,43 +168,41 @@ def _float_rate(rate: Fraction | None) -> float | None:
     return float(rate) if rate else None
 
 
-def header_index(path: Path) -> VideoIndex | None:
-    """What the container states, without decoding: count, rate and size (no timestamps),
-    or None where its format keeps no frame count or states none."""
-    container = open_container(path)
+def header_index(container: av.container.InputContainer) -> VideoIndex | None:
+    """What an open container states, without decoding: count, rate and size (no
+    timestamps), or None where its format keeps no frame count or states none."""
+    stream = container.streams.video[0]
+    formats = container.format.name.split(",")
+    count = stream.frames
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if not any(f in _COUNTED_FORMATS for f in formats) or count < 2 or not width or not height:
+        return None
+    return VideoIndex(count, _float_rate(stream.average_rate), height, width, None, exact=False)
+
+
+def cached_index(path: Path) -> VideoIndex | None:
+    """The index cached for this file (same path, size and modification time), or None."""
+    cached = _index_path(path)
+    if not cached.is_file():
+        return None
     try:
-        stream = container.streams.video[0]
-        formats = container.format.name.split(",")
-        count = stream.frames
-        width, height = stream.codec_context.width, stream.codec_context.height
-        if not any(f in _COUNTED_FORMATS for f in formats) or count < 2 or not width or not height:
-            return None
-        return VideoIndex(count, _float_rate(stream.average_rate), height, width, None, exact=False)
-    finally:
-        container.close()
+        entry = json.loads(cached.read_text())
+        if entry.get("rate_range") is not None:
+            entry["rate_range"] = tuple(entry["rate_range"])
+        return VideoIndex(**entry)
+    except (ValueError, TypeError, AttributeError):
+        return None  # damaged cache entry: rebuilt
 
 
-def video_index(path: str | Path, refresh: bool = False, exact: bool = True) -> VideoIndex:
-    """The cached index of a video file, built on first use. ``exact=False`` accepts the
-    container's stated count (:func:`header_index`) when no exact index is cached yet."""
+def video_index(path: str | Path, refresh: bool = False) -> VideoIndex:
+    """The cached index of a video file, built on first use by decoding it once."""
     path = Path(path)
     if not path.is_file():
         raise VideoError("no such video file", path)
-    cached = _index_path(path)
-    if cached.is_file() and not refresh:
-        try:
-            entry = json.loads(cached.read_text())
-            if entry.get("rate_range") is not None:
-                entry["rate_range"] = tuple(entry["rate_range"])
-            return VideoIndex(**entry)
-        except (ValueError, TypeError, AttributeError):
-            pass  # damaged cache entry: rebuild
-    if not exact and not refresh:
-        stated = header_index(path)
-        if stated is not None:
-            return stated
-    index = _scan(path)
-    save_index(path, index)
+    index = None if refresh else cached_index(path)
+    if index is None:
+        index = _scan(path)
+        save_index(path, index)
     return index
 
 

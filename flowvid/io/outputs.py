@@ -1,5 +1,6 @@
-"""Where predictions go: memory-mapped .npy written in place, .npz or per-pair files
-converted at the end, and the JSON sidecar beside each output. Everything is written under
+"""Where predictions go: .npy written in place, .npz and .mat converted at the end from a
+staged .npy, per-pair files, and the JSON sidecar beside each output. An output's length is
+fixed when it is finished, by the maps written. Everything is written under
 a temporary name and renamed when complete: a failure leaves nothing under the final name.
 """
 
@@ -8,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,61 +25,106 @@ CLASSICAL_NAMES = {"dis": "OpenCV DIS", "farneback": "OpenCV Farneback"}
 
 
 class NpyWriter:
-    """A ``.npy`` of known shape, written along axis 0 with plain file writes.
+    """A ``.npy`` written along axis 0 with plain file writes, its length fixed when it is
+    finished: ``shape[0]`` rows are expected (their space reserved up front, so a full disk
+    is an ``OSError`` at once), and :meth:`finish` states the rows written in the header and
+    ends the file there. The header leaves room for any count, so it is rewritten in place.
 
     Not a memory map: the pages written never stay in this process's memory, so writing a
-    flow of any length takes constant memory. The file's space is reserved up front (a
-    full disk is an ``OSError`` at once).
+    flow of any length takes constant memory.
     """
 
     def __init__(self, path: Path, dtype: np.dtype | type, shape: tuple[int, ...]) -> None:
-        self.dtype, self.shape = np.dtype(dtype), shape
+        self.dtype, self.shape = np.dtype(dtype), tuple(shape)
         self.row = int(np.prod(shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        self.rows = 0
         self.fh = open(path, "wb")  # noqa: SIM115 - closed by close()
         try:
-            header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False}
-            np.lib.format.write_array_header_2_0(self.fh, {**header, "shape": shape})
+            self.offset = len(self._header(10**18 - 1))  # room for any count
+            self.fh.write(self._header(shape[0]))
             self.fh.flush()
-            self.offset = self.fh.tell()
             reserve(self.fh.fileno(), self.offset + self.row * shape[0])
         except BaseException:  # a full disk: no half-made file stays behind
             self.fh.close()
             Path(path).unlink(missing_ok=True)
             raise
 
+    def _header(self, rows: int) -> bytes:
+        """An .npy version 1.0 header for ``rows`` rows, padded to ``self.offset`` bytes once
+        that is known (numpy's format: magic, length, a dict literal, spaces, newline)."""
+        descr = np.lib.format.dtype_to_descr(self.dtype)
+        text = (
+            f"{{'descr': {descr!r}, 'fortran_order': False, 'shape': {(rows, *self.shape[1:])}, }}"
+        )
+        size = getattr(self, "offset", None) or -(-(10 + len(text) + 1) // 64) * 64
+        text = text.ljust(size - 11) + "\n"
+        return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text.encode("latin1")
+
     def __setitem__(self, index: slice, value: np.ndarray) -> None:
         start = 0 if index.start is None else index.start
         data = np.ascontiguousarray(value, self.dtype)
-        if data.shape[1:] != self.shape[1:] or start + len(data) > self.shape[0]:
-            raise ValueError(
-                f"rows {start}..{start + len(data)} of {data.shape} do not fit {self.shape}"
-            )
+        if data.shape[1:] != self.shape[1:] or start > self.rows:
+            raise ValueError(f"rows {start}.. of {data.shape} do not follow {self.rows} rows")
         os.pwrite(self.fh.fileno(), data.tobytes(), self.offset + start * self.row)
+        self.rows = max(self.rows, start + len(data))
+
+    def finish(self) -> None:
+        """The header states the rows written; the file ends after them."""
+        os.pwrite(self.fh.fileno(), self._header(self.rows), 0)
+        os.ftruncate(self.fh.fileno(), self.offset + self.rows * self.row)
+        self.fh.close()
 
     def close(self) -> None:
         self.fh.close()
 
 
-class NpzWriter:
-    """A compressed ``.npz`` holding ``flow``, streamed into the zip in order."""
+class StagedWriter(NpyWriter):
+    """A file written whole from a finished ``.npy`` staged beside it (memory-mapped):
+    ``write(path, array, meta)``, e.g. a compressed ``.npz`` or a MATLAB file (default: the
+    flow's u, v, x, y)."""
 
-    def __init__(self, path: Path, shape: tuple[int, ...]) -> None:
-        self.zip = zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, allowZip64=True)
-        self.member = self.zip.open("flow.npy", "w", force_zip64=True)
-        header = {"descr": "<f4", "fortran_order": False, "shape": shape}
-        np.lib.format.write_array_header_2_0(self.member, header)
-        self.shape, self.written = shape, 0
+    def __init__(
+        self, path: Path, shape: tuple[int, ...], meta: dict[str, Any], write=write_mat
+    ) -> None:  # noqa: ANN001 - a writer function
+        self.target, self.meta, self.write = path, meta, write
+        super().__init__(path.with_name(f"{path.name}.stage.npy"), np.float32, shape)
 
-    def __setitem__(self, index: slice, value: np.ndarray) -> None:
-        if (index.start or 0) != self.written:
-            raise ValueError("an .npz is written in order")
-        data = np.ascontiguousarray(value, "<f4")
-        self.member.write(data.tobytes())
-        self.written += len(data)
+    def finish(self) -> None:
+        super().finish()
+        need_free_space(self.target, self.row * self.rows)  # at most the raw size
+        self.write(self.target, np.load(self.fh.name, mmap_mode="r"), self.meta)
 
     def close(self) -> None:
-        self.member.close()
-        self.zip.close()
+        self.fh.close()
+        Path(self.fh.name).unlink(missing_ok=True)
+
+
+def _write_npz(path: Path, flow: np.ndarray, meta: dict[str, Any]) -> None:
+    """A compressed ``.npz`` holding ``flow`` (numpy writes it in buffered chunks)."""
+    with open(path, "wb") as fh:
+        np.savez_compressed(fh, flow=flow)
+
+
+class ArraySink:
+    """The flow in memory, for callers that asked for no file: ``array`` once finished."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape, self.chunks, self.rows = shape, [], 0
+        self.array: np.ndarray | None = None
+
+    def __setitem__(self, index: slice, value: np.ndarray) -> None:
+        if (index.start or 0) != self.rows:
+            raise ValueError("an array in memory is written in order")
+        self.chunks.append(np.asarray(value, np.float32))
+        self.rows += len(value)
+
+    def finish(self) -> None:
+        empty = np.empty((0, *self.shape[1:]), np.float32)
+        self.array = np.concatenate([empty, *self.chunks])
+        self.chunks = []
+
+    def close(self) -> None:
+        self.chunks = []
 
 
 class FolderWriter:
@@ -101,26 +146,6 @@ class FolderWriter:
         pass
 
 
-class MatWriter(NpyWriter):
-    """A MATLAB file: staged in a .npy beside it, converted once complete (in memory) by
-    ``write(path, array, meta)`` (default: the flow's u, v, x, y)."""
-
-    def __init__(
-        self, path: Path, shape: tuple[int, ...], meta: dict[str, Any], write=write_mat
-    ) -> None:  # noqa: ANN001 - a writer function
-        self.target, self.meta, self.write = path, meta, write
-        super().__init__(path.with_name(f"{path.name}.stage.npy"), np.float32, shape)
-
-    def finish(self) -> None:
-        self.fh.close()
-        need_free_space(self.target, self.row * self.shape[0])  # at most the raw size
-        self.write(self.target, np.load(self.fh.name, mmap_mode="r"), self.meta)
-
-    def close(self) -> None:
-        self.fh.close()
-        Path(self.fh.name).unlink(missing_ok=True)
-
-
 OUT_SUFFIXES = ("", ".npy", ".npz", ".h5", ".mat")
 
 
@@ -132,10 +157,14 @@ def flow_sink(
     meta: dict[str, Any] | None = None,
 ):
     """Something to write (m, H, W, 2) slices into, in order, in constant memory (.mat
-    excepted); the output appears under its final name only once complete. ``out=None``: an
-    array in memory. ``meta`` (units, fps, um_per_px) goes into .h5 and .mat files."""
+    excepted); the output appears under its final name only once complete, holding the maps
+    written (``shape[0]`` is what is expected: more or fewer may come). ``out=None``: an
+    :class:`ArraySink` in memory. ``meta`` (units, fps, um_per_px) goes into .h5 and .mat
+    files."""
     if out is None:
-        yield np.empty(shape, np.float32)
+        sink = ArraySink(shape)
+        yield sink
+        sink.finish()
         return
     suffix = out.suffix.lower()
     if suffix not in OUT_SUFFIXES:
@@ -155,11 +184,11 @@ def _open_sink(tmp: Path, suffix: str, shape: tuple[int, ...], pair_format: str,
     if suffix == ".npy":
         return NpyWriter(tmp, np.float32, shape)
     if suffix == ".npz":
-        return NpzWriter(tmp, shape)
+        return StagedWriter(tmp, shape, meta, write=_write_npz)
     if suffix == ".h5":
         return H5Writer(tmp, shape, meta)
     if suffix == ".mat":
-        return MatWriter(tmp, shape, meta)
+        return StagedWriter(tmp, shape, meta)
     return FolderWriter(tmp, shape[0], pair_format)
 
 
@@ -183,7 +212,7 @@ def uncertainty_sink(out: Path, shape: tuple[int, ...], meta: dict[str, Any] | N
         elif suffix == ".h5":
             sink = H5Writer(tmp, shape, {"axes": UNCERTAINTY_AXES, **(meta or {})}, "uncertainty")
         else:
-            sink = MatWriter(tmp, shape, meta or {}, write=_write_uncertainty_mat)
+            sink = StagedWriter(tmp, shape, meta or {}, write=_write_uncertainty_mat)
         try:
             yield sink
             getattr(sink, "finish", lambda: None)()
@@ -320,5 +349,6 @@ def npy_stream(
             for chunk in chunks:
                 writer[done : done + len(chunk)] = chunk
                 done += len(chunk)
+            writer.finish()
         finally:
             writer.close()

@@ -24,7 +24,15 @@ from pathlib import Path
 from flowvid.errors import VideoError
 from flowvid.io import decoders
 from flowvid.io.decoders import DecordReader, PyAVReader, decord_available
-from flowvid.io.index import FrameCountMismatch, VideoIndex, cache_dir, save_index, video_index
+from flowvid.io.index import (
+    VideoIndex,
+    cache_dir,
+    cached_index,
+    header_index,
+    open_container,
+    save_index,
+    video_index,
+)
 from flowvid.io.reader import IMAGE_SUFFIXES, TIFF_SUFFIXES, VIDEO_SUFFIXES, VideoReader
 from flowvid.io.stacks import FrameFolderReader, TiffReader
 from flowvid.io.writer import VideoWriter, write_video
@@ -38,7 +46,6 @@ __all__ = [
     "cache_dir",
     "open_video",
     "video_index",
-    "FrameCountMismatch",
     "write_video",
 ]
 
@@ -50,8 +57,9 @@ def open_video(path: str | Path, backend: str = "pyav", exact: bool = True) -> V
 
     ``backend``: ``"pyav"`` (reference, default), or ``"auto"`` for training, which uses
     decord when it is installed and agrees with PyAV on this video. ``exact=False``: a video
-    file not indexed yet may be read with the frame count its container states, checked
-    while decoding (streaming prediction; see :mod:`flowvid.io.index`).
+    file not indexed yet is read with what its container states, opened once; the reader
+    learns the true count and rate while decoding (streaming prediction; see
+    :mod:`flowvid.io.index`).
     """
     path = Path(path)
     if path.is_dir():
@@ -62,7 +70,13 @@ def open_video(path: str | Path, backend: str = "pyav", exact: bool = True) -> V
         return TiffReader(path)
     if backend not in ("pyav", "auto"):
         raise ValueError(f"unknown video backend {backend!r}: use 'pyav' or 'auto'")
-    index = video_index(path, exact=exact)
+    if not exact and backend == "pyav" and cached_index(path) is None:
+        container = open_container(path)
+        stated = header_index(container)
+        if stated is not None:
+            return PyAVReader(path, stated, container)
+        container.close()
+    index = video_index(path)
     reference = PyAVReader(path, index)
     if backend == "pyav" or not decord_available():
         return reference

@@ -95,17 +95,18 @@ def model_method(
     uncertainty = getattr(model, "error_head", None) is not None
 
     def run(clip: Clip, frames: int) -> Iterator[np.ndarray]:
-        yield from stream_outputs(
-            model,
-            clip.video,
-            0,
-            frames,
-            device,
-            batch_frames,
-            max_side,
-            precision=precision,
-            uncertainty=uncertainty,
-        )
+        with open_video(clip.video) as reader:
+            yield from stream_outputs(
+                model,
+                reader,
+                0,
+                frames,
+                device,
+                batch_frames,
+                max_side,
+                precision=precision,
+                uncertainty=uncertainty,
+            )
 
     return run
 

@@ -71,7 +71,6 @@ def predict_flow(
     fps: float | None = None,
     pair_format: str = "flo",
     mask: str | Path | None = None,
-    provenance: dict[str, Any] | None = None,
     progress: bool = True,
     precision: str = "auto",
     uncertainty: str | Path | None = None,
@@ -86,8 +85,20 @@ def predict_flow(
     ``(T-1, H, W)``); the flow outside it is written as 0 and the mean speed is taken inside.
     ``precision``: auto (bf16 on a GPU, fp32 on a CPU), fp32 or bf16
     (:func:`flowvid.predict.stream.resolve_precision`).
+
+    The video is opened once and decoded once. A video not seen before is read with the
+    frame count its container states, and the outputs hold the maps that decode (their
+    headers are written at the end), so a wrong stated count costs nothing. Where the
+    numbers written depend on the true count or rate (a mask, whose length must match the
+    video's, or µm/s from the video's own rate), the frames are first counted exactly (one
+    more decode, cached for the next time).
     """
+    if units not in UNITS:
+        raise InputError(f"--units must be one of {UNITS}, not {units!r}")
     out = None if out is None else Path(out)
+    uncertainty = None if uncertainty is None else Path(uncertainty)
+    if uncertainty is not None and out is not None and uncertainty.resolve() == out.resolve():
+        raise InputError("--uncertainty must be another file than --out", uncertainty)
     request = flow_request(
         frames=frames,
         units=units,
@@ -98,74 +109,39 @@ def predict_flow(
         pair_format=pair_format,
         mask=mask,
     )
-    if units not in UNITS:
-        raise InputError(f"--units must be one of {UNITS}, not {units!r}")
-    options = dict(
-        batch_frames=batch_frames,
-        max_side=max_side,
-        units=units,
-        um_per_px=um_per_px,
-        fps=fps,
-        pair_format=pair_format,
-        mask=mask,
-        provenance=provenance,
-        progress=progress,
-        uncertainty=None if uncertainty is None else Path(uncertainty),
-        request=request,
-    )
-    opening = (model, video, frames, device, batch_frames, max_side)
-    return _trusting_the_count(opening, precision, lambda s: _predict_stream(s, out, **options))
-
-
-def _trusting_the_count(opening: tuple, precision: str, run: Any) -> Any:
-    """``run(stream)`` on a stream that trusts the container's frame count (no decode just
-    to count); where decoding proves it wrong, the output is discarded and ``run`` goes
-    again on the exact index."""
-    s = open_stream(*opening, exact=False, precision=precision)
-    try:
-        return run(s)
-    except VideoError as err:
-        if s.exact:
-            raise
-        log.warning("%s: %s; counting the frames by decoding and predicting again", s.video, err)
-    return run(open_stream(*opening, exact=True, precision=precision))
+    exact = mask is not None or (units == "um/s" and not fps)
+    with open_stream(
+        model, video, frames, device, batch_frames, max_side, exact=exact, precision=precision
+    ) as s:
+        return _predict_stream(s, out, uncertainty, request, batch_frames, progress)
 
 
 def _predict_stream(
     s: Stream,
     out: Path | None,
-    *,
+    uncertainty: Path | None,
+    request: dict[str, Any],
     batch_frames: int,
-    max_side: int | None,
-    units: str,
-    um_per_px: float | None,
-    fps: float | None,
-    pair_format: str,
-    mask: str | Path | None,
-    provenance: dict[str, Any] | None,
     progress: bool,
-    uncertainty: Path | None = None,
-    request: dict[str, Any] | None = None,
 ) -> Prediction:
-    um_per_px, fps, source = _calibration_of(s, um_per_px, fps)
+    mask, units, stated = request["mask"], request["units"], not s.exact
+    um_per_px, fps, _ = _calibration_of(s, request["um_per_px"], request["fps"])
     keep = None if mask is None else read_mask(Path(mask), s.total - 1, s.height, s.width)
     if keep is not None and not keep.any(0).any():
         raise InputError("the mask is empty: every flow vector would be written as 0", mask)
     if units == "um/s" and not (um_per_px and fps):
         raise InputError("µm/s needs --um-per-px and --fps (or a video that states its frame rate)")
     scale = um_per_px * fps if units == "um/s" else 1.0
-    shape = (s.stop - s.start - 1, s.height, s.width, 2)
+    expected = (s.stop - s.start - 1, s.height, s.width, 2)
     meta = {"units": units, "fps": fps, "um_per_px": um_per_px}
-    if uncertainty is not None and out is not None and uncertainty.resolve() == out.resolve():
-        raise InputError("--uncertainty must be another file than --out", uncertainty)
     with (
-        flow_sink(out, shape, pair_format, meta) as sink,  # first: a bad --out fails at once
+        flow_sink(out, expected, request["pair_format"], meta) as sink,  # a bad --out fails first
         contextlib.nullcontext(None)
         if uncertainty is None
-        else uncertainty_sink(uncertainty, shape[:-1], meta) as errors,
-        tqdm(total=shape[0], desc="predict", unit="pair", disable=not progress) as bar,
+        else uncertainty_sink(uncertainty, expected[:-1], meta) as errors,
+        tqdm(total=expected[0], desc="predict", unit="pair", disable=not progress) as bar,
     ):
-        chunks = s.outputs(batch_frames, max_side, uncertainty=errors is not None)
+        chunks = s.outputs(batch_frames, request["max_side"], uncertainty=errors is not None)
         done, speed_sum, counted = 0, 0.0, 0
         for chunk, error in _checked(chunks, errors is not None, s):
             if errors is not None:
@@ -175,13 +151,14 @@ def _predict_stream(
             sink[done : done + len(chunk)] = chunk * scale
             done += len(chunk)
             bar.update(len(chunk))
-        if done != shape[0]:  # never a partly written output under the final name
-            raise VideoError(f"{done} flow maps decoded where {shape[0]} were due", s.video)
-        result = None if out is not None else sink
+        _check_count(s, done, expected[0], stated)  # never a partly written output
+    um_per_px, fps, source = _calibration_of(s, request["um_per_px"], request["fps"])
     factor = um_per_px * fps if um_per_px and fps else None
-    mean = speed_sum / max(counted, 1)
-    pred = Prediction(out, shape, units, (s.start, s.stop), mean, result, factor)
-    origin = _origin(s, provenance)
+    shape = (done, *expected[1:])
+    result = sink.array if out is None else None
+    frames = (s.start, s.start + done + 1)
+    pred = Prediction(out, shape, units, frames, speed_sum / max(counted, 1), result, factor)
+    origin = _origin(s)
     if out is not None:
         extra = {} if mask is None else {"mask": str(mask), "outside_mask": "flow set to 0"}
         fields = _describe(pred, FLOW_AXES, fps) | _calibration(pred, um_per_px)
@@ -190,6 +167,21 @@ def _predict_stream(
     if uncertainty is not None:
         write_sidecar(uncertainty, _uncertainty_fields(pred, um_per_px, fps, out) | origin)
     return pred
+
+
+def _check_count(s: Stream, done: int, expected: int, stated: bool) -> None:
+    """The maps decoded are the maps due: all of them, or, for a stream read with its
+    container's stated count to the video's end, however many the video holds."""
+    if done == expected or (stated and s.to_end and done >= 1):
+        return
+    if done < 1:
+        raise VideoError("fewer than 2 frames decode: no flow to predict", s.video)
+    if stated and s.total < s.stop:
+        raise InputError(
+            f"--frames {s.start}:{s.stop} reaches past the video's end: it has {s.total} "
+            "frames (its container states more)"
+        )
+    raise VideoError(f"{done} flow maps decoded where {expected} were due", s.video)
 
 
 def _checked(
@@ -266,9 +258,9 @@ def _calibration(pred: Prediction, um_per_px: float | None) -> dict[str, Any]:
     }
 
 
-def _origin(s: Stream, provenance: dict[str, Any] | None) -> dict[str, Any]:
+def _origin(s: Stream) -> dict[str, Any]:
     """Where an output came from: the video (path, size, frames, a fingerprint) and the model
-    (what ``load_model`` recorded; ``provenance`` adds to or overrides it)."""
+    (what ``load_model`` recorded of it, or a classical method's name)."""
     return {
         "video": str(s.video),
         "video_size_hw": [s.height, s.width],
@@ -278,14 +270,26 @@ def _origin(s: Stream, provenance: dict[str, Any] | None) -> dict[str, Any]:
         **({"intensity": s.intensity} if s.intensity else {}),
         "precision": precision_name(s.precision, s.device),
         **getattr(s.model, "provenance", {}),
-        **(provenance or {}),
     }
 
 
+REQUEST_KEYS = (
+    "fps",
+    "frames",
+    "mask",
+    "max_side",
+    "pair_format",
+    "precision",
+    "um_per_px",
+    "units",
+)
+
+
 def flow_request(**options: Any) -> dict[str, Any]:
-    """The options that decide a flow output, as plain values (what a sidecar records and a
-    batch rerun compares)."""
-    return {k: str(v) if isinstance(v, Path) else v for k, v in sorted(options.items())}
+    """The options that decide a flow output (:data:`REQUEST_KEYS`; others are ignored), as
+    plain values: what a sidecar records and a batch rerun compares."""
+    chosen = {k: options.get(k) for k in REQUEST_KEYS}
+    return {k: str(v) if isinstance(v, Path) else v for k, v in chosen.items()}
 
 
 def input_stat(path: Path) -> dict[str, int]:
@@ -323,6 +327,11 @@ def _describe(pred: Prediction, axes: str, fps: float | None) -> dict[str, Any]:
     }
 
 
+FRAMES_AXES = (
+    "(T, H, W, 3): frame i predicts video frame 'frames'[0] + 1 + i from the frames up to it"
+)
+
+
 def predict_frames(
     model: FlowVid,
     video: str | Path,
@@ -332,36 +341,44 @@ def predict_frames(
     device: str = "auto",
     batch_frames: int = 16,
     max_side: int | None = None,
-    provenance: dict[str, Any] | None = None,
     progress: bool = True,
     precision: str = "auto",
 ) -> Prediction:
     """Frame t+1 predicted from frames <= t, for every t in the range: .npy (uint8) or a video.
     ``precision``: as for :func:`predict_flow`."""
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in (".npy", ".mp4", ".mov", ".mkv", ".avi"):
+        raise InputError("predicted frames go to .npy or a video file (.mp4)", out)
+    with open_stream(
+        model, video, frames, device, batch_frames, max_side, precision=precision
+    ) as s:
+        shape = (s.stop - s.start, s.height, s.width, 3)
+        chunks = (
+            (np.clip(c, 0, 1) * 255 + 0.5).astype(np.uint8)
+            for c in tqdm(
+                s.outputs(batch_frames, max_side),
+                desc="predict",
+                unit="chunk",
+                disable=not progress,
+            )
+        )
+        if suffix == ".npy":
+            npy_stream(out, shape, np.uint8, chunks)
+        else:
+            _write_frames(out, chunks, s.fps or 25.0)
+        pred = Prediction(out, shape, "uint8 RGB in [0, 255]", (s.start, s.stop), None)
+        write_sidecar(out, {**_describe(pred, FRAMES_AXES, s.fps), **_origin(s)})
+    return pred
+
+
+def _write_frames(out: Path, chunks: Iterator[np.ndarray], fps: float) -> None:
     from flowvid.io.video import VideoWriter
 
-    out = Path(out)
-    s = open_stream(model, video, frames, device, batch_frames, max_side, precision=precision)
-    shape = (s.stop - s.start, s.height, s.width, 3)
-    chunks = (
-        (np.clip(c, 0, 1) * 255 + 0.5).astype(np.uint8)
-        for c in tqdm(
-            s.outputs(batch_frames, max_side), desc="predict", unit="chunk", disable=not progress
-        )
-    )
-    if out.suffix.lower() == ".npy":
-        npy_stream(out, shape, np.uint8, chunks)
-    elif out.suffix.lower() in (".mp4", ".mov", ".mkv", ".avi"):
-        with VideoWriter(out, s.fps or 25.0) as writer:
-            for chunk in chunks:
-                for frame in chunk:
-                    writer.write(frame)
-    else:
-        raise InputError("predicted frames go to .npy or a video file (.mp4)", out)
-    pred = Prediction(out, shape, "uint8 RGB in [0, 255]", (s.start, s.stop), None)
-    axes = "(T, H, W, 3): frame i predicts video frame 'frames'[0] + 1 + i from the frames up to it"
-    write_sidecar(out, {**_describe(pred, axes, s.fps), **_origin(s, provenance)})
-    return pred
+    with VideoWriter(out, fps) as writer:
+        for chunk in chunks:
+            for frame in chunk:
+                writer.write(frame)
 
 
 def embed_video(
@@ -372,35 +389,37 @@ def embed_video(
     pooled: bool = False,
     device: str = "auto",
     batch_frames: int = 16,
-    provenance: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> Prediction:
     """The core's hidden state after each frame: (T, S) pooled, or (T, S, H/8, W/8), float16."""
     out = Path(out)
     if out.suffix.lower() != ".npy":
         raise InputError("embeddings are written as .npy", out)
-    s = open_stream(model, video, None, device, batch_frames)
-    hidden, m = s.model.core.hidden_dim, s.model.multiple
-    h4, w4 = -(-s.height // m) * m // 4, -(-s.width // m) * m // 4
-    shape = (s.total, hidden) if pooled else (s.total, hidden, h4 // 2, w4 // 2)
 
     def reduce(chunk: np.ndarray) -> np.ndarray:
         t = torch.from_numpy(chunk).float()
         t = t.mean((-2, -1)) if pooled else F.avg_pool2d(t, 2)
         return t.to(torch.float16).numpy()
 
-    chunks = (
-        reduce(c)
-        for c in tqdm(
-            s.outputs(batch_frames, embed=True), desc="embed", unit="chunk", disable=not progress
+    with open_stream(model, video, None, device, batch_frames) as s:
+        hidden, m = s.model.core.hidden_dim, s.model.multiple
+        h4, w4 = -(-s.height // m) * m // 4, -(-s.width // m) * m // 4
+        shape = (s.total, hidden) if pooled else (s.total, hidden, h4 // 2, w4 // 2)
+        chunks = (
+            reduce(c)
+            for c in tqdm(
+                s.outputs(batch_frames, embed=True),
+                desc="embed",
+                unit="chunk",
+                disable=not progress,
+            )
         )
-    )
-    npy_stream(out, shape, np.float16, chunks)
-    pred = Prediction(out, shape, "none (learned features)", (0, s.total), None)
-    axes = (
-        "(T, S): frame i's hidden state averaged over the frame"
-        if pooled
-        else "(T, S, H', W'): frame i's hidden state of the temporal core at stride 8"
-    )
-    write_sidecar(out, {**_describe(pred, axes, s.fps), **_origin(s, provenance)})
+        npy_stream(out, shape, np.float16, chunks)
+        pred = Prediction(out, shape, "none (learned features)", (0, s.total), None)
+        axes = (
+            "(T, S): frame i's hidden state averaged over the frame"
+            if pooled
+            else "(T, S, H', W'): frame i's hidden state of the temporal core at stride 8"
+        )
+        write_sidecar(out, {**_describe(pred, axes, s.fps), **_origin(s)})
     return pred

@@ -21,30 +21,68 @@ import torch
 import torch.nn.functional as F
 
 from flowvid.errors import InputError
+from flowvid.io.reader import VideoReader
 from flowvid.io.video import open_video
 from flowvid.models import FlowVid
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Stream:
-    """A video opened for prediction: the model on its device and what the video is."""
+    """A video opened once for prediction: the model on its device, the video's reader and
+    the range to read. Count and rate are the reader's: a video read with its container's
+    stated count (``exact=False``) learns the true ones as it is decoded, so ask for them
+    after streaming. Close it (or use it in a ``with``) to release the file."""
 
     model: FlowVid
     device: torch.device
-    video: Path
+    reader: VideoReader
     start: int  # first frame of the range
-    stop: int  # one past its last frame
-    total: int  # frames in the whole video
-    height: int
-    width: int
-    fps: float | None
-    exact: bool = True  # False: the frame count is the container's claim (see open_video)
+    stop: int  # one past its last frame (the stated end for a stream read to its end)
+    to_end: bool = True  # read to wherever the video ends, however many frames it states
     precision: str = "auto"  # see resolve_precision
-    intensity: str | None = None  # how the pixel values became 8-bit (stacks of wider data)
-    um_per_px: float | None = None  # the pixel size the file states (TIFF metadata)
-    calibration_source: str | None = None  # where the file's pixel size and rate were read
+
+    @property
+    def video(self) -> Path:
+        return Path(self.reader.path)
+
+    @property
+    def total(self) -> int:
+        """Frames in the whole video (true once a stream read to its end has ended)."""
+        return self.reader.num_frames
+
+    @property
+    def height(self) -> int:
+        return self.reader.height
+
+    @property
+    def width(self) -> int:
+        return self.reader.width
+
+    @property
+    def fps(self) -> float | None:
+        return self.reader.fps
+
+    @property
+    def exact(self) -> bool:
+        return getattr(self.reader, "index", None) is None or self.reader.index.exact
+
+    @property
+    def intensity(self) -> str | None:
+        """How the pixel values became 8-bit (stacks of wider data), or None."""
+        scaling = getattr(self.reader, "intensity", None)
+        return None if scaling is None else scaling.describe
+
+    @property
+    def um_per_px(self) -> float | None:
+        """The pixel size the file states (TIFF metadata)."""
+        return getattr(self.reader, "um_per_px", None)
+
+    @property
+    def calibration_source(self) -> str | None:
+        """Where the file's pixel size and rate were read."""
+        return getattr(self.reader, "calibration_source", None)
 
     def outputs(
         self,
@@ -52,21 +90,29 @@ class Stream:
         max_side: int | None = None,
         embed: bool = False,
         uncertainty: bool = False,
-    ):
+    ) -> Iterator[np.ndarray]:
         """:func:`stream_outputs` over this stream's range."""
         return stream_outputs(
             self.model,
-            self.video,
+            self.reader,
             self.start,
-            self.stop,
+            None if self.to_end else self.stop,
             self.device,
             batch_frames,
             max_side,
             embed=embed,
-            exact=self.exact,
             precision=self.precision,
             uncertainty=uncertainty,
         )
+
+    def close(self) -> None:
+        self.reader.close()
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def open_stream(
@@ -79,27 +125,23 @@ def open_stream(
     exact: bool = True,
     precision: str = "auto",
 ) -> Stream:
-    """The one set-up of every prediction: device, model in eval mode, the video's range,
-    size and frame rate (a bad range, device or option is an :class:`InputError`).
-    ``exact=False``: see :func:`flowvid.io.video.open_video`; ``precision``: see
-    :func:`resolve_precision`."""
+    """The one set-up of every prediction: device, model in eval mode, the video opened once,
+    its range (a bad range, device or option is an :class:`InputError`). ``exact=False``:
+    see :func:`flowvid.io.video.open_video`; ``precision``: see :func:`resolve_precision`."""
     if batch_frames < 1:
         raise InputError(f"--batch-frames must be at least 1, not {batch_frames}")
     if max_side is not None and max_side < 16:
         raise InputError(f"--max-side must be at least 16 px, not {max_side}")
     video, dev = Path(video), resolve_device(device)
     check_precision(precision, dev)  # a bad value fails before the video is opened
-    with open_video(video, exact=exact) as reader:
+    reader = open_video(video, exact=exact)
+    try:
         start, stop = parse_range(frames, reader.num_frames)
-        size, fps, total = (reader.height, reader.width), reader.fps, reader.num_frames
-        exact = getattr(reader, "index", None) is None or reader.index.exact
-        scaling = getattr(reader, "intensity", None)
-        stated = getattr(reader, "um_per_px", None), getattr(reader, "calibration_source", None)
-    model = model.to(dev).eval()
-    intensity = None if scaling is None else scaling.describe
-    return Stream(
-        model, dev, video, start, stop, total, *size, fps, exact, precision, intensity, *stated
-    )
+    except InputError:
+        reader.close()
+        raise
+    to_end = not frames or not frames.partition(":")[2]
+    return Stream(model.to(dev).eval(), dev, reader, start, stop, to_end, precision)
 
 
 def parse_range(text: str | None, total: int) -> tuple[int, int]:
@@ -257,18 +299,18 @@ def prefetch(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
 
 def stream_outputs(
     model: FlowVid,
-    video: Path,
+    reader: VideoReader,
     start: int,
-    stop: int,
+    stop: int | None,
     device: torch.device,
     batch_frames: int,
     max_side: int | None = None,
     embed: bool = False,
-    exact: bool = True,
     precision: str = "auto",
     uncertainty: bool = False,
 ) -> Iterator[np.ndarray]:
-    """Yield the model's outputs chunk by chunk as numpy arrays at the clip's size.
+    """Yield the model's outputs over the reader's frames ``start..stop-1`` (``stop=None``: to
+    the video's end) chunk by chunk as numpy arrays at the clip's size.
 
     Flow: (m, H, W, 2) px/frame. Frames: (m, H, W, 3) in [0, 1]. ``embed``: the hidden
     state per frame, (m, S, h/4, w/4) float16. ``uncertainty`` (a model with an
@@ -290,23 +332,22 @@ def stream_outputs(
     model = model.to(memory_format=torch.channels_last)  # faster convolutions, same numbers
     state = model.init_state()
     pending: tuple[torch.Tensor, torch.cuda.Event | None] | None = None
-    with open_video(video, exact=exact) as reader:
-        height, width = reader.height, reader.width
-        work = _working_size(height, width, max_side)
-        for chunk in prefetch(_chunks(reader.iter_frames(start, stop), batch_frames, cuda)):
-            x = chunk.to(device, non_blocking=True).permute(0, 3, 1, 2).float() / 255.0
-            if work != (height, width):
-                x = F.interpolate(x, size=work, mode="area")
-            with torch.inference_mode(), precision_autocast(precision, device):
-                out, state = _step(model, x, state, embed, uncertainty)
-            if not embed:
-                out = to_clip_size(out.float(), height, width, model.task == "flow")
-            # chunk k's outputs start back to the host; then chunk k-1's are handed out
-            previous, pending = pending, _to_host(out, cuda)
-            if previous is not None:
-                yield _ready(previous)
-        if pending is not None:
-            yield _ready(pending)
+    height, width = reader.height, reader.width
+    work = _working_size(height, width, max_side)
+    for chunk in prefetch(_chunks(reader.iter_frames(start, stop), batch_frames, cuda)):
+        x = chunk.to(device, non_blocking=True).permute(0, 3, 1, 2).float() / 255.0
+        if work != (height, width):
+            x = F.interpolate(x, size=work, mode="area")
+        with torch.inference_mode(), precision_autocast(precision, device):
+            out, state = _step(model, x, state, embed, uncertainty)
+        if not embed:
+            out = to_clip_size(out.float(), height, width, model.task == "flow")
+        # chunk k's outputs start back to the host; then chunk k-1's are handed out
+        previous, pending = pending, _to_host(out, cuda)
+        if previous is not None:
+            yield _ready(previous)
+    if pending is not None:
+        yield _ready(pending)
 
 
 def _step(
