@@ -26,8 +26,12 @@ def _fmt(x: float) -> str:
     return "–" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.3f}"
 
 
+def _row(*cells: str) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
 def _header(*titles: str) -> list[str]:
-    return ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
+    return [_row(*titles), "|" + "---|" * len(titles)]
 
 
 def _calibration_section(calibration: dict) -> list[str]:
@@ -67,7 +71,7 @@ def _calibration_section(calibration: dict) -> list[str]:
                 oracle_half,
                 c["ause"],
             )
-            lines.append(f"| {name} | {region} | " + " | ".join(map(_fmt, values)) + " |")
+            lines.append(_row(name, region, *map(_fmt, values)))
     return lines
 
 
@@ -82,13 +86,11 @@ def render_markdown(report: dict) -> str:
     ]
     lines += _header("method", *(title for _, title in COLUMNS))
     for name, m in report["overall"].items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(m.get(k)) for k, _ in COLUMNS) + " |")
+        lines.append(_row(name, *(_fmt(m.get(k)) for k, _ in COLUMNS)))
     methods = list(report["overall"])
     lines += ["", "## Vessel EPE per clip", "", *_header("clip", *methods)]
     for clip, row in report["per_clip"].items():
-        lines.append(
-            f"| {clip} | " + " | ".join(_fmt(row[m]["epe_vessel"]) for m in methods) + " |"
-        )
+        lines.append(_row(clip, *(_fmt(row[m]["epe_vessel"]) for m in methods)))
     lines += [
         "",
         "## Vessel EPE against true speed (px/frame)",
@@ -98,11 +100,7 @@ def render_markdown(report: dict) -> str:
     curves = report["speed_curve"]
     for k, b in enumerate(curves[methods[0]]):
         label = f"{b['speed_lo']:g}–{b['speed_hi']:g}"
-        lines.append(
-            f"| {label} | {b['pixels']} | "
-            + " | ".join(_fmt(curves[m][k]["epe"]) for m in methods)
-            + " |"
-        )
+        lines.append(_row(label, str(b["pixels"]), *(_fmt(curves[m][k]["epe"]) for m in methods)))
     if report.get("calibration"):
         lines += _calibration_section(report["calibration"])
     return "\n".join(lines) + "\n"
