@@ -58,6 +58,39 @@ def test_a_method_that_predicts_nothing_scores_the_speed():
     assert "| translate 2 | noise | 2.00 | 2.000 | <= 0.05 |" in md
 
 
+def test_a_stated_error_is_scored_beside_the_epe_where_it_is_measured():
+    """A method's third channel is its stated expected error: its mean over the scored
+    region goes beside the EPE, which the third channel does not touch."""
+    truth = np.zeros((2, 20, 20, 2), np.float32)
+    pred = np.zeros((2, 20, 20, 3), np.float32)
+    pred[..., 0] = 3.0  # off by 3 px everywhere
+    pred[..., 2] = 0.5  # states 0.5 inside
+    pred[:, :4, :, 2] = 100.0  # and 100 in the border that is not scored
+    result = sanity.score(pred, truth, margin=4)
+    assert result["epe"] == pytest.approx(3.0) and result["stated"] == pytest.approx(0.5)
+    row = {"case": "translate 3", "texture": "noise", "speed": 3.0, "true_u": 3, "true_v": 0}
+    md = sanity.render_markdown([{**row, "m": result}], ["m"])
+    assert "| m EPE | m stated error | target |" in md and "| 3.000 | 0.500 | <= 0.05 |" in md
+
+
+def test_a_model_with_an_error_head_states_its_error_in_the_suite():
+    import torch
+    from helpers import TINY
+
+    from flowvid.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(**{**TINY, "uncertainty": True}).eval()
+    frames, truth = sanity.render_case(
+        _translation("t", 1.0, 0.0), sanity.noise_canvas(64, 0), 64, 3
+    )
+    pred = sanity.model_method(model, torch.device("cpu"))(frames)
+    assert pred.shape == (2, 64, 64, 3) and (pred[..., 2] > 0).all()
+    with torch.no_grad():
+        flow = model(torch.from_numpy(frames).permute(0, 3, 1, 2).float()[None] / 255)
+    np.testing.assert_allclose(pred[..., :2], flow[0].permute(0, 2, 3, 1).numpy(), atol=1e-6)
+
+
 def test_eval_motion_suite_cli(tmp_path, capsys):
     out = tmp_path / "suite"
     assert (

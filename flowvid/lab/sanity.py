@@ -172,12 +172,18 @@ def two_frame(compute: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Method
 
 
 def model_method(model: torch.nn.Module, device: torch.device) -> Method:
-    """The flowvid model on a whole clip (the recurrent core sees every frame)."""
+    """The flowvid model on a whole clip (the recurrent core sees every frame); a model with
+    an expected-error head gives it as a third channel, px/frame."""
+    stated = getattr(model, "error_head", None) is not None
 
     @torch.no_grad()
     def run(frames: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255.0)[None].to(device)
-        return model(x)[0].permute(0, 2, 3, 1).float().cpu().numpy()
+        aux: dict | None = {} if stated else None
+        out = model(x, aux)
+        if aux is not None:
+            out = torch.cat([out, aux["uncertainty"].to(out.dtype)], 2)
+        return out[0].permute(0, 2, 3, 1).float().cpu().numpy()
 
     return run
 
@@ -190,15 +196,19 @@ def classical_methods() -> dict[str, Method]:
 
 
 def score(pred: np.ndarray, truth: np.ndarray, margin: int) -> dict[str, float]:
-    """EPE away from the border; the mean predicted and true vectors there."""
+    """EPE away from the border; the mean predicted and true vectors there; and where
+    ``pred`` has a third channel (a stated expected error), its mean there ("stated")."""
     inner = (slice(None), slice(margin, -margin), slice(margin, -margin))
     p, t = pred[inner], truth[inner]
-    epe = np.linalg.norm(p - t, axis=-1)
-    return {
+    epe = np.linalg.norm(p[..., :2] - t, axis=-1)
+    scores = {
         "epe": float(epe.mean()),
         "mean_u": float(p[..., 0].mean()),
         "mean_v": float(p[..., 1].mean()),
     }
+    if pred.shape[-1] == 3:
+        scores["stated"] = float(p[..., 2].mean())
+    return scores
 
 
 def run_suite(
@@ -239,20 +249,25 @@ def target(row: dict) -> float | None:
 
 
 def render_markdown(rows: list[dict], methods: list[str], header: str = "") -> str:
+    """The suite's table; where the first method states its expected error, a column of it
+    beside its EPE (calibrated: the two are alike)."""
     lines = [header] if header else []
-    cols = " | ".join(f"{m} EPE" for m in methods)
+    first = methods[0]
+    stated = bool(rows) and "stated" in rows[0][first]
+    cols = [f"{m} EPE" for m in methods] + ([f"{first} stated error"] if stated else [])
     lines.append(
-        f"| case | texture | speed px/frame | {cols} | target | {methods[0]} mean (u, v) vs truth |"
+        f"| case | texture | speed px/frame | {' | '.join(cols)} | target | "
+        f"{first} mean (u, v) vs truth |"
     )
-    lines.append("|" + "---|" * (5 + len(methods)))
+    lines.append("|" + "---|" * (5 + len(cols)))
     for r in rows:
-        cells = " | ".join(f"{r[m]['epe']:.3f}" for m in methods)
+        cells = [f"{r[m]['epe']:.3f}" for m in methods]
+        cells += [f"{r[first]['stated']:.3f}"] if stated else []
         goal = target(r)
-        first = r[methods[0]]
-        means = f"({first['mean_u']:.3f}, {first['mean_v']:.3f})"
+        means = f"({r[first]['mean_u']:.3f}, {r[first]['mean_v']:.3f})"
         truth = f"({r['true_u']:.3f}, {r['true_v']:.3f})"
         lines.append(
-            f"| {r['case']} | {r['texture']} | {r['speed']:.2f} | {cells} | "
+            f"| {r['case']} | {r['texture']} | {r['speed']:.2f} | {' | '.join(cells)} | "
             f"{'' if goal is None else f'<= {goal:.2f}'} | {means} vs {truth} |"
         )
     return "\n".join(lines) + "\n"
