@@ -159,6 +159,21 @@ def _from_lightning(raw: dict[str, Any]) -> dict[str, Any]:
     return {"model_kwargs": _current_names(kwargs), "config": config, "state_dict": state}
 
 
+ERROR_HEAD_INPUT = "error_head.net.0.weight"
+
+
+def _grown_error_head(
+    own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """An expected-error head from before its last cue (the steps' posterior width) reads it
+    with zero weights: it states what it stated before, and training can take the cue up."""
+    new, old = own.get(ERROR_HEAD_INPUT), state.get(ERROR_HEAD_INPUT)
+    if new is None or not isinstance(old, torch.Tensor) or old.shape[1] + 1 != new.shape[1]:
+        return state
+    column = old.new_zeros(old.shape[0], 1, *old.shape[2:])
+    return {**state, ERROR_HEAD_INPUT: torch.cat([old, column], 1)}
+
+
 def load_weights(
     model: FlowVid,
     state: dict[str, torch.Tensor],
@@ -172,6 +187,7 @@ def load_weights(
     Returns the names of the tensors so kept.
     """
     own = model.state_dict()
+    state = _grown_error_head(own, state)
     fresh = sorted(k for k in set(own) - set(state) if k.startswith(new_modules or ("\0",)))
     state = {**state, **{k: own[k] for k in fresh}}
     missing = sorted(set(own) - set(state))

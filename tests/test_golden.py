@@ -42,7 +42,7 @@ def test_renderer_golden_output():
 
 def test_shipped_model_golden_output():
     """The flow, and what the stages after the network saw: the network's own flow, the
-    Lucas-Kanade prior and trust, and the expected error."""
+    Lucas-Kanade prior, trust and posterior width, and the expected error."""
     model, _ = load_model()
     aux: dict = {}
     with torch.no_grad():
@@ -56,7 +56,8 @@ def test_shipped_model_golden_output():
         "lk_start": (-0.261264, -0.973455),
         "lk_prior": (0.574811, 0.464276),
         "lk_trust": (0.320319, 0.153751),
-        "uncertainty": (2.402667, 2.169964),
+        "uncertainty": (1.546017, 1.124989),
+        "lk_width": (0.021970, 0.009066),
     }
     for key, (mean, centre) in golden.items():
         value = aux[key][0]

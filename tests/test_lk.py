@@ -456,3 +456,23 @@ def test_trust_is_learned_through_the_steps():
     with pytest.raises(InputError, match="lk_trust"):
         load_config(None, ["model.lk_trust=true"])
     assert load_config(None, ["model.lk_iters=2", "model.lk_trust=true"]).model.lk_trust
+
+
+def test_the_posterior_width_is_the_priors_where_nothing_is_seen_and_the_noises_elsewhere():
+    """Featureless frames leave the prior's width (what the frames cannot tell); on a
+    texture the frames' evidence adds to the prior's precision, 1 / width^2 = E / noise^2 +
+    1 / prior^2, so white noise twice as strong leaves a quarter of the evidence."""
+    lk = DenseLK(3, prior=0.5)
+    flat = torch.full((1, 3, SIZE, SIZE), 0.4)
+    _, width = lk.refine_with_width(torch.zeros(1, 2, SIZE, SIZE), flat, flat)
+    torch.testing.assert_close(width, torch.full_like(width, 0.5))
+    f0, f1 = pair((0.6, -0.3))
+    widths = []
+    for sigma in (0.01, 0.02):
+        g = torch.Generator().manual_seed(0)
+        noisy = [f + sigma * torch.randn(f.shape, generator=g) for f in (f0, f1)]
+        _, width = lk.refine_with_width(uniform((0.6, -0.3)), *noisy)
+        widths.append(float(width[..., 10:-10, 10:-10].median()))
+    assert widths[0] < widths[1] < 0.5, widths
+    evidence = [1 / w**2 - 1 / 0.5**2 for w in widths]
+    assert evidence[0] / evidence[1] == pytest.approx(4.0, rel=0.15), widths

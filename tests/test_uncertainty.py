@@ -85,6 +85,38 @@ def test_the_head_states_an_error_and_cannot_move_the_flow():
         assert touched == name.startswith("error_head."), name
 
 
+def test_a_head_from_before_the_posterior_width_cue_loads_and_states_what_it_did():
+    """A checkpoint whose error head reads one cue fewer (no posterior width) loads: the new
+    cue gets zero weights, so the head states what it stated before, whatever the width."""
+    from flowvid.checkpoint import load_weights
+
+    torch.manual_seed(0)
+    lk = dict(UNC, lk_iters=2, lk_levels=1)
+    model = create_model(**lk).eval()
+    torch.nn.init.normal_(model.error_head.net[0].weight, std=0.1)
+    torch.nn.init.normal_(model.error_head.net[-1].weight, std=0.1)
+    old = dict(model.state_dict())
+    old["error_head.net.0.weight"] = old["error_head.net.0.weight"][:, :-1].clone()
+    again = create_model(**lk).eval()
+    load_weights(again, old, "old.pt")
+    weight = again.error_head.net[0].weight
+    assert torch.equal(weight[:, :-1], old["error_head.net.0.weight"])
+    assert torch.equal(weight[:, -1], torch.zeros_like(weight[:, -1]))
+    feat, flow = torch.rand(1, 8, 32, 32), torch.rand(1, 2, 32, 32)
+    img0, img1 = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    start, prior = flow * 0.9, torch.full((1, 1, 32, 32), 0.5)
+    narrow, wide = torch.full_like(prior, 0.01), torch.full_like(prior, 3.0)
+    head = again.error_head
+    with torch.no_grad():
+        first = head(
+            feat[:, : head.net[0].in_channels - 7], flow, img0, img1, (start, prior, narrow)
+        )
+        second = head(
+            feat[:, : head.net[0].in_channels - 7], flow, img0, img1, (start, prior, wide)
+        )
+    torch.testing.assert_close(first, second, rtol=0, atol=0)
+
+
 def test_uncertainty_is_for_flow_models_and_the_config_says_so_as_it_loads():
     with pytest.raises(InputError, match="model.uncertainty is for flowvid flow models"):
         create_model(**dict(UNC, task="frames"))

@@ -23,6 +23,8 @@
 # MOTION_STEPS / VESSEL_STEPS (override the profile's steps), STAGES (default "1 2 3 4"; any
 # subset runs those stages), MOTION_MODEL (stage 2's start, default OUT_DIR/1_motion/model.pt).
 # Then `python tools/ship_default_model.py OUT_DIR/4_error/model.pt` makes it the default.
+# (The shipped head ran stage 4 twice: once before its posterior-width cue existed, then again
+# from that head with the cue; with this code the cue is there from stage 2 on.)
 set -euo pipefail
 OUT=${1:-runs/default_model}
 shift || true

@@ -97,6 +97,21 @@ class DenseLK(nn.Module):
 
         The steps run in fp32 under autocast too: the windowed moments are differences of
         near-equal sums (``exx - mx * mx``), which bf16 convolutions would round away."""
+        return self.refine_with_width(flow, img0, img1, prior, trust)[0]
+
+    def refine_with_width(
+        self,
+        flow: torch.Tensor,
+        img0: torch.Tensor,
+        img1: torch.Tensor,
+        prior: torch.Tensor | None = None,
+        trust: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward`, and the width of the last step's posterior (N, 1, H, W) px: the
+        standard deviation of the window's displacement along its least certain direction,
+        sqrt(noise / (lambda_min + prior term)). Where the window has texture it is the
+        frames' word (hundredths of a px on a clean texture); where it has none, the prior's
+        width: what the frames cannot tell."""
         with torch.autocast(flow.device.type, enabled=False):
             return self._forward(flow, img0, img1, prior, trust)
 
@@ -107,7 +122,7 @@ class DenseLK(nn.Module):
         img1: torch.Tensor,
         prior: torch.Tensor | None,
         trust: torch.Tensor | None,
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         h, w = flow.shape[-2:]
         dtype = flow.dtype
         flow, img0, img1 = flow.float(), img0.float(), img1.float()
@@ -115,17 +130,19 @@ class DenseLK(nn.Module):
             prior = flow.new_full((flow.shape[0], 1, h, w), self.prior)
         prior = prior.float()
         trust = None if trust is None else trust.float()
+        width = prior
         for level in reversed(range(self.levels)):
             s = 2**level
             if s == 1:
-                flow = flow + self._refine(flow, img0, img1, prior, trust, self.floor)
+                delta, width = self._refine(flow, img0, img1, prior, trust, self.floor)
+                flow = flow + delta
                 continue
             size = (max(h // s, 4), max(w // s, 4))
             if min(size) < self.kernel:
                 continue  # too small to be worth a level
             scale = flow.new_tensor([size[1] / w, size[0] / h]).view(1, 2, 1, 1)
             coarse = F.interpolate(flow, size=size, mode="area") * scale
-            delta = self._refine(
+            delta, _ = self._refine(
                 coarse,
                 F.interpolate(img0, size=size, mode="area"),
                 F.interpolate(img1, size=size, mode="area"),
@@ -135,7 +152,7 @@ class DenseLK(nn.Module):
             )
             up = F.interpolate(delta, size=(h, w), mode="bilinear", align_corners=False)
             flow = flow + up / scale
-        return flow.to(dtype)
+        return flow.to(dtype), width
 
     @staticmethod
     def _presmooth(x: torch.Tensor) -> torch.Tensor:
@@ -153,9 +170,10 @@ class DenseLK(nn.Module):
         prior: torch.Tensor,
         trust: torch.Tensor | None = None,
         floor: float = 0.0,
-    ) -> torch.Tensor:
-        """The total update of ``iters`` steps at one level, (N, 2, h, w) px of that level;
-        ``floor``, px of that level: the least width of the prior, after the trust."""
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The total update of ``iters`` steps at one level, (N, 2, h, w) px of that level,
+        and the last step's posterior width (N, 1, h, w) px; ``floor``, px of that level: the
+        least width of the prior, after the trust."""
         c = img0.shape[1]
         smooth0, smooth1 = self._presmooth(img0), self._presmooth(img1)
         # the noise of a window's mean of the pre-smoothed residual, summed over channels
@@ -170,14 +188,16 @@ class DenseLK(nn.Module):
         start = flow
         for _ in range(self.iters):
             m = self._moments(flow, img0, img1, grad0, trust)
-            # the MAP prior: D ~ N(the network's flow, prior^2) against the noise
-            lam = noise / prior[:, 0] ** 2
+            # the MAP prior: D ~ N(the network's flow, prior^2), its precision 1 / px^2
+            precision = 1.0 / prior[:, 0] ** 2
             if trust is not None:  # a window of trust t holds t x the samples it has
-                lam = lam * (m.coverage / m.weight.clamp_min(1e-4 * m.coverage + 1e-6))[:, 0]
+                precision = (
+                    precision * (m.coverage / m.weight.clamp_min(1e-4 * m.coverage + 1e-6))[:, 0]
+                )
             if floor > 0:  # however sure the network is, or distrustful of the frames
-                lam = torch.minimum(lam, noise / floor**2)
-            flow = self._solve(m, lam, flow, start, c)
-        return flow - start
+                precision = precision.clamp_max(1.0 / floor**2)
+            flow = self._solve(m, noise * precision, flow, start, c)
+        return flow - start, _posterior_width(m, precision, noise, prior[:, 0])
 
     def _moments(
         self,
@@ -244,6 +264,22 @@ class DenseLK(nn.Module):
         window = torch.stack([ayy * px - m.sxy * py, axx * py - m.sxy * px], 1) / det[:, None]
         step = (window - flow).clamp(-STEP_LIMIT, STEP_LIMIT)
         return flow + step * (m.coverage > 0.5)
+
+
+def _posterior_width(
+    m: Moments, precision: torch.Tensor, noise: torch.Tensor, prior: torch.Tensor
+) -> torch.Tensor:
+    """1 / sqrt(smallest eigenvalue of the window's structure tensor / noise + the prior's
+    precision), px, (N, 1, H, W): the posterior's standard deviation along the window's least
+    certain direction. Windows the steps left alone (under half covered: the match leaves
+    the frame) keep the prior's width ``prior`` (N, H, W)."""
+    half_trace = 0.5 * (m.sxx + m.syy)
+    spread = torch.sqrt((0.5 * (m.sxx - m.syy)) ** 2 + m.sxy**2)
+    smallest = (half_trace - spread).clamp_min(0.0)
+    covered = m.coverage[:, 0] > 0.5
+    evidence = smallest / noise.clamp_min(1e-20)
+    width = torch.rsqrt(torch.where(covered, evidence + precision, 1.0))
+    return torch.where(covered, width, prior)[:, None]
 
 
 class Moments(NamedTuple):

@@ -110,8 +110,9 @@ class FlowVid(nn.Module):
 
         ``aux``, a dict when given, receives what the stages after the network saw, each
         (B, N_out, C, H, W): with the Lucas-Kanade stage ``lk_start`` (the network's flow),
-        ``lk_prior`` (how far off it may be, px) and ``lk_trust`` (the weight of the frames'
-        evidence, with a trust head); with the error head ``uncertainty``, each vector's
+        ``lk_prior`` (how far off it may be, px), ``lk_trust`` (the weight of the frames'
+        evidence, with a trust head) and ``lk_width`` (what the frames leave open of the
+        refined flow, px); with the error head ``uncertainty``, each vector's
         expected end-point error, px/frame (:mod:`flowvid.models.uncertainty`).
         """
         b, _, _, h, w = frames.shape
@@ -209,10 +210,11 @@ class FlowVid(nn.Module):
         extra, start, prior = {}, None, None
         if self.refine is not None:
             start = out
-            out, prior, trust = self.refine(start, feat, rgb, next_rgb)
-            extra = {"lk_start": start, "lk_prior": prior, "lk_trust": trust}
+            out, prior, trust, width = self.refine(start, feat, rgb, next_rgb)
+            extra = {"lk_start": start, "lk_prior": prior, "lk_trust": trust, "lk_width": width}
         if self.error_head is not None and aux:
-            extra["uncertainty"] = self.error_head(feat, out, rgb, next_rgb, start, prior)
+            lk = None if start is None else (start, prior, width)
+            extra["uncertainty"] = self.error_head(feat, out, rgb, next_rgb, lk)
 
         def unflat(v: torch.Tensor) -> torch.Tensor:
             return rearrange(v, "(b m) ... -> b m ...", b=b)

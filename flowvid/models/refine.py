@@ -46,14 +46,16 @@ class LKStage(nn.Module):
 
     def forward(
         self, flow: torch.Tensor, feat: torch.Tensor, img0: torch.Tensor, img1: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """The network's flow (N, 2, H, W) px from img0 (frame t-1) to img1 (frame t), both
         (N, 3, H, W), and its features ``feat`` (N, D, H, W) -> the refined flow, the prior's
-        width (N, 1, H, W) px and the trust (N, 1, H, W) in (0, 2), or None."""
+        width (N, 1, H, W) px, the trust (N, 1, H, W) in (0, 2) or None, and the posterior's
+        width (N, 1, H, W) px (what the frames leave open, :meth:`DenseLK.refine_with_width`)."""
         # bounded; the bound passes gradients straight through, so a width is never stuck
         log_width = self.confidence(feat)
         log_width = log_width + (log_width.clamp(*LOG_WIDTH) - log_width).detach()
         prior = self.lk.prior * log_width.exp()
         # the frames count from not at all to twice their noise's say
         trust = None if self.trust is None else 2.0 * torch.sigmoid(self.trust(feat))
-        return self.lk(flow, img0, img1, prior, trust), prior, trust
+        refined, width = self.lk.refine_with_width(flow, img0, img1, prior, trust)
+        return refined, prior, trust, width

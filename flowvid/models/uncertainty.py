@@ -4,7 +4,9 @@ The head reads what tells a vector to believe from one to doubt: the decoder's f
 the frames' disagreement with the flow (frame t warped back by it against frame t-1), the
 texture there (a flat lumen says nothing about motion), whether the match left the frame,
 the speed, and for a model with the Lucas-Kanade steps how far they moved the network's
-flow and how wide a prior the network gave them. Every input is detached: the head learns
+flow, how wide a prior the network gave them, and how wide their posterior is (the frames'
+own word on how well they pin the flow down: hundredths of a px on a clean texture, the
+prior's width on a featureless one). Every input is detached: the head learns
 to judge the flow and cannot change it, so it costs the flow nothing.
 
 It is trained by the negative log-likelihood of the observed EPE under an exponential
@@ -32,7 +34,8 @@ from flowvid.models.lk import sobel
 
 LOG_RANGE = (-6.0, 4.0)  # log px: expected errors from 0.0025 to 55 px/frame
 START = 0.3  # px: the expected error the untrained head states everywhere
-CUES = 4  # residual, texture, out of view, speed; LK models add 2 (moved by the steps, prior)
+CUES = 4  # residual, texture, out of view, speed
+LK_CUES = 3  # with the steps: how far they moved the flow, their prior's and posterior's widths
 WIDTH = 16
 POOL = 4  # the head runs at a quarter of the resolution: 1/16 of the work, 4x the reach
 
@@ -41,7 +44,7 @@ class ErrorHead(nn.Module):
     def __init__(self, feat_dim: int, lk: bool) -> None:
         super().__init__()
         self.lk = lk
-        cues = CUES + (2 if lk else 0)
+        cues = CUES + (LK_CUES if lk else 0)
         self.net = nn.Sequential(
             nn.Conv2d(feat_dim + cues, WIDTH, 3, padding=1),
             nn.GELU(),
@@ -60,12 +63,11 @@ class ErrorHead(nn.Module):
         flow: torch.Tensor,
         img0: torch.Tensor,
         img1: torch.Tensor,
-        start: torch.Tensor | None = None,
-        prior: torch.Tensor | None = None,
+        lk: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """feat (N, D, H, W), the final flow (N, 2, H, W) from img0 (frame t-1) to img1
-        (frame t), both (N, 3, H, W) in [0, 1]; for a model with the steps, the flow before
-        them ``start`` and their prior width ``prior`` (N, 1, H, W) px.
+        (frame t), both (N, 3, H, W) in [0, 1]; for a model with the steps ``lk``: the flow
+        before them, their prior's and their posterior's widths (N, 1, H, W) px.
         -> expected EPE (N, 1, H, W), px/frame."""
         h, w = flow.shape[-2:]
 
@@ -75,13 +77,11 @@ class ErrorHead(nn.Module):
         with torch.autocast(flow.device.type, enabled=False):
             # the cues of the frames and the flow at the head's own resolution (the vectors
             # scaled with it): a sixteenth of the work of full-resolution cues
-            cues = self._cues(
-                pool(flow) / POOL,
-                pool(img0),
-                pool(img1),
-                pool(start) / POOL if start is not None else None,
-                pool(prior),
-            )
+            steps = None
+            if lk is not None:
+                start, prior, width = lk
+                steps = (pool(start) / POOL, pool(prior), pool(width))
+            cues = self._cues(pool(flow) / POOL, pool(img0), pool(img1), steps)
         x = torch.cat([pool(feat), cues], 1)
         log_s = self.net(x).float()
         log_s = F.interpolate(log_s, size=(h, w), mode="bilinear", align_corners=False)
@@ -95,8 +95,7 @@ class ErrorHead(nn.Module):
         flow: torch.Tensor,
         img0: torch.Tensor,
         img1: torch.Tensor,
-        start: torch.Tensor | None,
-        prior: torch.Tensor | None,
+        steps: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
     ) -> torch.Tensor:
         residual = (backward_warp(img1, flow, padding="border") - img0).abs().mean(1, keepdim=True)
         texture = sobel(img0).norm(dim=2).mean(1, keepdim=True)
@@ -109,6 +108,7 @@ class ErrorHead(nn.Module):
             torch.log1p(speed),
         ]
         if self.lk:
-            moved = (flow - start.float()).norm(dim=1, keepdim=True)
-            cues += [torch.log(moved + 1e-3), torch.log(prior.float())]
+            start, prior, width = steps
+            moved = (flow - start).norm(dim=1, keepdim=True)
+            cues += [torch.log(moved + 1e-3), torch.log(prior), torch.log(width + 1e-3)]
         return torch.cat(cues, 1)
