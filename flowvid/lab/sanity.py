@@ -179,10 +179,11 @@ def model_method(model: torch.nn.Module, device: torch.device) -> Method:
     @torch.no_grad()
     def run(frames: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255.0)[None].to(device)
-        aux: dict | None = {} if stated else None
-        out = model(x, aux)
-        if aux is not None:
-            out = torch.cat([out, aux["uncertainty"].to(out.dtype)], 2)
+        if not stated:
+            return model(x)[0].permute(0, 2, 3, 1).float().cpu().numpy()
+        aux: dict = {}
+        out = model(x, aux=aux)
+        out = torch.cat([out, aux["uncertainty"].to(out.dtype)], 2)
         return out[0].permute(0, 2, 3, 1).float().cpu().numpy()
 
     return run
