@@ -12,7 +12,15 @@ import yaml
 from flowvid.checkpoint import DEFAULT_CHECKPOINT
 from flowvid.data.dataset import load_dataset
 from flowvid.errors import InputError
-from flowvid.lab.study import StudyConfig, load_study, run_study, target_datasets, write_report
+from flowvid.lab.study import (
+    StudyConfig,
+    load_study,
+    render_table,
+    run_order,
+    run_study,
+    target_datasets,
+    write_report,
+)
 from flowvid.models import create_model
 from flowvid.models.raft import RaftFlow
 
@@ -104,6 +112,38 @@ def test_raft_streams_like_it_runs_on_the_whole_clip():
         rest, _ = model.step(clip[:, 2:], state)
     assert first.shape[1] == 1 and rest.shape[1] == 3
     torch.testing.assert_close(torch.cat([first, rest], 1), whole, atol=1e-4, rtol=1e-4)
+
+
+def test_arms_with_a_pretraining_chain_of_their_own_run_after_all_others():
+    s = StudyConfig(
+        seeds=[0, 1], train_clips=[10, 40], arms=["default", "raft_small", "imagenet", "scratch"]
+    )
+    order = run_order(s)
+    assert len(order) == len(set(order)) == 16
+    assert order[:3] == [(0, 10, "default"), (0, 10, "imagenet"), (0, 10, "scratch")]
+    assert order[3:6] == [(0, 40, "default"), (0, 40, "imagenet"), (0, 40, "scratch")]
+    assert order[-4:] == [(seed, n, "raft_small") for seed in (0, 1) for n in (10, 40)]
+
+
+def test_the_table_puts_each_arm_beside_the_best_classical_method():
+    run = {"arm": "default", "clips": 10, "epe_outside": 0.5, "acc_1px_vessel": 0.7}
+    result = {
+        "runs": [
+            {**run, "seed": 0, "epe_vessel": 0.9, "steps_to_target": 100},
+            {**run, "seed": 1, "epe_vessel": 1.1, "steps_to_target": None},
+        ],
+        "classical": {
+            "zero": {"epe_vessel": 0.5, "epe_outside": 0.0, "acc_1px_vessel": 0.5},  # no method
+            "dis_medium": {"epe_vessel": 1.25, "epe_outside": 0.8, "acc_1px_vessel": 0.7},
+            "dis_medium_t3": {"epe_vessel": 1.0, "epe_outside": 0.8, "acc_1px_vessel": 0.7},
+        },
+    }
+    rows = render_table(result).splitlines()
+    default = next(r for r in rows if r.startswith("| ImageNet -> motion -> vessels"))
+    assert "| 1.000 (0.900-1.100) | 1.000 (0.900-1.100) |" in default
+    assert "| 100 (1/2 seeds) |" in default
+    assert "| DIS, 3 maps averaged | - | 1.000 | 1.00 |" in rows[-1]
+    assert "| OpenCV DIS | - | 1.250 | 1.25 |" in rows[-2]
 
 
 def test_a_tiny_study_runs_end_to_end_and_resumes(tmp_path):
