@@ -2,6 +2,7 @@
 ``predict --uncertainty`` in every format; the temporally averaged classical baselines."""
 
 import json
+import math
 
 import h5py
 import numpy as np
@@ -87,7 +88,8 @@ def test_the_head_states_an_error_and_cannot_move_the_flow():
 
 def test_a_head_from_before_the_posterior_width_cue_loads_and_states_what_it_did():
     """A checkpoint whose error head reads one cue fewer (no posterior width) loads: the new
-    cue gets zero weights, so the head states what it stated before, whatever the width."""
+    cue gets zero weights, so what the head learnt states what it stated before, whatever
+    the width (the posterior's floor then applies to it as to any head)."""
     from flowvid.checkpoint import load_weights
 
     torch.manual_seed(0)
@@ -108,13 +110,42 @@ def test_a_head_from_before_the_posterior_width_cue_loads_and_states_what_it_did
     narrow, wide = torch.full_like(prior, 0.01), torch.full_like(prior, 3.0)
     head = again.error_head
     with torch.no_grad():
-        first = head(
+        first = head.learned(
             feat[:, : head.net[0].in_channels - 7], flow, img0, img1, (start, prior, narrow)
         )
-        second = head(
+        second = head.learned(
             feat[:, : head.net[0].in_channels - 7], flow, img0, img1, (start, prior, wide)
         )
     torch.testing.assert_close(first, second, rtol=0, atol=0)
+
+
+def test_what_the_frames_leave_open_is_always_stated():
+    """With the steps, the stated error is sqrt(s^2 + pi/2 width^2): an untrained head states
+    0.3 px/frame from its cues; a posterior of width 0 leaves it, a width of 1 px raises it
+    to sqrt(0.09 + pi/2) (the mean norm of a 2-D normal error of unit width is sqrt(pi/2))."""
+    torch.manual_seed(0)
+    head = create_model(**dict(UNC, lk_iters=2, lk_levels=1)).eval().error_head
+    feat = torch.rand(1, head.net[0].in_channels - 7, 16, 16)
+    flow, img0, img1 = torch.rand(1, 2, 16, 16), torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
+    width = torch.zeros(1, 1, 16, 16)
+    width[..., 8:] = 1.0
+    lk = (flow, torch.ones_like(width), width)
+    with torch.no_grad():
+        stated = head(feat, flow, img0, img1, lk)
+        learned = head.learned(feat, flow, img0, img1, lk)
+    torch.testing.assert_close(learned, torch.full_like(learned, 0.3))
+    torch.testing.assert_close(stated[..., :8], learned[..., :8])
+    torch.testing.assert_close(
+        stated[..., 8:], torch.full_like(stated[..., 8:], (0.09 + math.pi / 2) ** 0.5)
+    )
+    # trained through the floor: d stated / d log s = s^2 / stated, where the floor holds
+    # the stated error the head's own scale counts for less; the width (an input) gets none
+    width.requires_grad_()
+    head.zero_grad()
+    head(feat, flow, img0, img1, lk).sum().backward()
+    floored = 0.09 / (0.09 + math.pi / 2) ** 0.5
+    assert head.net[-1].bias.grad.item() == pytest.approx(128 * 0.3 + 128 * floored, rel=1e-4)
+    assert width.grad is None
 
 
 def test_uncertainty_is_for_flow_models_and_the_config_says_so_as_it_loads():

@@ -16,6 +16,13 @@ alike to the head: ``s`` is the expected EPE, in px/frame, and can be compared w
 actual error directly. (SEA-RAFT's mixture of Laplace heads models the flow's components;
 this models the quantity a researcher thresholds.)
 
+What the frames cannot tell is always stated: with the steps, the stated error is at least
+the expected EPE of their posterior: ``sqrt(s_head^2 + (sqrt(pi/2) width)^2)``, where
+sqrt(pi/2) width is the mean norm of a 2-D normal error of that width along each axis. So a
+featureless region, where no method can see the motion, is never called certain because
+the clips the head learnt from held few such regions that moved. The head is trained
+through that floor, so it learns only what the floor leaves.
+
 It runs at a quarter of the resolution, its cues too (the flow's vectors scaled with it):
 a sixteenth of the work, four times the reach; the expected error, in full-resolution
 px/frame, is upsampled.
@@ -69,6 +76,21 @@ class ErrorHead(nn.Module):
         (frame t), both (N, 3, H, W) in [0, 1]; for a model with the steps ``lk``: the flow
         before them, their prior's and their posterior's widths (N, 1, H, W) px.
         -> expected EPE (N, 1, H, W), px/frame."""
+        s = self.learned(feat, flow, img0, img1, lk)
+        if lk is None:
+            return s
+        width = lk[2].detach().float()
+        return torch.sqrt(s.square() + (math.pi / 2) * width.square())
+
+    def learned(
+        self,
+        feat: torch.Tensor,
+        flow: torch.Tensor,
+        img0: torch.Tensor,
+        img1: torch.Tensor,
+        lk: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """What the head states from its cues, before the posterior's floor (N, 1, H, W)."""
         h, w = flow.shape[-2:]
 
         def pool(x: torch.Tensor | None) -> torch.Tensor | None:
