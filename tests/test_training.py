@@ -477,6 +477,8 @@ def test_train_without_a_config_fine_tunes_the_shipped_model(tiny_data, tmp_path
     trained, shipped = read_checkpoint(run / "model.pt"), read_checkpoint(DEFAULT_CHECKPOINT)
     assert trained["state_dict"].keys() == shipped["state_dict"].keys()
     assert trained["config"]["train"]["lr"] == 1e-4
+    # a quarter of the clips generic motion: fine-tuning must not forget motion
+    assert trained["config"]["data"]["motion_mix"] == 0.25
     # and the test split's comparison with the classical methods, in the run folder
     report = json.loads((run / "test_eval" / "report.json").read_text())
     assert {"flowvid", "farneback", "dis_medium_t3"} <= set(report["overall"])
