@@ -24,7 +24,8 @@
 # subset runs those stages), MOTION_MODEL (stage 2's start, default OUT_DIR/1_motion/model.pt).
 # Then `python tools/ship_default_model.py OUT_DIR/4_error/model.pt` makes it the default.
 # (The shipped head ran stage 4 twice: once before its posterior-width cue existed, then again
-# from that head with the cue; with this code the cue is there from stage 2 on.)
+# from that head with the cue; with this code the cue is there from stage 2 on. Its floor,
+# the steps' posterior, was added after it was trained; a head trained now trains through it.)
 set -euo pipefail
 OUT=${1:-runs/default_model}
 shift || true
