@@ -140,7 +140,7 @@ def test_the_table_puts_each_arm_beside_the_best_classical_method():
     }
     rows = render_table(result).splitlines()
     default = next(r for r in rows if r.startswith("| ImageNet -> motion -> vessels"))
-    assert "| 1.000 (0.900-1.100) | 1.000 (0.900-1.100) |" in default
+    assert "| 1.000 (0.900-1.100) | 1.00 (0.90-1.10) |" in default
     assert "| 100 (1/2 seeds) |" in default
     assert "| DIS, 3 maps averaged | - | 1.000 | 1.00 |" in rows[-1]
     assert "| OpenCV DIS | - | 1.250 | 1.25 |" in rows[-2]

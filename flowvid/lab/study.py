@@ -375,9 +375,11 @@ def summarise(result: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _cell(v: tuple[float, float, float]) -> str:
+def _cell(v: tuple[float, float, float], digits: int = 3) -> str:
     mean, lo, hi = v
-    return f"{mean:.3f} ({lo:.3f}-{hi:.3f})" if hi > lo else f"{mean:.3f}"
+    return (
+        f"{mean:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})" if hi > lo else f"{mean:.{digits}f}"
+    )
 
 
 def _steps(steps: list[int | None]) -> str:
@@ -405,7 +407,7 @@ def render_table(result: dict[str, Any]) -> str:
         ratio = tuple(v / best for v in row["epe_vessel"])
         lines.append(
             f"| {ARMS[row['arm']].label} | {row['clips']} | {_cell(row['epe_vessel'])} | "
-            f"{_cell(ratio)} | {_cell(row['epe_outside'])} | {_cell(row['acc_1px_vessel'])} | "
+            f"{_cell(ratio, 2)} | {_cell(row['epe_outside'])} | {_cell(row['acc_1px_vessel'])} | "
             f"{_steps(row['steps_to_target'])} |"
         )
     for m, scores in result["classical"].items():
