@@ -183,18 +183,24 @@ def test_a_tiny_study_runs_end_to_end_and_resumes(tmp_path):
     text = report.read_text()
     assert "| random init | 1 |" in text and "OpenCV DIS" in text
     assert (tmp_path / "val_curves.png").stat().st_size > 0
-    stamp = (tmp_path / "runs" / "scratch" / "clips1" / "seed0" / "model.pt").stat().st_mtime_ns
-    again = run_study(tmp_path, s)  # resumes: nothing is retrained
-    assert (
-        tmp_path / "runs" / "scratch" / "clips1" / "seed0" / "model.pt"
-    ).stat().st_mtime_ns == stamp
+    run_dir = tmp_path / "runs" / "scratch" / "clips1" / "seed0"
+    written = [
+        run_dir / "model.pt",
+        run_dir / "eval" / "report.json",
+        tmp_path / "eval_classical" / "report.json",
+        tmp_path / "eval_classical_val" / "report.json",
+    ]
+    stamps = [p.stat().st_mtime_ns for p in written]
+    again = run_study(tmp_path, s)  # resumes: nothing is retrained or scored again
+    assert [p.stat().st_mtime_ns for p in written] == stamps
     assert json.loads((tmp_path / "results.json").read_text())["runs"] == json.loads(
         json.dumps(again["runs"])
     )
-    # a run stopped before its model was exported goes on from its last checkpoint
-    run_dir = tmp_path / "runs" / "scratch" / "clips1" / "seed0"
+    # a run stopped before its model was exported goes on from its last checkpoint, and
+    # its new model is scored anew
     (run_dir / "model.pt").unlink()
     run_study(tmp_path, s)
+    assert (run_dir / "eval" / "report.json").stat().st_mtime_ns > stamps[1]
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert cfg["train"]["resume"] == "last" and (run_dir / "model.pt").is_file()
     validations = [

@@ -24,7 +24,8 @@ A study file holds the GPU sizes, a ``cpu:`` section (2 CPU cores, a few hours, 
 and a ``small:`` one (CPU, about an hour, a smoke test of the arms).
 
 Everything lands under one folder and a finished step is never redone (corpora with a
-``dataset.yaml``, runs with a ``model.pt``), so an interrupted study resumes.
+``dataset.yaml``, runs with a ``model.pt``, evaluations with a ``report.json`` newer than
+the model they score), so an interrupted study resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -300,6 +301,20 @@ def _target_run(out: Path, s: StudyConfig, name: str, n: int, root: Path, seed: 
     )
 
 
+def _evaluated(
+    root: Path, split: str, model_path: Path | None, out_dir: Path, progress: bool
+) -> dict[str, Any]:
+    """``eval`` of the model at ``model_path`` (None: the classical baselines) on ``split``
+    of ``root``, or its report from an earlier start of the study when that is newer than the
+    model and the clips (a corpus is written once)."""
+    report = out_dir / "report.json"
+    sources = [root / "dataset.yaml"] + ([] if model_path is None else [model_path])
+    if report.is_file() and all(report.stat().st_mtime_ns > p.stat().st_mtime_ns for p in sources):
+        return json.loads(report.read_text())
+    model = None if model_path is None else load_model(model_path)[0]
+    return evaluate(root, split, model, baselines=model is None, out_dir=out_dir, progress=progress)
+
+
 def run_order(s: StudyConfig) -> list[tuple[int, int, str]]:
     """(seed, training clips, arm) in the order they run: seeds outermost, then sizes, then
     arms, and the arms whose start needs a pretraining chain of their own (hours on a CPU)
@@ -316,12 +331,8 @@ def run_study(out: str | Path, s: StudyConfig, progress: bool = False) -> dict[s
     out = Path(out)
     datasets = target_datasets(out, s)
     first = datasets[min(s.train_clips)]
-    classical = evaluate(
-        first, "test", None, baselines=True, out_dir=out / "eval_classical", progress=progress
-    )["overall"]
-    val_classical = evaluate(
-        first, "val", None, baselines=True, out_dir=out / "eval_classical_val", progress=progress
-    )["overall"]
+    classical = _evaluated(first, "test", None, out / "eval_classical", progress)["overall"]
+    val_classical = _evaluated(first, "val", None, out / "eval_classical_val", progress)["overall"]
     target_epe = s.target_epe or min(
         val_classical[m]["epe_vessel"] for m in BASELINES if m != "zero"
     )
@@ -334,9 +345,8 @@ def run_study(out: str | Path, s: StudyConfig, progress: bool = False) -> dict[s
     for seed, n, name in run_order(s):
         root = datasets[n]
         model_path = _target_run(out, s, name, n, root, seed)
-        model, _ = load_model(model_path)
         run_dir = model_path.parent
-        report = evaluate(root, "test", model, out_dir=run_dir / "eval", progress=progress)
+        report = _evaluated(root, "test", model_path, run_dir / "eval", progress)
         scores = report["overall"]["flowvid"]
         curve = _val_curve(run_dir)
         reached = next((p[0] for p in curve if p[1] <= target_epe), None)
