@@ -127,6 +127,44 @@ def test_flow_map_i_reads_frames_up_to_i_plus_1():
     assert change[5] > 1e-3 * a.abs().max()
 
 
+def test_temporal_mean_averages_each_map_with_the_ones_before_it_in_any_chunking():
+    """model.temporal_mean=3: map i is the mean of the plain model's maps i-2..i (fewer at
+    the start) relative to each map's median vector, which it keeps (the camera's motion);
+    its expected error the plain mean; streamed in chunks, the same numbers."""
+    torch.manual_seed(0)
+    kw = dict(SMALL, encoder="resnet18", lk_iters=1, uncertainty=True)
+    plain = create_model(**kw).eval()
+    _open(plain)
+    mean3 = create_model(**kw, temporal_mean=3).eval()
+    mean3.load_state_dict(plain.state_dict())
+    clip = torch.rand(1, 7, 3, 32, 48)
+    with torch.no_grad():
+        aux_plain, aux3 = {}, {}
+        flow, ours = plain(clip, aux_plain), mean3(clip, aux3)
+        state, parts, errors = mean3.init_state(), [], []
+        for chunk in (clip[:, :2], clip[:, 2:3], clip[:, 3:]):
+            aux = {}
+            out, state = mean3.step(chunk, state, aux)
+            parts.append(out)
+            errors.append(aux["uncertainty"])
+    camera = flow.flatten(-2).median(-1).values[..., None, None]
+    for got, maps, moving in (
+        (ours, flow, camera),
+        (aux3["uncertainty"], aux_plain["uncertainty"], 0.0),
+    ):
+        scene = maps - moving
+        want = torch.stack([scene[:, max(0, i - 2) : i + 1].mean(1) for i in range(6)], 1)
+        torch.testing.assert_close(got, want + moving)
+    torch.testing.assert_close(ours[:, 0], flow[:, 0])  # the first map has no maps before it
+    assert (camera[:, 1:] - camera[:, :-1]).abs().max() > 1e-3  # the medians do differ
+    assert (ours - flow).abs().max() > 1e-3  # the mean did change the maps
+    torch.testing.assert_close(torch.cat(parts, 1), ours, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(torch.cat(errors, 1), aux3["uncertainty"], atol=1e-5, rtol=1e-4)
+    assert state.recent["flow"].shape[1] == 2  # memory: two maps, whatever the video's length
+    with pytest.raises(InputError, match="temporal_mean"):
+        create_model(encoder="resnet18", task="frames", temporal_mean=2, pretrained="none")
+
+
 def test_local_correlation_finds_the_shift():
     f1 = F.normalize(torch.randn(1, 8, 12, 12), dim=1)
     f2 = torch.roll(f1, shifts=(1, 2), dims=(2, 3))  # content moves dx=+2, dy=+1
@@ -235,3 +273,16 @@ def test_a_checkpoint_from_before_the_lucas_kanade_stage_loads_under_todays_name
     torch.save(dict(ckpt, state_dict=old), tmp_path / "old.pt")
     loaded, _ = load_model(tmp_path / "old.pt")
     torch.testing.assert_close(loaded.refine.trust.weight, model.refine.trust.weight)
+
+
+def test_temporal_mean_follows_a_camera_whose_speed_changes():
+    """Maps of a uniform motion that changes each frame (a camera drifting) pass the mean
+    unchanged; a still scene's noise is averaged down."""
+    model = create_model(encoder="resnet18", temporal_mean=3, **SMALL)
+    speeds = torch.tensor([0.0, 1.0, 3.0, -2.0, 0.5])
+    drift = speeds.view(1, 5, 1, 1, 1).expand(1, 5, 2, 8, 8)
+    out, _, _ = model.time_mean(drift, None, None)
+    torch.testing.assert_close(out, drift)
+    noise = torch.randn(1, 5, 2, 8, 8, generator=torch.Generator().manual_seed(0))
+    out, _, _ = model.time_mean(drift + noise, None, None)
+    assert (out - drift)[:, 2:].std() < 0.75 * noise[:, 2:].std()

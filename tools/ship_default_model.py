@@ -1,16 +1,21 @@
 """Make a trained run the default model that `flowvid predict` uses without --checkpoint.
 
-    python tools/ship_default_model.py runs/default_model/2_vessels/model.pt [--note "..."]
+    python tools/ship_default_model.py runs/default_model/2_vessels/model.pt [--note "..."] \
+        [--set model.temporal_mean=3]
 
 Writes the default checkpoint (``flowvid.checkpoint.DEFAULT_CHECKPOINT``, or ``--out``):
 float16 weights plus the arguments that rebuild the model and the run's config (about 7 MB).
-Describe it in its model card under data_cards/.
+``--set model.KEY=VALUE`` changes a model argument that has no weights of its own (the mean
+over maps, say); the weights must still load into the model it builds. Describe the file in
+its model card under data_cards/.
 """
 
 import argparse
 from pathlib import Path
 
 from flowvid.checkpoint import DEFAULT_CHECKPOINT, load_model, save_checkpoint
+from flowvid.config import parse_override
+from flowvid.models import create_model
 
 
 def main() -> None:
@@ -18,13 +23,25 @@ def main() -> None:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--note", default="", help="how it was trained, stored in the file")
     p.add_argument("--out", type=Path, default=DEFAULT_CHECKPOINT)
+    p.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE")
     args = p.parse_args()
     model, ckpt = load_model(args.checkpoint)
+    kwargs, config = dict(ckpt["model_kwargs"]), dict(ckpt["config"])
+    for text in args.set:
+        change = parse_override(text).get("model")
+        if not change:
+            p.error(f"--set takes model.KEY=VALUE, not {text!r}")
+        kwargs.update(change)
+        config["model"] = {**config.get("model", {}), **change}
+    if args.set:
+        rebuilt = create_model(**dict(kwargs, pretrained="none", weights=None))
+        rebuilt.load_state_dict(model.state_dict())  # strict: the same weights, all of them
+        model = rebuilt
     save_checkpoint(
         args.out,
         model,
-        ckpt["model_kwargs"],
-        ckpt["config"],
+        kwargs,
+        config,
         half=True,
         extra={"note": args.note, "source": args.checkpoint.name},
     )

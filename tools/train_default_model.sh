@@ -22,7 +22,8 @@
 # look, default data/synth_looks), WORKERS (processes for the corpus, default: all cores),
 # MOTION_STEPS / VESSEL_STEPS (override the profile's steps), STAGES (default "1 2 3 4"; any
 # subset runs those stages), MOTION_MODEL (stage 2's start, default OUT_DIR/1_motion/model.pt).
-# Then `python tools/ship_default_model.py OUT_DIR/4_error/model.pt` makes it the default.
+# Then `python tools/ship_default_model.py OUT_DIR/4_error/model.pt --set model.temporal_mean=3`
+# makes it the default (each map the mean of the last 3, relative to the camera's motion).
 # (The shipped head ran stage 4 twice: once before its posterior-width cue existed, then again
 # from that head with the cue; with this code the cue is there from stage 2 on. Its floor,
 # the steps' posterior, was added after it was trained; a head trained now trains through it.)

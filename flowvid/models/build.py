@@ -17,6 +17,7 @@ from flowvid.models.heads import HEADS
 from flowvid.models.model import FlowVid
 from flowvid.models.refine import LKStage
 from flowvid.models.temporal import CORES
+from flowvid.models.timemean import TimeMean
 from flowvid.models.uncertainty import ErrorHead
 
 
@@ -42,6 +43,7 @@ def create_model(
     lk_trust: bool = False,  # learn a per-pixel trust in the frames' evidence
     lk_floor: float = 0.0,  # px: the least width of the prior, after confidence and trust
     uncertainty: bool = False,  # flow: also each vector's expected end-point error, px/frame
+    temporal_mean: int = 1,  # flow: each map averaged with the maps before it, this many in all
 ) -> nn.Module:
     """Build a model by name; a bad argument raises an error that names it and the valid
     values. ``arch`` other than ``flowvid`` builds torchvision's RAFT instead (random init, a
@@ -77,7 +79,11 @@ def create_model(
         decoder_widths=tuple(decoder_widths),
         refine=refine,
         error_head=ErrorHead(head_dim, lk=refine is not None) if uncertainty else None,
+        time_mean=TimeMean(temporal_mean) if temporal_mean > 1 else None,
     )
+
+
+MAX_MEAN = 16  # model.temporal_mean: maps at most
 
 
 def check_model_args(**args: object) -> None:
@@ -117,6 +123,12 @@ def check_model_args(**args: object) -> None:
         )
     if a["uncertainty"] and not flowvid_flow:
         raise InputError("model.uncertainty is for flowvid flow models (model.task=flow)")
+    if not isinstance(a["temporal_mean"], int) or not 1 <= a["temporal_mean"] <= MAX_MEAN:
+        raise InputError(
+            f"model.temporal_mean must be 1..{MAX_MEAN} maps, not {a['temporal_mean']}"
+        )
+    if a["temporal_mean"] > 1 and not flowvid_flow:
+        raise InputError("model.temporal_mean is for flowvid flow models (model.task=flow)")
 
 
 _PARAMS = inspect.signature(create_model).parameters

@@ -6,11 +6,7 @@ candidate displacements at strides 4 and 8); the recurrent core, which has seen 
 so far, corrects it at stride 4, and the decoder adds full-resolution detail. Stages after
 the network (built by :func:`~flowvid.models.build.create_model`): the Lucas-Kanade stage
 (:mod:`~flowvid.models.refine`), where the frames have the last word, and the expected-error
-head (:mod:`~flowvid.models.uncertainty`).
-
-Streaming: ``state = model.init_state()``, then ``out, state = model.step(chunk, state)``
-chunk after chunk of a video of any length, in constant memory; ``forward(clip)`` is one
-``step`` from a fresh state and gives the same numbers.
+head (:mod:`~flowvid.models.uncertainty`); last, the mean over time (:mod:`~.timemean`).
 """
 
 from __future__ import annotations
@@ -29,6 +25,7 @@ from flowvid.models.heads import HEADS
 from flowvid.models.matching import SoftMatch, contrast
 from flowvid.models.refine import LKStage
 from flowvid.models.temporal import CORES, local_correlation
+from flowvid.models.timemean import TimeMean
 from flowvid.models.uncertainty import ErrorHead
 
 
@@ -39,6 +36,7 @@ class StreamState:
     core: tuple[torch.Tensor, ...] | None = None  # recurrent state at stride 4
     prev: Features | None = None  # the last frame's features, (B, ...)
     size: tuple[int, int] | None = None  # (H, W) of the video
+    recent: dict[str, torch.Tensor] | None = None  # the mean over time's last maps
 
 
 class FlowVid(nn.Module):
@@ -55,10 +53,11 @@ class FlowVid(nn.Module):
         decoder_widths: tuple[int, int, int],
         refine: LKStage | None,
         error_head: ErrorHead | None,
+        time_mean: TimeMean | None,
     ) -> None:
         """Built by :func:`~flowvid.models.build.create_model`, whose keyword arguments (a
-        checkpoint's ``model_kwargs``) hold every default once. ``refine`` and ``error_head``:
-        the stages after the network (flow models only), or None."""
+        checkpoint's ``model_kwargs``) hold every default once. ``refine``, ``error_head``,
+        ``time_mean``: the stages after the network (flow models only), or None."""
         super().__init__()
         self.encoder = encoder
         self.pyramid = FeaturePyramid(encoder.channels, encoder.reductions, context)
@@ -80,7 +79,7 @@ class FlowVid(nn.Module):
         self.coarse = nn.Conv2d(hidden, self.head.out_channels, 3, padding=1)
         nn.init.normal_(self.coarse.weight, std=self.head.init_std)
         nn.init.zeros_(self.coarse.bias)
-        self.refine, self.error_head = refine, error_head
+        self.refine, self.error_head, self.time_mean = refine, error_head, time_mean
         self.multiple = max(encoder.reductions)
 
     @property
@@ -111,14 +110,12 @@ class FlowVid(nn.Module):
         ``aux``, a dict when given, receives what the stages after the network saw, each
         (B, N_out, C, H, W): with the Lucas-Kanade stage ``lk_start`` (the network's flow),
         ``lk_prior`` (how far off it may be, px), ``lk_trust`` (the weight of the frames'
-        evidence, with a trust head) and ``lk_width`` (what the frames leave open of the
-        refined flow, px); with the error head ``uncertainty``, each vector's
-        expected end-point error, px/frame (:mod:`flowvid.models.uncertainty`).
+        evidence, with a trust head) and ``lk_width`` (what the frames leave open, px); with
+        the error head ``uncertainty``, each output vector's expected end-point error, px/frame.
         """
         b, _, _, h, w = frames.shape
         hiddens, feats, before, match, new_state = self._advance(frames, state)
-        # a flow map is on its first frame's grid and needs a predecessor (none for frame 0 of
-        # a stream); a predicted frame is anchored on the frame it follows
+        # a flow map needs frame t-1 (none for a stream's frame 0); a frame, the one it follows
         skip = 1 if state.prev is None and self.head.on_previous else 0
         if hiddens.shape[1] == skip:
             return frames.new_zeros(b, 0, self.head.out_channels, h, w), new_state
@@ -126,9 +123,14 @@ class FlowVid(nn.Module):
         out, extra = self._decode(
             hiddens[:, skip:], match[:, skip:], feats.rgb[:, skip:], anchor, aux is not None
         )
+        out, extra = out[..., :h, :w], {k: v[..., :h, :w] for k, v in extra.items()}
+        if self.time_mean is not None:
+            error = extra.pop("uncertainty", None)
+            out, error, new_state.recent = self.time_mean(out, error, state.recent)
+            extra |= {} if error is None else {"uncertainty": error}
         if aux is not None:
-            aux.update({k: v[..., :h, :w] for k, v in extra.items()})
-        return out[..., :h, :w], new_state
+            aux.update(extra)
+        return out, new_state
 
     def embed(self, frames: torch.Tensor, state: StreamState) -> tuple[torch.Tensor, StreamState]:
         """The learned per-frame representation: the core's hidden state after each frame.
@@ -181,8 +183,7 @@ class FlowVid(nn.Module):
         corr4 = local_correlation(prev.n4, cur.n4, self.corr_radius)
         corr8 = local_correlation(prev.n8, cur.n8, self.coarse_corr_radius)
         corr8 = F.interpolate(corr8, size=corr4.shape[-2:], mode="bilinear", align_corners=False)
-        costs = torch.cat([corr4, corr8], 1)
-        match = self.match(costs)
+        match = self.match(torch.cat([corr4, corr8], 1))
         evidence = torch.cat([contrast(corr4), contrast(corr8), match / 4.0], 1)
         x = self.motion(torch.cat([prev.g4, cur.g4 - prev.g4, self.cost_encoder(evidence)], 1))
         return x, match
