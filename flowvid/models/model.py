@@ -7,6 +7,10 @@ so far, corrects it at stride 4, and the decoder adds full-resolution detail. St
 the network (built by :func:`~flowvid.models.build.create_model`): the Lucas-Kanade stage
 (:mod:`~flowvid.models.refine`), where the frames have the last word, and the expected-error
 head (:mod:`~flowvid.models.uncertainty`); last, the mean over time (:mod:`~.timemean`).
+
+Streaming: ``state = model.init_state()``, then ``out, state = model.step(chunk, state)``
+chunk after chunk of a video of any length, in constant memory; ``forward(clip)`` is one
+``step`` from a fresh state and gives the same numbers.
 """
 
 from __future__ import annotations
@@ -125,9 +129,7 @@ class FlowVid(nn.Module):
         )
         out, extra = out[..., :h, :w], {k: v[..., :h, :w] for k, v in extra.items()}
         if self.time_mean is not None:
-            error = extra.pop("uncertainty", None)
-            out, error, new_state.recent = self.time_mean(out, error, state.recent)
-            extra |= {} if error is None else {"uncertainty": error}
+            out, extra, new_state.recent = self.time_mean(out, extra, state.recent)
         if aux is not None:
             aux.update(extra)
         return out, new_state
@@ -216,11 +218,9 @@ class FlowVid(nn.Module):
         if self.error_head is not None and aux:
             lk = None if start is None else (start, prior, width)
             extra["uncertainty"] = self.error_head(feat, out, rgb, next_rgb, lk)
-
-        def unflat(v: torch.Tensor) -> torch.Tensor:
-            return rearrange(v, "(b m) ... -> b m ...", b=b)
-
-        return unflat(out), {k: unflat(v) for k, v in extra.items() if v is not None}
+        outs = {"flow": out} | {k: v for k, v in extra.items() if v is not None}
+        outs = {k: rearrange(v, "(b m) ... -> b m ...", b=b) for k, v in outs.items()}
+        return outs.pop("flow"), outs
 
     def rollout(
         self, state: StreamState, prediction: torch.Tensor, steps: int

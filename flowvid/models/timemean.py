@@ -26,20 +26,23 @@ class TimeMean(nn.Module):
         self.maps = maps
 
     def forward(
-        self, flow: torch.Tensor, error: torch.Tensor | None, recent: dict | None
-    ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
-        """A chunk's maps (B, M, 2, H, W) and their expected errors (B, M, 1, H, W) or None
-        -> each the mean of it and the maps before it (those of earlier chunks from
-        ``recent``, what the last call returned; None at a video's start), and the new
-        ``recent``."""
+        self, flow: torch.Tensor, aux: dict[str, torch.Tensor], recent: dict | None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """A chunk's maps (B, M, 2, H, W), with what the stages before saw (``aux``; its
+        ``uncertainty``, (B, M, 1, H, W), where the error head ran) -> each map the mean of
+        it and the maps before it (those of earlier chunks from ``recent``, what the last
+        call returned; None at a video's start), ``aux`` with the expected errors averaged
+        likewise, and the new ``recent``."""
         # (B, M, 2, 1, 1); contiguous: torch's median reads a broadcast (stride-0) view as nan
         camera = flow.flatten(-2).contiguous().median(-1).values[..., None, None]
         recent = recent or {}
         scene, keep = self._trailing(flow - camera, recent.get("flow"))
-        out, keep = scene + camera, {"flow": keep}
-        if error is not None:
-            error, keep["error"] = self._trailing(error, recent.get("error"))
-        return out, error, keep
+        out, keep, aux = scene + camera, {"flow": keep}, dict(aux)
+        if "uncertainty" in aux:
+            aux["uncertainty"], keep["error"] = self._trailing(
+                aux["uncertainty"], recent.get("error")
+            )
+        return out, aux, keep
 
     def _trailing(
         self, maps: torch.Tensor, before: torch.Tensor | None
