@@ -141,7 +141,9 @@ def test_shipping_a_model_can_set_its_mean_over_maps_and_keeps_its_weights(tmp_p
         if value.is_floating_point():
             assert torch.equal(shipped["state_dict"][name], value.half()), name
     assert load_model(tmp_path / "shipped.pt")[0].time_mean.maps == 3
-    bad = [sys.executable, *tool, str(tmp_path / "bad.pt"), "--set", "train.lr=1"]
-    result = subprocess.run(bad, capture_output=True, text=True)
-    assert result.returncode == 2 and "model.KEY=VALUE" in result.stderr
-    assert not (tmp_path / "bad.pt").exists()
+    for change, message in (("train.lr=1", "model.KEY=VALUE"), ("model.temporal_mean=0", "1..")):
+        bad = [sys.executable, *tool, str(tmp_path / "bad.pt"), "--set", change]
+        result = subprocess.run(bad, capture_output=True, text=True)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+        assert not (tmp_path / "bad.pt").exists()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from flowvid.checkpoint import DEFAULT_CHECKPOINT, load_model, save_checkpoint
 from flowvid.config import parse_override
+from flowvid.errors import InputError
 from flowvid.models import create_model
 
 
@@ -27,16 +28,19 @@ def main() -> None:
     args = p.parse_args()
     model, ckpt = load_model(args.checkpoint)
     kwargs, config = dict(ckpt["model_kwargs"]), dict(ckpt["config"])
-    for text in args.set:
-        change = parse_override(text).get("model")
-        if not change:
-            p.error(f"--set takes model.KEY=VALUE, not {text!r}")
-        kwargs.update(change)
-        config["model"] = {**config.get("model", {}), **change}
-    if args.set:
-        rebuilt = create_model(**dict(kwargs, pretrained="none", weights=None))
-        rebuilt.load_state_dict(model.state_dict())  # strict: the same weights, all of them
-        model = rebuilt
+    try:
+        for text in args.set:
+            change = parse_override(text).get("model")
+            if not change:
+                p.error(f"--set takes model.KEY=VALUE, not {text!r}")
+            kwargs.update(change)
+            config["model"] = {**config.get("model", {}), **change}
+        if args.set:
+            rebuilt = create_model(**dict(kwargs, pretrained="none", weights=None))
+            rebuilt.load_state_dict(model.state_dict())  # strict: the same weights, all of them
+            model = rebuilt
+    except InputError as err:  # a bad value: say so, write nothing
+        p.error(str(err))
     save_checkpoint(
         args.out,
         model,
