@@ -11,7 +11,7 @@ import torch
 from flowvid.errors import InputError
 from flowvid.lab.sanity import _shifted, noise_canvas
 from flowvid.models import create_model
-from flowvid.models.lk import DenseLK, pixel_noise, sobel, still_noise
+from flowvid.models.lk import DenseLK, gaussian_blur, gaussian_taps, pixel_noise, sobel, still_noise
 from tests.helpers import TINY
 
 SIZE = 80
@@ -48,6 +48,27 @@ def test_sobel_is_kornias_spatial_gradient():
     g = sobel(ramp)[0, 0]
     assert torch.all(g[0, :, 1:-1] == 1.0) and torch.all(g[0, :, [0, -1]] == 0.5)
     assert torch.all(g[1] == 0.0)
+
+
+@pytest.mark.parametrize("sigma", [1.0, 2.0, 3.0])
+def test_gaussian_blur_is_kornias(sigma):
+    """The steps' window gives kornia's ``gaussian_blur2d`` numbers with edges replicated, on
+    a channels-last input (the model's layout, kept) and a window wider than the image; a
+    constant image stays constant, edges included."""
+    from kornia.filters import gaussian_blur2d
+
+    torch.manual_seed(0)
+    image = torch.rand(2, 16, 11, 29)
+    image[..., 0, :] = 5.0  # the border matters
+    size = 2 * max(1, round(3 * sigma)) + 1
+    expected = gaussian_blur2d(image, size, (sigma, sigma), border_type="replicate")
+    ours = gaussian_blur(
+        image.contiguous(memory_format=torch.channels_last), gaussian_taps(size, sigma)
+    )
+    torch.testing.assert_close(ours, expected, atol=1e-6, rtol=1e-6)
+    assert ours.is_contiguous(memory_format=torch.channels_last)
+    flat = gaussian_blur(torch.full((1, 2, 5, 6), 0.7), gaussian_taps(size, sigma))
+    torch.testing.assert_close(flat, torch.full_like(flat, 0.7))
 
 
 @pytest.mark.parametrize("d", [(0.3, 0.2), (-0.7, 0.45), (2.0, -1.0)])
