@@ -44,11 +44,13 @@ def parse_lk(text: str) -> dict[str, float | int]:
 def build(path: str, lk: dict[str, float | int]):
     ckpt = read_checkpoint(path)
     kwargs = {**ckpt["model_kwargs"], "pretrained": "none", "weights": None, **lk}
+    if not kwargs.get("lk_iters"):  # no steps: no trust in their evidence, and no expected
+        kwargs.update(lk_trust=False, uncertainty=False)  # error (the steps are among its cues)
     model = create_model(**kwargs)
     state = ckpt["state_dict"]
-    heads = ("lk_confidence.", "lk_trust.")
-    if model.lk is None:  # switched off: the confidence and the trust have nothing to weigh
-        state = {k: v for k, v in state.items() if not k.startswith(heads)}
+    heads = ("refine.",)
+    if model.refine is None:  # switched off: the confidence and the trust have nothing to weigh
+        state = {k: v for k, v in state.items() if not k.startswith((*heads, "error_head."))}
     load_weights(model, state, path, new_modules=heads)
     return model.eval()
 
