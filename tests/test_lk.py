@@ -497,3 +497,31 @@ def test_the_posterior_width_is_the_priors_where_nothing_is_seen_and_the_noises_
     assert widths[0] < widths[1] < 0.5, widths
     evidence = [1 / w**2 - 1 / 0.5**2 for w in widths]
     assert evidence[0] / evidence[1] == pytest.approx(4.0, rel=0.15), widths
+
+
+def test_the_ablation_tool_builds_a_model_with_the_steps_changed_or_off(tmp_path):
+    """tools/lk_ablation.py on a checkpoint with the steps, their heads and the expected
+    error: a changed setting keeps every weight; the steps off drop their heads and the
+    expected error (the steps are among its cues), and the model still runs."""
+    import importlib.util
+    from pathlib import Path
+
+    from flowvid.checkpoint import save_checkpoint
+
+    spec = importlib.util.spec_from_file_location(
+        "lk_ablation", Path(__file__).parents[1] / "tools" / "lk_ablation.py"
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    kwargs = {**TINY, "lk_iters": 2, "lk_prior": 1.0, "lk_trust": True, "uncertainty": True}
+    torch.manual_seed(0)
+    source = create_model(**kwargs)
+    path = save_checkpoint(tmp_path / "m.pt", source, kwargs, {})
+    floored = tool.build(str(path), tool.parse_lk("floor=0.5,iters=3"))
+    assert floored.refine.lk.floor == 0.5 and floored.refine.lk.iters == 3
+    for key, value in source.state_dict().items():
+        torch.testing.assert_close(floored.state_dict()[key], value)
+    off = tool.build(str(path), tool.parse_lk("iters=0"))
+    assert off.refine is None and off.error_head is None
+    with torch.no_grad():
+        assert off(torch.rand(1, 3, 3, 64, 64)).shape == (1, 2, 2, 64, 64)
