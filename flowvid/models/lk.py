@@ -157,7 +157,7 @@ class DenseLK(nn.Module):
     @staticmethod
     def _presmooth(x: torch.Tensor) -> torch.Tensor:
         """Pixel noise out of the gradients; 1 px keeps the texture that matters."""
-        return gaussian_blur(x, gaussian_taps(5, PRESMOOTH, x))
+        return gaussian_blur(x, PRESMOOTH_TAPS.to(x))
 
     def _blur(self, x: torch.Tensor) -> torch.Tensor:
         return gaussian_blur(x, self.window.to(x))
@@ -296,23 +296,25 @@ class Moments(NamedTuple):
     weight: torch.Tensor
 
 
-def gaussian_taps(size: int, sigma: float, like: torch.Tensor | None = None) -> torch.Tensor:
+def gaussian_taps(size: int, sigma: float) -> torch.Tensor:
     """The normalised 1-D Gaussian of ``size`` (odd) taps, centred, as kornia's
-    ``get_gaussian_kernel1d``; on ``like``'s device and dtype (default: fp32 on the CPU)."""
+    ``get_gaussian_kernel1d``, fp32."""
     x = torch.arange(size, dtype=torch.float64) - size // 2
     taps = torch.exp(-(x**2) / (2.0 * sigma**2))
-    taps = (taps / taps.sum()).float()
-    return taps if like is None else taps.to(like)
+    return (taps / taps.sum()).float()
 
 
 def gaussian_blur(image: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
     """kornia's ``gaussian_blur2d`` with edges replicated, (N, C, H, W) by the separable 1-D
     kernel ``taps``: two depthwise passes, which keep a channels-last input's layout (the
-    steps' windows are most of their time; 20 % faster end to end than kornia's)."""
+    model runs about 20 % faster on 2 CPU cores than with kornia's)."""
     c, r = image.shape[1], taps.numel() // 2
     row = taps.view(1, 1, 1, -1).expand(c, 1, 1, -1)
     padded = F.pad(image, (r, r, r, r), mode="replicate")
     return F.conv2d(F.conv2d(padded, row, groups=c), row.transpose(-1, -2), groups=c)
+
+
+PRESMOOTH_TAPS = gaussian_taps(5, PRESMOOTH)
 
 
 def sobel(image: torch.Tensor) -> torch.Tensor:
