@@ -286,3 +286,46 @@ def test_batch_refuses_two_videos_with_one_output_name(tmp_path, checkpoint, cap
     assert main([*argv, "--checkpoint", str(checkpoint)]) == 2
     assert "two videos would write clip" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_sigterm_to_the_whole_process_group_stops_training_cleanly(tmp_path, tiny_data):
+    """A cluster's time limit (Slurm's, ``kill -- -PGID``) sends SIGTERM to every process of
+    the job, the data loader's workers included: the run still stops at a batch boundary,
+    saves, and says how to go on (exit 143), instead of crashing on a killed worker."""
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    argv = _cfg(tiny_data, run, "--set", "train.max_steps=100000", "--set", "data.workers=1")
+    argv[argv.index("train.checkpoint_minutes=null")] = "train.checkpoint_minutes=0.0001"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowvid", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not (run / "checkpoints" / "last.ckpt").is_file():  # training is under way
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.5)
+        time.sleep(2.0)
+        os.killpg(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143, err[-2000:]
+    assert "terminated (SIGTERM); stopped at step" in err and "--resume" in err
+    assert "Traceback" not in err and "killed by signal" not in err
+    assert _step(run) > 0 and _leftovers(run / "checkpoints") == []
+    deadline = time.monotonic() + 30  # and no worker outlives the run
+    while True:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "a data loader worker outlived the run"
+        time.sleep(0.5)

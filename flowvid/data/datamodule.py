@@ -3,6 +3,7 @@ validation clips; or a generator (motion, vessels) -> clips rendered on the fly.
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,16 @@ def make_loader(data: TorchDataset, batch_size: int, workers: int, train: bool) 
         pin_memory=torch.cuda.is_available(),
         persistent_workers=workers > 0,
         drop_last=train,
+        worker_init_fn=_leave_sigterm_to_the_main_process,
     )
+
+
+def _leave_sigterm_to_the_main_process(worker_id: int) -> None:
+    """A stop sent to the whole process group (a cluster's time limit, ``kill -- -PGID``)
+    reaches the workers too; a worker it killed would crash the run before the main process
+    stops at its batch boundary and saves. The main process shuts the workers down itself
+    (and a worker whose main process is gone exits on its own)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class RenderedDataModule(L.LightningDataModule):
