@@ -191,6 +191,57 @@ def test_config_refuses_bad_lk_settings():
     for bad in ("model.lk_floor=-0.1", "model.lk_floor=0.5"):  # lk_prior is 0.25
         with pytest.raises(InputError, match="lk_floor"):
             load_config(None, [bad])
+    for bad in (
+        ["model.lk_release=-1"],
+        ["model.lk_floor=0.2", "model.lk_release=0.2"],
+        ["model.lk_levels=1", "model.lk_release=0.5"],
+    ):
+        with pytest.raises(InputError, match="lk_release"):
+            load_config(None, bad)
+
+
+def test_a_second_opinion_finds_motion_a_sure_network_missed():
+    """A network 3.4 px off on a faint texture (a fifth of the contrast, noise 0.002), sure
+    of its flow (a prior 0.1 px wide): the steps cannot move that far against it, and the
+    flow stays over a pixel off. The coarse levels' second opinion, their prior never
+    narrower than ``release``, find the motion, explain the frames far better, and win; the
+    full-resolution steps from there end within 0.08 px, their posterior width with them."""
+    d = (3.0, -1.5)
+    noise = torch.Generator().manual_seed(0)
+    f0, f1 = (
+        0.5 + 0.2 * (f - 0.5) + 0.002 * torch.randn(f.shape, generator=noise)
+        for f in pair(d, size=96)
+    )
+    start = uniform((0.5, 0.0), 96)  # the network's flow, 3.4 px off
+    sure = torch.full((1, 1, 96, 96), 0.1)
+    held = DenseLK(6, sigma=3.0, levels=3, prior=1.0, floor=0.1)
+    second = DenseLK(6, sigma=3.0, levels=3, prior=1.0, floor=0.1, release=1.5)
+    locked, locked_width = held.refine_with_width(start, f0, f1, sure)
+    freed, width = second.refine_with_width(start, f0, f1, sure)
+    assert error(locked, d, 12) > 1.0
+    assert error(freed, d, 12) < 0.08
+    energy = [
+        second.residual_energy(f, f0, f1)[..., 12:-12, 12:-12].mean() for f in (locked, freed)
+    ]
+    # what is left is the frames' noise (2 frames x 3 channels x 0.002^2), a third of before
+    assert float(energy[1]) < 1.2 * 6 * 0.002**2 < 0.4 * float(energy[0])
+    assert not torch.equal(width, locked_width)
+
+
+def test_a_second_opinion_leaves_a_right_flow_alone():
+    """Where the first opinion already explains the frames (a network right to 0.1 px), the
+    second cannot halve the residual energy that is left (the frames' noise): the
+    flow is exactly the steps' without it, bit for bit."""
+    d = (1.2, 0.7)
+    f0, f1 = pair(d, size=64)
+    f1 = f1 + 0.005 * torch.randn(f1.shape, generator=torch.Generator().manual_seed(0))
+    start = uniform((1.25, 0.62), 64)
+    once = DenseLK(6, sigma=3.0, levels=3, prior=1.0, floor=0.1)
+    twice = DenseLK(6, sigma=3.0, levels=3, prior=1.0, floor=0.1, release=1.5)
+    sure = torch.full((1, 1, 64, 64), 0.3)
+    first, second = once(start, f0, f1, sure), twice(start, f0, f1, sure)
+    assert error(first, d, 8) < 0.05
+    torch.testing.assert_close(second, first, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("how", ["confidence", "trust"])

@@ -35,8 +35,10 @@ def parse_lk(text: str) -> dict[str, float | int]:
     out: dict[str, float | int] = {}
     for item in text.split(","):
         key, _, value = item.partition("=")
-        if key not in ("iters", "levels", "prior", "sigma", "floor"):
-            raise SystemExit(f"--lk: unknown key {key!r} (iters, levels, prior, sigma, floor)")
+        if key not in ("iters", "levels", "prior", "sigma", "floor", "release"):
+            raise SystemExit(
+                f"--lk: unknown key {key!r} (iters, levels, prior, sigma, floor, release)"
+            )
         out[f"lk_{key}"] = int(value) if key in ("iters", "levels") else float(value)
     return out
 

@@ -42,6 +42,7 @@ def create_model(
     lk_prior: float = 0.25,  # px: how far off the network's flow may be where it has no opinion
     lk_trust: bool = False,  # learn a per-pixel trust in the frames' evidence
     lk_floor: float = 0.0,  # px: the least width of the prior, after confidence and trust
+    lk_release: float = 0.0,  # px: the coarse levels' second opinion's floor (0: none)
     uncertainty: bool = False,  # flow: also each vector's expected end-point error, px/frame
     temporal_mean: int = 1,  # flow: each map averaged with the maps before it, this many in all
 ) -> nn.Module:
@@ -65,6 +66,7 @@ def create_model(
             prior=lk_prior,
             trust=lk_trust,
             floor=lk_floor,
+            release=lk_release,
         )
     return FlowVid(
         Encoder(
@@ -115,6 +117,13 @@ def check_model_args(**args: object) -> None:
             f"model.lk_floor must be in [0, model.lk_prior = {a['lk_prior']}] px, "
             f"not {a['lk_floor']}"
         )
+    if a["lk_release"] < 0 or 0 < a["lk_release"] <= a["lk_floor"]:
+        raise InputError(
+            f"model.lk_release must be 0 (none) or wider than model.lk_floor = "
+            f"{a['lk_floor']} px, not {a['lk_release']}"
+        )
+    if a["lk_release"] and a["lk_levels"] < 2:
+        raise InputError("model.lk_release reruns the coarse levels: set model.lk_levels >= 2")
     if (a["lk_iters"] or a["lk_trust"]) and not flowvid_flow:
         raise InputError("model.lk_iters and model.lk_trust are for flowvid flow models")
     if a["lk_trust"] and not a["lk_iters"]:

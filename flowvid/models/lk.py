@@ -32,6 +32,11 @@ shifts is a displacement error, 0.035 px at a quarter pixel with torch's bicubic
 with Keys'. Each step moves the flow at most 1 px, the range where the linearisation holds,
 and is damped (Levenberg-Marquardt); a coarse-to-fine pass (``levels`` > 1) applies the
 same steps on images averaged 2x, 4x, ... first, adding only their update to the estimate.
+A network's confidence is learned where it was trained; on a texture it never saw it can be
+sure and wrong by pixels, and hold the steps off the motion. With ``release`` > 0 the coarse
+levels run a second time from the network's flow, their prior never narrower than
+``release`` px, and their flow wins wherever it explains the frames at least twice as well
+(the windows' residual energy); the full-resolution steps then start from the winner.
 
 The steps have no learned weights and are differentiable, so a model trains through them.
 Flow convention as everywhere: (N, 2, H, W), channel 0 = u (x, right), 1 = v (y, down),
@@ -54,6 +59,7 @@ STEP_LIMIT = 1.0  # px per Gauss-Newton step at its level
 STILL = 0.1  # px: flow under which a pixel counts as still for the temporal noise estimate
 STILL_SHARE = 0.1  # of the pixels at least, or the temporal estimate is not used
 NOISE_FLOOR = 1e-5  # step damping floor, (intensity/px)^2 per channel
+RELEASE_GAIN = 0.5  # the second opinion's residual energy, at most this x the first's
 
 
 class DenseLK(nn.Module):
@@ -65,15 +71,18 @@ class DenseLK(nn.Module):
         prior: float = 0.25,
         damping: float = 0.05,
         floor: float = 0.0,
+        release: float = 0.0,
     ):
         super().__init__()
-        if iters < 1 or levels < 1 or sigma <= 0 or prior <= 0 or damping < 0 or floor < 0:
+        if min(iters, levels) < 1 or min(sigma, prior) <= 0 or min(damping, floor, release) < 0:
             raise ValueError(
                 "DenseLK needs iters >= 1, levels >= 1, sigma > 0, prior > 0, damping >= 0, "
-                "floor >= 0"
+                "floor >= 0, release >= 0"
             )
+        if release and levels < 2:
+            raise ValueError("DenseLK's release reruns the coarse levels: it needs levels >= 2")
         self.iters, self.sigma, self.levels = iters, sigma, levels
-        self.prior, self.damping, self.floor = prior, damping, floor
+        self.prior, self.damping, self.floor, self.release = prior, damping, floor, release
         radius = max(1, round(3 * sigma))
         self.kernel = 2 * radius + 1
         self.register_buffer("window", gaussian_taps(self.kernel, sigma), persistent=False)
@@ -113,46 +122,78 @@ class DenseLK(nn.Module):
         frames' word (hundredths of a px on a clean texture); where it has none, the prior's
         width: what the frames cannot tell."""
         with torch.autocast(flow.device.type, enabled=False):
-            return self._forward(flow, img0, img1, prior, trust)
+            dtype = flow.dtype
+            flow, img0, img1 = flow.float(), img0.float(), img1.float()
+            if prior is None:
+                prior = flow.new_full((flow.shape[0], 1, *flow.shape[-2:]), self.prior)
+            prior, trust = prior.float(), None if trust is None else trust.float()
+            start, flow = flow, self._coarse(flow, img0, img1, prior, trust, self.floor)
+            if self.release:
+                flow = self._second_opinion(flow, start, img0, img1, prior, trust)
+            delta, width = self._refine(flow, img0, img1, prior, trust, self.floor)
+            return (flow + delta).to(dtype), width
 
-    def _forward(
+    def _second_opinion(
+        self,
+        first: torch.Tensor,
+        start: torch.Tensor,
+        img0: torch.Tensor,
+        img1: torch.Tensor,
+        prior: torch.Tensor,
+        trust: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The coarse levels again from the network's flow ``start``, their prior never
+        narrower than ``release`` px, kept where they explain the frames at least
+        ``1 / RELEASE_GAIN`` x better than the ``first`` (the windowed residual energy at full
+        resolution): where the network's confidence held the steps off motion that the frames
+        show plainly, on a texture the network never learned."""
+        second = self._coarse(start, img0, img1, prior, trust, self.release)
+        smooth0, smooth1 = self._presmooth(img0), self._presmooth(img1)
+        energy = [self.residual_energy(f, smooth0, smooth1) for f in (first, second)]
+        return torch.where(energy[1] < RELEASE_GAIN * energy[0], second, first)
+
+    def residual_energy(
+        self, flow: torch.Tensor, img0: torch.Tensor, img1: torch.Tensor
+    ) -> torch.Tensor:
+        """How much of the frames ``flow`` leaves unexplained around each pixel (N, 1, H, W):
+        the Gaussian window's variance of frame t warped by it minus frame t-1, summed over
+        the channels (a brightness offset, in the window or over the image, costs nothing)."""
+        inside = ((sample_grid(flow).abs() <= 1.0).all(-1)).to(img0.dtype)[:, None]
+        residual = (match_brightness(cubic_warp(img1, flow), img0, inside) - img0) * inside
+        c = residual.shape[1]
+        m = self._blur(torch.cat([inside, residual, (residual**2).sum(1, keepdim=True)], 1))
+        weight = m[:, :1].clamp_min(1e-6)
+        mean = m[:, 1 : 1 + c] / weight
+        return m[:, 1 + c :] / weight - (mean**2).sum(1, keepdim=True)
+
+    def _coarse(
         self,
         flow: torch.Tensor,
         img0: torch.Tensor,
         img1: torch.Tensor,
-        prior: torch.Tensor | None,
+        prior: torch.Tensor,
         trust: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        floor: float,
+    ) -> torch.Tensor:
+        """The coarse levels' steps, coarsest first, their prior never narrower than ``floor``
+        px (of full resolution): the flow with their updates added."""
         h, w = flow.shape[-2:]
-        dtype = flow.dtype
-        flow, img0, img1 = flow.float(), img0.float(), img1.float()
-        if prior is None:
-            prior = flow.new_full((flow.shape[0], 1, h, w), self.prior)
-        prior = prior.float()
-        trust = None if trust is None else trust.float()
-        width = prior
-        for level in reversed(range(self.levels)):
-            s = 2**level
-            if s == 1:
-                delta, width = self._refine(flow, img0, img1, prior, trust, self.floor)
-                flow = flow + delta
-                continue
-            size = (max(h // s, 4), max(w // s, 4))
+        for level in reversed(range(1, self.levels)):
+            size = (max(h // 2**level, 4), max(w // 2**level, 4))
             if min(size) < self.kernel:
                 continue  # too small to be worth a level
             scale = flow.new_tensor([size[1] / w, size[0] / h]).view(1, 2, 1, 1)
-            coarse = F.interpolate(flow, size=size, mode="area") * scale
             delta, _ = self._refine(
-                coarse,
+                F.interpolate(flow, size=size, mode="area") * scale,
                 F.interpolate(img0, size=size, mode="area"),
                 F.interpolate(img1, size=size, mode="area"),
                 F.interpolate(prior, size=size, mode="area") * scale.mean(),
                 None if trust is None else F.interpolate(trust, size=size, mode="area"),
-                self.floor * float(scale.mean()),
+                floor * float(scale.mean()),
             )
             up = F.interpolate(delta, size=(h, w), mode="bilinear", align_corners=False)
             flow = flow + up / scale
-        return flow.to(dtype), width
+        return flow
 
     @staticmethod
     def _presmooth(x: torch.Tensor) -> torch.Tensor:

@@ -36,11 +36,12 @@ class LKStage(nn.Module):
         prior: float,
         trust: bool,
         floor: float,
+        release: float = 0.0,
     ) -> None:
         """``feat_dim``: channels of the decoder's full-resolution features; the rest are
         :class:`~flowvid.models.lk.DenseLK`'s, and ``trust`` adds the per-pixel trust."""
         super().__init__()
-        self.lk = DenseLK(iters, sigma, levels, prior, floor=floor)
+        self.lk = DenseLK(iters, sigma, levels, prior, floor=floor, release=release)
         self.confidence = _zero_conv(feat_dim)
         self.trust = _zero_conv(feat_dim) if trust else None
 
