@@ -58,16 +58,8 @@ def create_model(
     head_dim = decoder_widths[-1]  # the decoder's full-resolution features
     refine = None
     if lk_iters:
-        refine = LKStage(
-            head_dim,
-            iters=lk_iters,
-            sigma=lk_sigma,
-            levels=lk_levels,
-            prior=lk_prior,
-            trust=lk_trust,
-            floor=lk_floor,
-            release=lk_release,
-        )
+        steps = dict(iters=lk_iters, sigma=lk_sigma, levels=lk_levels, prior=lk_prior)
+        refine = LKStage(head_dim, **steps, trust=lk_trust, floor=lk_floor, release=lk_release)
     return FlowVid(
         Encoder(
             encoder, pretrained=pretrained, weights=weights, freeze=freeze, freeze_bn=freeze_bn
