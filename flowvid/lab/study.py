@@ -429,46 +429,51 @@ def render_table(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _axis(curves: list[list]) -> tuple[int, str]:
-    """Plot validation curves against training minutes when every point has them."""
+def _axes(curves: list[list]) -> list[tuple[int, str]]:
+    """The x axes of the validation curves: steps, and training minutes when every point has
+    them (wall-clock minutes, so on a shared machine they count the other work too)."""
     timed = all(len(p) > 2 and p[2] is not None for c in curves for p in c)
-    return (2, "training minutes") if timed else (0, "step")
+    return [(0, "step")] + ([(2, "training minutes")] if timed else [])
 
 
 def plot_curves(result: dict[str, Any], path: Path) -> None:
-    """Validation vessel EPE against training minutes (steps for runs that did not log
-    them): per arm the mean over seeds with its range, one panel per training-set size."""
+    """Validation vessel EPE against steps and training minutes (one row each; minutes only
+    when every run logged them): per arm the mean over seeds with its range, one panel per
+    training-set size."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     sizes = sorted({r["clips"] for r in result["runs"]})
+    axes_x = _axes([r["val_curve"] for r in result["runs"]])
     fig, axes = plt.subplots(
-        1,
+        len(axes_x),
         len(sizes),
-        figsize=(4.5 * len(sizes), 4.4),
+        figsize=(4.5 * len(sizes), 3.6 * len(axes_x) + 0.8),
         sharey=True,
         constrained_layout=True,
         squeeze=False,
     )
-    x, xlabel = _axis([r["val_curve"] for r in result["runs"]])
-    for ax, n in zip(axes[0], sizes, strict=True):
-        for arm in ARMS:
-            curves = [r["val_curve"] for r in result["runs"] if r["arm"] == arm and r["clips"] == n]
-            curves = [c for c in curves if c]
-            if not curves:
-                continue
-            length = min(len(c) for c in curves)
-            xs = np.array([[c[i][x] for i in range(length)] for c in curves]).mean(0)
-            values = np.array([[c[i][1] for i in range(length)] for c in curves])
-            (line,) = ax.plot(xs, values.mean(0), marker=".", label=ARMS[arm].label)
-            ax.fill_between(xs, values.min(0), values.max(0), color=line.get_color(), alpha=0.2)
-        ax.axhline(
-            result["target_epe"], color="k", ls=":", lw=1, label="target (best classical, val)"
-        )
-        ax.set(title=f"{n} training clips", xlabel=xlabel)
-    axes[0][0].set_ylabel("validation vessel EPE (px/frame)")
+    for row, (x, xlabel) in zip(axes, axes_x, strict=True):
+        for ax, n in zip(row, sizes, strict=True):
+            for arm in ARMS:
+                curves = [
+                    r["val_curve"] for r in result["runs"] if r["arm"] == arm and r["clips"] == n
+                ]
+                curves = [c for c in curves if c]
+                if not curves:
+                    continue
+                length = min(len(c) for c in curves)
+                xs = np.array([[c[i][x] for i in range(length)] for c in curves]).mean(0)
+                values = np.array([[c[i][1] for i in range(length)] for c in curves])
+                (line,) = ax.plot(xs, values.mean(0), marker=".", label=ARMS[arm].label)
+                ax.fill_between(xs, values.min(0), values.max(0), color=line.get_color(), alpha=0.2)
+            ax.axhline(
+                result["target_epe"], color="k", ls=":", lw=1, label="target (best classical, val)"
+            )
+            ax.set(title=f"{n} training clips", xlabel=xlabel)
+        row[0].set_ylabel("validation vessel EPE (px/frame)")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8)
     fig.savefig(path, dpi=120)
@@ -500,6 +505,9 @@ def plot_clips(result: dict[str, Any], path: Path) -> None:
             score = result["classical"][m]["epe_vessel"]
             ax.axhline(score, color="k", ls=ls, lw=1, label=BASELINES[m])
     ax.set_xscale("log")
+    sizes = sorted({r["clips"] for r in rows})
+    ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.minorticks_off()
     ax.set(xlabel="training clips of the target look", ylabel="test vessel EPE (px/frame)")
     ax.legend(fontsize=7)
     fig.savefig(path, dpi=120)
