@@ -237,6 +237,24 @@ def load_model(
     return model.to(device).eval(), ckpt
 
 
+def with_settings(
+    model: FlowVid, kwargs: dict[str, Any], changes: dict[str, Any]
+) -> tuple[FlowVid, dict[str, Any]]:
+    """The same weights, all of them, in a model whose settings without weights of their own
+    (the mean over maps, the steps' window) are ``changes``; and its arguments. A change that
+    adds or drops weights is refused (InputError)."""
+    if not changes:
+        return model, kwargs
+    kwargs = {**kwargs, **changes}
+    try:
+        rebuilt = create_model(**dict(kwargs, pretrained="none", weights=None))
+        rebuilt.load_state_dict(model.state_dict())  # strict
+    except (TypeError, ValueError, KeyError, RuntimeError) as err:
+        raise InputError(f"cannot set {changes} without changing the weights ({err})") from None
+    rebuilt.provenance = getattr(model, "provenance", None)
+    return rebuilt.to(next(model.parameters()).device).eval(), kwargs
+
+
 def provenance(path: str | Path, ckpt: dict[str, Any]) -> dict[str, Any]:
     """Which checkpoint made an output: its path, sha256 and the model it builds."""
     kwargs = ckpt.get("model_kwargs", {})

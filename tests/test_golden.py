@@ -147,3 +147,28 @@ def test_shipping_a_model_can_set_its_mean_over_maps_and_keeps_its_weights(tmp_p
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
         assert not (tmp_path / "bad.pt").exists()
+
+
+def test_with_settings_keeps_every_weight_and_refuses_a_change_to_them():
+    """flowvid.checkpoint.with_settings (how a trained model is scored or shipped with the
+    mean over maps): the same outputs on a first map, the mean on later ones; a setting that
+    adds weights (the steps) or changes their shapes is refused."""
+    from flowvid.checkpoint import with_settings
+    from flowvid.errors import InputError
+
+    kwargs = dict(encoder="resnet18", pretrained="none", hidden=8, context=8)
+    model = create_model(**kwargs).eval()
+    meaned, new_kwargs = with_settings(model, kwargs, {"temporal_mean": 3})
+    assert new_kwargs == {**kwargs, "temporal_mean": 3} and kwargs.get("temporal_mean") is None
+    assert meaned.time_mean.maps == 3 and model.time_mean is None
+    for name, value in model.state_dict().items():
+        assert torch.equal(meaned.state_dict()[name], value), name
+    clip = _clip()
+    with torch.no_grad():
+        plain, mean = model(clip)[0], meaned(clip)[0]
+    assert torch.allclose(plain[0], mean[0])  # the first map has no maps before it
+    assert not torch.allclose(plain[1], mean[1])  # the second is averaged
+    assert with_settings(model, kwargs, {}) == (model, kwargs)
+    for change in ({"hidden": 16}, {"lk_iters": 2}):
+        with pytest.raises(InputError, match="without changing the weights"):
+            with_settings(model, kwargs, change)

@@ -9,6 +9,7 @@ import yaml
 from flowvid.errors import InputError
 from flowvid.lab.look_study import leave_one_look_out
 
+SCORED = ("model.temporal_mean=3",)  # scored as a model ships, the weights as trained
 TINY = ["train.max_steps=3", "train.val_every_steps=3", "data.workers=0", "train.warmup_steps=1"]
 
 
@@ -17,11 +18,15 @@ def test_leave_one_look_out_tiny(tmp_path):
     looks = ("brightfield", "dark")
     kw = dict(looks=looks, train_videos=3, test_videos=2, frames=6, size=64)
     # one fold alone (as one of several processes would run it): its row, nothing else
-    first = leave_one_look_out(tmp_path, "configs/debug.yaml", TINY, hold_out=("dark",), **kw)
+    first = leave_one_look_out(
+        tmp_path, "configs/debug.yaml", TINY, hold_out=("dark",), settings=SCORED, **kw
+    )
     assert [r["look"] for r in first] == ["dark"]
     assert not (tmp_path / "without_brightfield").exists()
     dark_row = json.loads((tmp_path / "without_dark" / "row.json").read_text())
     assert dark_row == first[0]
+    assert dark_row["settings"] == list(SCORED)
+    assert dark_row["target_met"] == (dark_row["ratio_to_best_classical"] <= 1.0)
     # then the rest: the finished fold is kept as it is, the table has both in the looks' order
     rows = leave_one_look_out(tmp_path, "configs/debug.yaml", TINY, **kw)
     assert [r["look"] for r in rows] == list(looks)

@@ -2,7 +2,8 @@
 
     python tools/leave_one_look_out.py --out runs/lolo \
         --config configs/curriculum/2_vessels.yaml \
-        --set train.init_from=runs/curriculum/1_motion/model.pt --set train.max_steps=3000
+        --set train.init_from=runs/curriculum/1_motion/model.pt --set train.max_steps=3000 \
+        --score-set model.temporal_mean=3
 
 Writes OUT/results.md and OUT/results.json; an interrupted study resumes where it stopped.
 Folds can run side by side, one per process: `--hold-out dark` in one, `--hold-out tracers`
@@ -31,6 +32,7 @@ def _main(args: argparse.Namespace) -> int:
         args.size,
         args.seed,
         tuple(args.hold_out.split(",")) if args.hold_out else None,
+        args.score_set,
     )
     print(render_markdown(rows))
     return 0
@@ -43,6 +45,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--config", default="configs/curriculum/2_vessels.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--score-set",
+        action="append",
+        default=[],
+        metavar="model.KEY=VALUE",
+        help="a setting without weights of its own that each fold is scored with, as a model "
+        "ships with it (the mean over maps, the steps' window)",
+    )
     p.add_argument("--looks", default=",".join(LOOKS), help="comma-separated, at least two")
     p.add_argument(
         "--hold-out",

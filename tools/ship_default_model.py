@@ -13,10 +13,9 @@ its model card under data_cards/.
 import argparse
 from pathlib import Path
 
-from flowvid.checkpoint import DEFAULT_CHECKPOINT, load_model, save_checkpoint
+from flowvid.checkpoint import DEFAULT_CHECKPOINT, load_model, save_checkpoint, with_settings
 from flowvid.config import parse_override
 from flowvid.errors import InputError
-from flowvid.models import create_model
 
 
 def main() -> None:
@@ -28,19 +27,17 @@ def main() -> None:
     args = p.parse_args()
     model, ckpt = load_model(args.checkpoint)
     kwargs, config = dict(ckpt["model_kwargs"]), dict(ckpt["config"])
+    changes = {}
     try:
         for text in args.set:
             change = parse_override(text).get("model")
             if not change:
                 p.error(f"--set takes model.KEY=VALUE, not {text!r}")
-            kwargs.update(change)
-            config["model"] = {**config.get("model", {}), **change}
-        if args.set:
-            rebuilt = create_model(**dict(kwargs, pretrained="none", weights=None))
-            rebuilt.load_state_dict(model.state_dict())  # strict: the same weights, all of them
-            model = rebuilt
+            changes.update(change)
+        model, kwargs = with_settings(model, kwargs, changes)
     except InputError as err:  # a bad value: say so, write nothing
         p.error(str(err))
+    config["model"] = {**config.get("model", {}), **changes}
     save_checkpoint(
         args.out,
         model,
