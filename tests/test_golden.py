@@ -166,8 +166,8 @@ def test_with_settings_keeps_every_weight_and_refuses_a_change_to_them():
     clip = _clip()
     with torch.no_grad():
         plain, mean = model(clip)[0], meaned(clip)[0]
-    assert torch.allclose(plain[0], mean[0])  # the first map has no maps before it
-    assert not torch.allclose(plain[1], mean[1])  # the second is averaged
+    assert torch.allclose(plain[0], mean[0], atol=1e-5)  # the first map has none before it
+    assert float((plain[1] - mean[1]).abs().max()) > 0.1  # the second is averaged
     assert with_settings(model, kwargs, {}) == (model, kwargs)
     for change in ({"hidden": 16}, {"lk_iters": 2}):
         with pytest.raises(InputError, match="without changing the weights"):

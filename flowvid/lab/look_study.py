@@ -57,6 +57,27 @@ def _row(look: str, overall: dict) -> dict:
     }
 
 
+def _model_settings(settings: list[str] | tuple[str, ...]) -> dict:
+    """``model.KEY=VALUE`` texts -> {KEY: value}."""
+    changes = {}
+    for text in settings:
+        change = parse_override(text).get("model")
+        if not change:
+            raise InputError(f"a scoring setting is model.KEY=VALUE, not {text!r}")
+        changes.update(change)
+    return changes
+
+
+def _score(held: str, model_path: Path, test_root: Path, base: Path, settings) -> None:
+    """The fold's row.json: its model, with ``settings``, on the held-out look's clips."""
+    model, ckpt = load_model(model_path)
+    model, _ = with_settings(model, ckpt["model_kwargs"], _model_settings(settings))
+    report = evaluate(test_root, "test", model, baselines=True, out_dir=base / "eval")
+    row = {**_row(held, report["overall"]), "settings": list(settings)}
+    with atomic_output(base / "row.json") as tmp:
+        tmp.write_text(json.dumps(row, indent=2))
+
+
 def leave_one_look_out(
     out: str | Path,
     config: str | Path,
@@ -75,12 +96,7 @@ def leave_one_look_out(
     ``settings`` (``model.KEY=VALUE``); write results.json and results.md to ``out`` with
     every fold finished so far, in the order of ``looks``, and return those rows."""
     out = Path(out)
-    changes = {}
-    for text in settings:
-        change = parse_override(text).get("model")
-        if not change:
-            raise InputError(f"a scoring setting is model.KEY=VALUE, not {text!r}")
-        changes.update(change)
+    _model_settings(settings)  # refused before any work
     if len(looks) < 2 or set(looks) - set(LOOKS):
         raise InputError(f"give at least two looks from {LOOKS}, not {looks}")
     hold_out = looks if hold_out is None else hold_out
@@ -112,12 +128,7 @@ def leave_one_look_out(
                 config, [*overrides, f"data.root={train_root}", f"train.run_dir={run}"]
             )
             train(cfg, callbacks=watchers(cfg.train.watch_motion))
-        model, ckpt = load_model(run / "model.pt")
-        model, _ = with_settings(model, ckpt["model_kwargs"], changes)
-        report = evaluate(test_root, "test", model, baselines=True, out_dir=base / "eval")
-        row = {**_row(held, report["overall"]), "settings": list(settings)}
-        with atomic_output(base / "row.json") as tmp:
-            tmp.write_text(json.dumps(row, indent=2))
+        _score(held, run / "model.pt", test_root, base, settings)
     rows = [
         json.loads(path.read_text())
         for path in (out / f"without_{held}" / "row.json" for held in looks)
