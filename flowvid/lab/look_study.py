@@ -68,7 +68,9 @@ def _model_settings(settings: list[str] | tuple[str, ...]) -> dict:
     return changes
 
 
-def _score(held: str, model_path: Path, test_root: Path, base: Path, settings) -> None:
+def _score(
+    held: str, model_path: Path, test_root: Path, base: Path, settings: list[str] | tuple[str, ...]
+) -> None:
     """The fold's row.json: its model, with ``settings``, on the held-out look's clips."""
     model, ckpt = load_model(model_path)
     model, _ = with_settings(model, ckpt["model_kwargs"], _model_settings(settings))
