@@ -4,6 +4,7 @@ tiny end-to-end run (two arms, one seed, a few steps)."""
 import csv
 import dataclasses
 import json
+import shutil
 
 import pytest
 import torch
@@ -196,9 +197,24 @@ def test_a_tiny_study_runs_end_to_end_and_resumes(tmp_path):
     assert json.loads((tmp_path / "results.json").read_text())["runs"] == json.loads(
         json.dumps(again["runs"])
     )
-    # a run stopped before its model was exported goes on from its last checkpoint, and
-    # its new model is scored anew
+    # results.json is the record: copied into a new folder (another machine), its runs
+    # count as finished though their folders are not there
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    shutil.copy(tmp_path / "results.json", moved / "results.json")
+    assert run_study(moved, s)["runs"] == again["runs"]
+    assert not (moved / "runs").exists() and not (moved / "pretrain").exists()
+    # ... but not when it is another setup's: refused, and left as it was
+    before = (moved / "results.json").read_bytes()
+    with pytest.raises(InputError, match=r"another setup of the study \(study\.steps differ\)"):
+        run_study(moved, dataclasses.replace(s, steps=3))
+    assert (moved / "results.json").read_bytes() == before
+    # a run stopped before its model was exported (so not in results.json) goes on from its
+    # last checkpoint, and its new model is scored anew
     (run_dir / "model.pt").unlink()
+    record = json.loads((tmp_path / "results.json").read_text())
+    record["runs"] = [r for r in record["runs"] if r["arm"] != "scratch"]
+    (tmp_path / "results.json").write_text(json.dumps(record))
     run_study(tmp_path, s)
     assert (run_dir / "eval" / "report.json").stat().st_mtime_ns > stamps[1]
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())

@@ -25,7 +25,9 @@ and a ``small:`` one (CPU, about an hour, a smoke test of the arms).
 
 Everything lands under one folder and a finished step is never redone (corpora with a
 ``dataset.yaml``, runs with a ``model.pt``, evaluations with a ``report.json`` newer than
-the model they score), so an interrupted study resumes where it stopped.
+the model they score), so an interrupted study resumes where it stopped. A run scored in the
+folder's ``results.json`` counts as finished even where its run folder is gone: copy that
+file into a new ``--out`` (another machine, a fresh checkout) and the study goes on from it.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from flowvid.checkpoint import DEFAULT_CHECKPOINT, load_model
+from flowvid.checkpoint import DEFAULT_CHECKPOINT, file_hash, load_model
 from flowvid.config import load_config
 from flowvid.data.synth.corpus import write_corpus
 from flowvid.data.synth.looks import ALL_LOOKS, HELD_OUT_LOOKS, LOOKS
@@ -325,10 +327,41 @@ def run_order(s: StudyConfig) -> list[tuple[int, int, str]]:
     return sorted(runs, key=lambda r: r[2] in own_chain)  # stable: the order above within
 
 
+def _setup(s: StudyConfig) -> dict[str, Any]:
+    """What a study's results belong to: its settings, and the shipped model's bytes when the
+    default arm (which starts from it) is one of its arms."""
+    setup: dict[str, Any] = {"study": json.loads(json.dumps(s.__dict__))}
+    if "default" in s.arms:
+        setup["shipped_model_sha256"] = file_hash(DEFAULT_CHECKPOINT)
+    return setup
+
+
+def _finished(out: Path, setup: dict[str, Any]) -> dict[tuple[int, int, str], dict[str, Any]]:
+    """The runs scored in OUT/results.json, by (seed, clips, arm); a file written by another
+    setup of the study is refused, not mixed in or overwritten."""
+    path = out / "results.json"
+    if not path.is_file():
+        return {}
+    old = json.loads(path.read_text())
+    changed = [
+        f"study.{key}"
+        for key, value in setup["study"].items()
+        if old.get("study", {}).get(key) != value
+    ] + [key for key in setup if key != "study" and old.get(key) != setup[key]]
+    if changed:
+        raise InputError(
+            f"{path} holds the results of another setup of the study ({', '.join(changed)} "
+            "differ): give another --out, or move that file away to start over"
+        )
+    return {(r["seed"], r["clips"], r["arm"]): r for r in old.get("runs", [])}
+
+
 def run_study(out: str | Path, s: StudyConfig, progress: bool = False) -> dict[str, Any]:
-    """Train and score every arm, size and seed (in :func:`run_order`); write results.json
-    beside the runs, rewritten after each run."""
+    """Train and score every arm, size and seed (in :func:`run_order`) that OUT/results.json
+    does not already hold; rewrite results.json after each run."""
     out = Path(out)
+    setup = _setup(s)
+    finished = _finished(out, setup)
     datasets = target_datasets(out, s)
     first = datasets[min(s.train_clips)]
     classical = _evaluated(first, "test", None, out / "eval_classical", progress)["overall"]
@@ -337,12 +370,15 @@ def run_study(out: str | Path, s: StudyConfig, progress: bool = False) -> dict[s
         val_classical[m]["epe_vessel"] for m in BASELINES if m != "zero"
     )
     result: dict[str, Any] = {
-        "study": s.__dict__,
+        **setup,
         "target_epe": target_epe,
         "classical": {m: {k: classical[m][k] for k in METRICS} for m in BASELINES},
         "runs": [],
     }
     for seed, n, name in run_order(s):
+        if (seed, n, name) in finished:
+            result["runs"].append(finished[seed, n, name])
+            continue
         root = datasets[n]
         model_path = _target_run(out, s, name, n, root, seed)
         run_dir = model_path.parent
