@@ -64,7 +64,10 @@ class VideoWriter:
                 (0, self._stream.width - frame.shape[1]),
             )
             frame = np.pad(frame, (*pad, (0, 0)), mode="edge")
-        vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        # converted here, not by the encoder: PyAV's conversion inside encode() gives
+        # different pixels from run to run for the same frame (a seeded corpus must be
+        # the same video every time)
+        vf = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format=self._stream.pix_fmt)
         vf.pts = self._count
         self._count += 1
         for packet in self._stream.encode(vf):
