@@ -209,6 +209,12 @@ def test_a_tiny_study_runs_end_to_end_and_resumes(tmp_path):
     with pytest.raises(InputError, match=r"another setup of the study \(study\.steps differ\)"):
         run_study(moved, dataclasses.replace(s, steps=3))
     assert (moved / "results.json").read_bytes() == before
+    # ... nor when its test clips are other clips (the classical methods score them otherwise)
+    record = json.loads(before)
+    record["classical"]["farneback"]["epe_vessel"] += 0.01
+    (moved / "results.json").write_text(json.dumps(record))
+    with pytest.raises(InputError, match="other test clips"):
+        run_study(moved, s)
     # a run stopped before its model was exported (so not in results.json) goes on from its
     # last checkpoint, and its new model is scored anew
     (run_dir / "model.pt").unlink()

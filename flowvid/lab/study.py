@@ -336,8 +336,8 @@ def _setup(s: StudyConfig) -> dict[str, Any]:
     return setup
 
 
-def _finished(out: Path, setup: dict[str, Any]) -> dict[tuple[int, int, str], dict[str, Any]]:
-    """The runs scored in OUT/results.json, by (seed, clips, arm); a file written by another
+def _earlier(out: Path, setup: dict[str, Any]) -> dict[str, Any]:
+    """OUT/results.json of an earlier start ({} where there is none); a file written by another
     setup of the study is refused, not mixed in or overwritten."""
     path = out / "results.json"
     if not path.is_file():
@@ -353,6 +353,27 @@ def _finished(out: Path, setup: dict[str, Any]) -> dict[tuple[int, int, str], di
             f"{path} holds the results of another setup of the study ({', '.join(changed)} "
             "differ): give another --out, or move that file away to start over"
         )
+    return old
+
+
+def _finished(
+    out: Path, old: dict[str, Any], classical: dict[str, dict[str, float]]
+) -> dict[tuple[int, int, str], dict[str, Any]]:
+    """The runs scored in an earlier start's results (``old``), by (seed, clips, arm), when
+    its test clips are these: the classical methods score them the same (to 1e-3 px/frame;
+    a corpus rendered or encoded differently is other clips)."""
+    if not old:
+        return {}
+    before = old.get("classical", {})
+    if any(
+        abs(before.get(m, {}).get(k, np.inf) - classical[m][k]) > 1e-3
+        for m in classical
+        for k in classical[m]
+    ):
+        raise InputError(
+            f"{out / 'results.json'} was scored on other test clips (the classical methods "
+            "score these differently): give another --out, or move that file away to start over"
+        )
     return {(r["seed"], r["clips"], r["arm"]): r for r in old.get("runs", [])}
 
 
@@ -361,10 +382,12 @@ def run_study(out: str | Path, s: StudyConfig, progress: bool = False) -> dict[s
     does not already hold; rewrite results.json after each run."""
     out = Path(out)
     setup = _setup(s)
-    finished = _finished(out, setup)
+    old = _earlier(out, setup)
     datasets = target_datasets(out, s)
     first = datasets[min(s.train_clips)]
     classical = _evaluated(first, "test", None, out / "eval_classical", progress)["overall"]
+    scores = {m: {k: classical[m][k] for k in METRICS} for m in BASELINES}
+    finished = _finished(out, old, scores)
     val_classical = _evaluated(first, "val", None, out / "eval_classical_val", progress)["overall"]
     target_epe = s.target_epe or min(
         val_classical[m]["epe_vessel"] for m in BASELINES if m != "zero"
@@ -372,7 +395,7 @@ def run_study(out: str | Path, s: StudyConfig, progress: bool = False) -> dict[s
     result: dict[str, Any] = {
         **setup,
         "target_epe": target_epe,
-        "classical": {m: {k: classical[m][k] for k in METRICS} for m in BASELINES},
+        "classical": scores,
         "runs": [],
     }
     for seed, n, name in run_order(s):
