@@ -218,6 +218,17 @@ def parse_override(text: str) -> dict[str, Any]:
     return value
 
 
+def model_settings(settings: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``model.KEY=VALUE`` texts -> {KEY: value} (settings applied to a trained model)."""
+    changes: dict[str, Any] = {}
+    for text in settings:
+        change = parse_override(text).get("model")
+        if not change:
+            raise InputError(f"a model setting is model.KEY=VALUE, not {text!r}")
+        changes.update(change)
+    return changes
+
+
 def load_config(
     path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
 ) -> Config:

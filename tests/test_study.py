@@ -10,9 +10,10 @@ import pytest
 import torch
 import yaml
 
-from flowvid.checkpoint import DEFAULT_CHECKPOINT
+from flowvid.checkpoint import DEFAULT_CHECKPOINT, with_settings
 from flowvid.data.dataset import load_dataset
 from flowvid.errors import InputError
+from flowvid.lab import study as study_mod
 from flowvid.lab.study import (
     StudyConfig,
     load_study,
@@ -234,7 +235,7 @@ def test_a_tiny_study_runs_end_to_end_and_resumes(tmp_path):
     assert validations == [("version_0", 0), ("version_0", 1)]  # nothing trained twice
 
 
-def test_the_cpu_mode_fine_tunes_the_shipped_model_on_the_held_out_look(tmp_path):
+def test_the_cpu_mode_fine_tunes_the_shipped_model_on_the_held_out_look(tmp_path, monkeypatch):
     """The CPU mode's smallest arm end to end on tiny data: the default arm starts from the
     shipped model (its architecture kept), trains on the look it never saw, logs its
     training minutes, and the report draws the curves and EPE against clips."""
@@ -261,9 +262,18 @@ def test_the_cpu_mode_fine_tunes_the_shipped_model_on_the_held_out_look(tmp_path
         workers=1,
         overrides=[*cpu.overrides, *tiny],
     )
+    applied = []
+
+    def recording(model, kwargs, changes):
+        applied.append(changes)
+        return with_settings(model, kwargs, changes)
+
+    monkeypatch.setattr(study_mod, "with_settings", recording)
     result = run_study(tmp_path, s)
     (run,) = result["runs"]
     assert run["arm"] == "default" and run["epe_vessel"] > 0
+    # trained as the stages were, scored as the shipped file runs
+    assert applied == [{"temporal_mean": 3, "lk_sigma": 3.0, "lk_release": 1.5}]
     assert all(minutes is not None and minutes >= 0 for _, _, minutes in run["val_curve"])
     run_dir = tmp_path / "runs" / "default" / "clips1" / "seed0"
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())

@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 
 from flowvid.checkpoint import load_model, with_settings
-from flowvid.config import load_config, parse_override
+from flowvid.config import load_config, model_settings
 from flowvid.data.synth.corpus import write_corpus
 from flowvid.data.synth.looks import LOOKS
 from flowvid.data.synth.synthetic import SynthConfig
@@ -57,23 +57,12 @@ def _row(look: str, overall: dict) -> dict:
     }
 
 
-def _model_settings(settings: list[str] | tuple[str, ...]) -> dict:
-    """``model.KEY=VALUE`` texts -> {KEY: value}."""
-    changes = {}
-    for text in settings:
-        change = parse_override(text).get("model")
-        if not change:
-            raise InputError(f"a scoring setting is model.KEY=VALUE, not {text!r}")
-        changes.update(change)
-    return changes
-
-
 def _score(
     held: str, model_path: Path, test_root: Path, base: Path, settings: list[str] | tuple[str, ...]
 ) -> None:
     """The fold's row.json: its model, with ``settings``, on the held-out look's clips."""
     model, ckpt = load_model(model_path)
-    model, _ = with_settings(model, ckpt["model_kwargs"], _model_settings(settings))
+    model, _ = with_settings(model, ckpt["model_kwargs"], model_settings(settings))
     report = evaluate(test_root, "test", model, baselines=True, out_dir=base / "eval")
     row = {**_row(held, report["overall"]), "settings": list(settings)}
     with atomic_output(base / "row.json") as tmp:
@@ -98,7 +87,7 @@ def leave_one_look_out(
     ``settings`` (``model.KEY=VALUE``); write results.json and results.md to ``out`` with
     every fold finished so far, in the order of ``looks``, and return those rows."""
     out = Path(out)
-    _model_settings(settings)  # refused before any work
+    model_settings(settings)  # refused before any work
     if len(looks) < 2 or set(looks) - set(LOOKS):
         raise InputError(f"give at least two looks from {LOOKS}, not {looks}")
     hold_out = looks if hold_out is None else hold_out

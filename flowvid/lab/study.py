@@ -42,8 +42,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from flowvid.checkpoint import DEFAULT_CHECKPOINT, file_hash, load_model
-from flowvid.config import load_config
+from flowvid.checkpoint import DEFAULT_CHECKPOINT, file_hash, load_model, with_settings
+from flowvid.config import load_config, model_settings
 from flowvid.data.synth.corpus import write_corpus
 from flowvid.data.synth.looks import ALL_LOOKS, HELD_OUT_LOOKS, LOOKS
 from flowvid.data.synth.synthetic import SynthConfig
@@ -113,6 +113,9 @@ class StudyConfig:
     vessel_videos: int = 50
     overrides: list[str] = field(default_factory=list)  # every training run, every stage
     flowvid_model: list[str] = field(default_factory=list)  # the flowvid arms' architecture
+    # settings without weights of their own that the flowvid arms' models are scored with on
+    # the test clips (model.KEY=VALUE: as the shipped file has them)
+    score_with: list[str] = field(default_factory=list)
     target_epe: float | None = None  # "steps to reach"; default: the best classical method
     seed: int = 0  # of the corpora
     workers: int | None = None  # processes that render the corpora (default: all cores)
@@ -230,10 +233,13 @@ def _sized(s: StudyConfig, steps: int) -> list[str]:
     ]
 
 
+def _raft(arm: Arm) -> bool:
+    return any(o.startswith("model.arch=raft") for o in arm.overrides)
+
+
 def _arm_settings(s: StudyConfig, arm: Arm) -> list[str]:
     """The arm's own overrides, after the study's architecture for the flowvid arms."""
-    raft = any(o.startswith("model.arch=raft") for o in arm.overrides)
-    return [*([] if raft else s.flowvid_model), *arm.overrides]
+    return [*([] if _raft(arm) else s.flowvid_model), *arm.overrides]
 
 
 def pretrained_chain(out: Path, s: StudyConfig, chain: str, arm: Arm) -> Path:
@@ -304,16 +310,26 @@ def _target_run(out: Path, s: StudyConfig, name: str, n: int, root: Path, seed: 
 
 
 def _evaluated(
-    root: Path, split: str, model_path: Path | None, out_dir: Path, progress: bool
+    root: Path,
+    split: str,
+    model_path: Path | None,
+    out_dir: Path,
+    progress: bool,
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``eval`` of the model at ``model_path`` (None: the classical baselines) on ``split``
-    of ``root``, or its report from an earlier start of the study when that is newer than the
-    model and the clips (a corpus is written once)."""
+    of ``root``, with the model ``settings`` that have no weights of their own, or its report
+    from an earlier start of the study when that is newer than the model and the clips (a
+    corpus is written once)."""
     report = out_dir / "report.json"
     sources = [root / "dataset.yaml"] + ([] if model_path is None else [model_path])
     if report.is_file() and all(report.stat().st_mtime_ns > p.stat().st_mtime_ns for p in sources):
         return json.loads(report.read_text())
-    model = None if model_path is None else load_model(model_path)[0]
+    model = None
+    if model_path is not None:
+        model, ckpt = load_model(model_path)
+        if settings:
+            model, _ = with_settings(model, ckpt["model_kwargs"], settings)
     return evaluate(root, split, model, baselines=model is None, out_dir=out_dir, progress=progress)
 
 
@@ -381,6 +397,7 @@ def run_study(out: str | Path, s: StudyConfig, progress: bool = False) -> dict[s
     """Train and score every arm, size and seed (in :func:`run_order`) that OUT/results.json
     does not already hold; rewrite results.json after each run."""
     out = Path(out)
+    scored_with = model_settings(s.score_with)  # refused before any work
     setup = _setup(s)
     old = _earlier(out, setup)
     datasets = target_datasets(out, s)
@@ -405,7 +422,8 @@ def run_study(out: str | Path, s: StudyConfig, progress: bool = False) -> dict[s
         root = datasets[n]
         model_path = _target_run(out, s, name, n, root, seed)
         run_dir = model_path.parent
-        report = _evaluated(root, "test", model_path, run_dir / "eval", progress)
+        settings = None if _raft(ARMS[name]) else scored_with
+        report = _evaluated(root, "test", model_path, run_dir / "eval", progress, settings)
         scores = report["overall"]["flowvid"]
         curve = _val_curve(run_dir)
         reached = next((p[0] for p in curve if p[1] <= target_epe), None)
@@ -586,7 +604,13 @@ def write_report(out: Path, result: dict[str, Any], command: str) -> Path:
         f"Target look (stands in for the user's clips): **{s['target_look']}**, "
         f"{s['size']} px, {s['frames']} frames per clip; {s['val_clips']} validation and "
         f"{s['test_clips']} test clips. Target stage: {s['steps']} steps from "
-        f"`{s['config']}`; seeds {s['seeds']}; overrides {s['overrides']}. Pretraining of the "
+        f"`{s['config']}`; seeds {s['seeds']}; overrides {s['overrides']}. "
+        + (
+            f"The flowvid arms are scored with {s['score_with']} (settings without weights). "
+            if s.get("score_with")
+            else ""
+        )
+        + "Pretraining of the "
         f"curriculum arms: {s['motion_steps']} motion steps, {s['vessel_steps']} vessel steps "
         f"on {s['vessel_videos']} clips of the other looks; the default arm starts from the "
         "shipped model.\n\n"
