@@ -33,7 +33,8 @@ def add_study(sub: argparse._SubParsersAction) -> None:
         "(standing in for your own clips) at several training-set sizes and seeds, score each "
         "on the same test clips beside zero flow, Farneback and DIS, and write a table, the "
         "validation curves and results.json. A finished run is never redone: run the same "
-        "command again to resume. --cpu and --small use the study file's cpu: and small: "
+        "command again to resume, or copy results.json into a new --out to go on elsewhere. "
+        "--cpu and --small use the study file's cpu: and small: "
         "sections (sizes for 2 CPU cores).",
         epilog="example: flowvid study configs/experiments/transfer.yaml --out runs/transfer_cpu "
         "--cpu",
