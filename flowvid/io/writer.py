@@ -64,9 +64,9 @@ class VideoWriter:
                 (0, self._stream.width - frame.shape[1]),
             )
             frame = np.pad(frame, (*pad, (0, 0)), mode="edge")
-        # converted here, not by the encoder: PyAV's conversion inside encode() gives
-        # different pixels from run to run for the same frame (a seeded corpus must be
-        # the same video every time)
+        # converted here, not by the encoder: PyAV's conversion inside encode() gave other
+        # pixels for the same frames about one run in five (a rendered clip, 96 px); with
+        # this it is rarer, not gone (run after other work in the same process)
         vf = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format=self._stream.pix_fmt)
         vf.pts = self._count
         self._count += 1
