@@ -133,6 +133,7 @@ def test_the_table_puts_each_arm_beside_the_best_classical_method():
         "runs": [
             {**run, "seed": 0, "epe_vessel": 0.9, "steps_to_target": 100},
             {**run, "seed": 1, "epe_vessel": 1.1, "steps_to_target": None},
+            {**run, "arm": "imagenet", "seed": 0, "epe_vessel": 1.2, "steps_to_target": None},
         ],
         "classical": {
             "zero": {"epe_vessel": 0.5, "epe_outside": 0.0, "acc_1px_vessel": 0.5},  # no method
@@ -140,12 +141,22 @@ def test_the_table_puts_each_arm_beside_the_best_classical_method():
             "dis_medium_t3": {"epe_vessel": 1.0, "epe_outside": 0.8, "acc_1px_vessel": 0.7},
         },
     }
+    # per clip, against the best method pooled (DIS t3), not the best on each clip
+    result["classical_clips_vessel"] = {
+        "zero": {"a": 0.1, "b": 0.1, "c": 0.1},
+        "dis_medium": {"a": 0.2, "b": 0.2, "c": 0.2},
+        "dis_medium_t3": {"a": 0.5, "b": 1.0, "c": 2.0},
+    }
+    result["runs"][0]["clips_vessel"] = {"a": 0.4, "b": 1.5, "c": 1.0}  # wins a and c
+    result["runs"][1]["clips_vessel"] = {"a": 0.6, "b": 0.9, "c": 2.0}  # wins b; c is a tie
     rows = render_table(result).splitlines()
     default = next(r for r in rows if r.startswith("| ImageNet -> motion -> vessels"))
-    assert "| 1.000 (0.900-1.100) | 1.00 (0.90-1.10) |" in default
+    assert "| 1.000 (0.900-1.100) | 1.00 (0.90-1.10) | 3/6 |" in default
     assert "| 100 (1/2 seeds) |" in default
-    assert "| DIS, 3 maps averaged | - | 1.000 | 1.00 |" in rows[-1]
-    assert "| OpenCV DIS | - | 1.250 | 1.25 |" in rows[-2]
+    imagenet = next(r for r in rows if r.startswith("| ImageNet, fully fine-tuned"))
+    assert "| 1.200 | 1.20 | - |" in imagenet  # a record without per-clip scores
+    assert "| DIS, 3 maps averaged | - | 1.000 | 1.00 | - |" in rows[-1]
+    assert "| OpenCV DIS | - | 1.250 | 1.25 | - |" in rows[-2]
 
 
 def test_a_tiny_study_runs_end_to_end_and_resumes(tmp_path):
@@ -198,6 +209,17 @@ def test_a_tiny_study_runs_end_to_end_and_resumes(tmp_path):
     assert json.loads((tmp_path / "results.json").read_text())["runs"] == json.loads(
         json.dumps(again["runs"])
     )
+    for run in again["runs"]:  # one test clip: its score is the pooled one
+        (clip_epe,) = run["clips_vessel"].values()
+        assert clip_epe == pytest.approx(run["epe_vessel"])
+    assert "| test clips won |" in text and "| random init | 1 |" in text
+    # a record from before the per-clip scores takes them from the runs' folders
+    record = json.loads((tmp_path / "results.json").read_text())
+    for run in record["runs"]:
+        del run["clips_vessel"]
+    (tmp_path / "results.json").write_text(json.dumps(record))
+    assert run_study(tmp_path, s)["runs"] == again["runs"]
+    assert json.loads((tmp_path / "results.json").read_text())["runs"] == again["runs"]
     # results.json is the record: copied into a new folder (another machine), its runs
     # count as finished though their folders are not there
     moved = tmp_path / "elsewhere"
@@ -224,6 +246,9 @@ def test_a_tiny_study_runs_end_to_end_and_resumes(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps(record))
     run_study(tmp_path, s)
     assert (run_dir / "eval" / "report.json").stat().st_mtime_ns > stamps[1]
+    # the record keeps the runs after the retrained one in the order too
+    arms = [r["arm"] for r in json.loads((tmp_path / "results.json").read_text())["runs"]]
+    assert arms == ["scratch", "raft_small"]
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert cfg["train"]["resume"] == "last" and (run_dir / "model.pt").is_file()
     validations = [

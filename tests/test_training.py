@@ -466,6 +466,7 @@ def test_init_from_takes_the_checkpoint_s_architecture_and_the_config_changes_wh
 def test_train_without_a_config_fine_tunes_the_shipped_model(tiny_data, tmp_path, capsys):
     from flowvid.checkpoint import DEFAULT_CHECKPOINT
     from flowvid.cli import main
+    from flowvid.predict.classical import CLASSICAL
 
     run = tmp_path / "mine"
     small = ["data.crop=64", "data.batch_size=1", "data.clip_len=3", "data.workers=0"]
@@ -482,7 +483,12 @@ def test_train_without_a_config_fine_tunes_the_shipped_model(tiny_data, tmp_path
     # and the test split's comparison with the classical methods, in the run folder
     report = json.loads((run / "test_eval" / "report.json").read_text())
     assert {"flowvid", "farneback", "dis_medium_t3"} <= set(report["overall"])
-    assert "test split: vessel EPE" in out and "x (report:" in out
+    assert "test split: vessel EPE" in out and "x; better on " in out
+    best = min(CLASSICAL, key=lambda m: report["overall"][m]["epe_vessel"])
+    won = sum(
+        c["flowvid"]["epe_vessel"] < c[best]["epe_vessel"] for c in report["per_clip"].values()
+    )
+    assert f"better on {won} of {len(report['per_clip'])} clips (report:" in out
 
 
 def test_a_run_bounded_by_time_brings_the_learning_rate_down_by_the_clock(monkeypatch):
