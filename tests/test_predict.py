@@ -1,6 +1,7 @@
 """predict, embed, overlay --gt and eval end to end, and every kind of bad input."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -199,7 +200,11 @@ def test_predict_overlay_gt_and_eval_end_to_end(checkpoint, data, tmp_path, caps
     zero = doc["overall"]["zero"]
     # zero flow's EPE is the mean true speed, by definition: a check on the scoring itself
     assert zero["epe_vessel"] == pytest.approx(zero["zero_epe_vessel"], rel=1e-6)
-    assert (report / "report.md").read_text().startswith("# flowvid evaluation")
+    assert zero["speed_ratio_vessel"] == 0.0  # and reads no speed at all
+    out = capsys.readouterr().out
+    assert re.search(r"zero: vessel EPE [\d.]+ px/frame, outside [\d.]+, speed read 0.00 of", out)
+    md = (report / "report.md").read_text()
+    assert md.startswith("# flowvid evaluation") and "## Speed read against true speed" in md
     assert (report / "epe_per_clip.png").stat().st_size > 1000 and (
         report / "epe_vs_speed.png"
     ).is_file()

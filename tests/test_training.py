@@ -103,6 +103,59 @@ def test_metrics_known_values():
     assert out["acc_3px_vessel"] == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize(
+    ("pred_of", "ratio"),
+    [
+        (lambda gt: gt, 1.0),
+        (lambda gt: 0.6 * gt, 0.6),  # reads 40 % low
+        (lambda gt: -gt, -1.0),  # the wrong way
+        (lambda gt: np.stack([-gt[..., 1], gt[..., 0]], -1), 0.0),  # at right angles
+    ],
+)
+def test_speed_read_known_values(pred_of, ratio):
+    """The speed read: the predictions' component along the true motion over the true speed,
+    in the vessel, per bin of true speed, the same in the torch metric."""
+    rng = np.random.default_rng(0)
+    angle = rng.uniform(0, 2 * np.pi, (2, 8, 8))
+    speed = np.where(np.arange(8)[:, None] < 4, 0.3, 5.0) * np.ones((2, 8, 8))  # two bins
+    gt = np.stack([np.cos(angle), np.sin(angle)], -1) * speed[..., None]
+    pred = pred_of(gt)
+    pred[:, :, 0] += 7.0  # outside the vessel: not counted
+    mask = np.ones((2, 8, 8), bool)
+    mask[:, :, 0] = False
+    stats = ErrorStats()
+    stats.update(pred, gt, mask, np.ones_like(mask))
+    assert stats.summary()["speed_ratio_vessel"] == pytest.approx(ratio, abs=1e-9)
+    bins = {b["speed_lo"]: b for b in stats.speed_curve()}
+    assert bins[0.25]["speed_ratio"] == pytest.approx(ratio, abs=1e-9)
+    assert bins[4.0]["speed_ratio"] == pytest.approx(ratio, abs=1e-9)
+    assert np.isnan(bins[1.0]["speed_ratio"])  # no pixel moves at 1-2 px/frame
+    metric = FlowMetrics()
+    as_torch = [torch.from_numpy(x).movedim(-1, 1).float() for x in (pred, gt)]
+    metric.update(*as_torch, torch.from_numpy(mask), torch.ones(2, 8, 8, dtype=torch.bool))
+    assert float(metric.compute()["speed_ratio_vessel"]) == pytest.approx(ratio, abs=1e-5)
+
+
+def test_speed_read_weighs_by_true_speed_and_merges_by_sum():
+    """A slow half read at 0.5 and a fast half (3x faster) read right: (0.5 + 3) / 4."""
+    gt = np.zeros((1, 2, 4, 2))
+    gt[0, 0, :, 0], gt[0, 1, :, 0] = 1.0, 3.0
+    pred = gt * np.array([0.5, 1.0])[None, :, None, None]
+    mask = np.ones((1, 2, 4), bool)
+    whole, slow, fast = ErrorStats(), ErrorStats(), ErrorStats()
+    whole.update(pred, gt, mask, mask)
+    slow.update(pred[:, :1], gt[:, :1], mask[:, :1], mask[:, :1])
+    fast.update(pred[:, 1:], gt[:, 1:], mask[:, 1:], mask[:, 1:])
+    slow.merge(fast)
+    assert whole.summary()["speed_ratio_vessel"] == pytest.approx(3.5 / 4)
+    assert slow.summary() == pytest.approx(whole.summary(), nan_ok=True)
+    for merged, one in zip(slow.speed_curve(), whole.speed_curve(), strict=True):
+        assert merged == pytest.approx(one, nan_ok=True)
+    still = ErrorStats()
+    still.update(pred, np.zeros_like(gt), mask, mask)
+    assert np.isnan(still.summary()["speed_ratio_vessel"])  # nothing moves: no ratio
+
+
 def test_training_and_evaluation_metrics_agree():
     """One definition: the torch metric and the numpy statistics give the same numbers."""
     g = torch.Generator().manual_seed(3)
@@ -439,9 +492,10 @@ def test_minutes_stops_the_run_on_time_and_saves_a_model(tiny_data, tmp_path, ca
     assert load_model(run / "model.pt")[0] is not None
     out = capsys.readouterr().out
     assert re.search(r"validation at step 2 \(\d+\.\d min\): vessel EPE", out)
-    assert "best classical (" in out
+    assert "best classical (" in out and re.search(r"; speed read -?\d\.\d\d of true", out)
     header = (run / "logs" / "version_0" / "metrics.csv").read_text().splitlines()[0]
     assert "val/classical_epe" in header and "val/vs_classical" in header
+    assert "val/speed_ratio_vessel" in header
     assert "val/minutes" in header
     for bad in ("0", "-1", "nan"):
         assert main([*argv[:-4], "--run-dir", str(tmp_path / bad), "--minutes", bad]) == 2
@@ -488,7 +542,8 @@ def test_train_without_a_config_fine_tunes_the_shipped_model(tiny_data, tmp_path
     won = sum(
         c["flowvid"]["epe_vessel"] < c[best]["epe_vessel"] for c in report["per_clip"].values()
     )
-    assert f"better on {won} of {len(report['per_clip'])} clips (report:" in out
+    read = report["overall"]["flowvid"]["speed_ratio_vessel"]
+    assert f"better on {won} of {len(report['per_clip'])} clips; speed read {read:.2f}" in out
 
 
 def test_a_run_bounded_by_time_brings_the_learning_rate_down_by_the_clock(monkeypatch):

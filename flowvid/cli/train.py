@@ -68,10 +68,12 @@ def _compare_on_test(data: str, run_dir: Path) -> None:
     best = min(CLASSICAL, key=vessel.get)
     clips = report["per_clip"].values()  # pooled EPE weighs fast clips most: count them too
     won = sum(c["flowvid"]["epe_vessel"] < c[best]["epe_vessel"] for c in clips)
+    read = {name: row["speed_ratio_vessel"] for name, row in report["overall"].items()}
     print(
         f"test split: vessel EPE {vessel['flowvid']:.3f} px/frame, best classical ({best}) "
         f"{vessel[best]:.3f}: {vessel['flowvid'] / vessel[best]:.2f}x; better on {won} of "
-        f"{len(clips)} clips (report: {run_dir / 'test_eval' / 'report.md'})"
+        f"{len(clips)} clips; speed read {read['flowvid']:.2f} of true ({best} "
+        f"{read[best]:.2f}) (report: {run_dir / 'test_eval' / 'report.md'})"
     )
 
 
@@ -167,7 +169,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     for name, m in report["overall"].items():
         print(
             f"{name:>13}: vessel EPE {m['epe_vessel']:.3f} px/frame, "
-            f"outside {m['epe_outside']:.3f}, {m['ms_per_frame']:.1f} ms/frame"
+            f"outside {m['epe_outside']:.3f}, speed read {m['speed_ratio_vessel']:.2f} of true, "
+            f"{m['ms_per_frame']:.1f} ms/frame"
         )
     print(f"report: {args.out / 'report.md'}")
     return 0

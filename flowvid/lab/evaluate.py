@@ -162,7 +162,7 @@ def _score_all(
         for name, method in methods.items():
             stats, calib, ms = score_clip(clip, frames, method)
             per_clip[clip.name][name] = {**stats.summary(), "ms_per_frame": ms}
-            _merge(pooled[name], stats)
+            pooled[name].merge(stats)
             if calib is not None:
                 into = calibration.setdefault(name, {r: Calibration() for r in REGIONS})
                 for region, c in calib.items():
@@ -213,18 +213,6 @@ def evaluate(
         report["precision"] = precision_name(precision, dev)
     write_report(Path(out_dir), report)
     return report
-
-
-def _merge(into: ErrorStats, other: ErrorStats) -> None:
-    for r in into.n:
-        into.n[r] += other.n[r]
-        into.hist[r] += other.hist[r]
-        for k in into.sums[r]:
-            into.sums[r][k] += other.sums[r][k]
-    for t in into.acc:
-        into.acc[t] += other.acc[t]
-    into.speed_epe += other.speed_epe
-    into.speed_n += other.speed_n
 
 
 def _report(root: str | Path, split: str, per_clip: dict, pooled: dict, times: dict) -> dict:

@@ -103,12 +103,15 @@ class FlowObjective(nn.Module):
         return values
 
     def describe(self, values: dict[str, torch.Tensor]) -> str:
-        """One line for the terminal: the model's validation EPE beside the best classical."""
+        """One line for the terminal: the model's validation EPE beside the best classical,
+        and the speed it reads in the vessels as a share of the true speed."""
         name = min(self.reference, key=self.reference.get)
         line = f"vessel EPE {float(values['score']):.3f} px/frame; best classical"
         line += f" ({name}) {self.reference[name]:.3f}"
         if "vs_classical" in values:
             line += f": {float(values['vs_classical']):.2f}x"
+        if "speed_ratio_vessel" in values and torch.isfinite(values["speed_ratio_vessel"]):
+            line += f"; speed read {float(values['speed_ratio_vessel']):.2f} of true"
         return line
 
 
