@@ -149,14 +149,18 @@ def test_the_table_puts_each_arm_beside_the_best_classical_method():
     }
     result["runs"][0]["clips_vessel"] = {"a": 0.4, "b": 1.5, "c": 1.0}  # wins a and c
     result["runs"][1]["clips_vessel"] = {"a": 0.6, "b": 0.9, "c": 2.0}  # wins b; c is a tie
+    result["runs"][0]["speed_ratio_vessel"] = 0.8  # the second seed's record predates it
+    result["classical_speed_read"] = {"zero": 0.0, "dis_medium": 0.9, "dis_medium_t3": 0.85}
     rows = render_table(result).splitlines()
     default = next(r for r in rows if r.startswith("| ImageNet -> motion -> vessels"))
-    assert "| 1.000 (0.900-1.100) | 1.00 (0.90-1.10) | 3/6 |" in default
+    assert "| 1.000 (0.900-1.100) | 1.00 (0.90-1.10) | 3/6 | 0.80 |" in default
     assert "| 100 (1/2 seeds) |" in default
     imagenet = next(r for r in rows if r.startswith("| ImageNet, fully fine-tuned"))
-    assert "| 1.200 | 1.20 | - |" in imagenet  # a record without per-clip scores
-    assert "| DIS, 3 maps averaged | - | 1.000 | 1.00 | - |" in rows[-1]
-    assert "| OpenCV DIS | - | 1.250 | 1.25 | - |" in rows[-2]
+    assert "| 1.200 | 1.20 | - | - |" in imagenet  # a record without per-clip scores
+    assert "| DIS, 3 maps averaged | - | 1.000 | 1.00 | - | 0.85 |" in rows[-1]
+    assert "| OpenCV DIS | - | 1.250 | 1.25 | - | 0.90 |" in rows[-2]
+    del result["classical_speed_read"]  # a record from before it: no column is made up
+    assert "| DIS, 3 maps averaged | - | 1.000 | 1.00 | - | - |" in render_table(result)
 
 
 def test_a_tiny_study_runs_end_to_end_and_resumes(tmp_path):
@@ -212,11 +216,16 @@ def test_a_tiny_study_runs_end_to_end_and_resumes(tmp_path):
     for run in again["runs"]:  # one test clip: its score is the pooled one
         (clip_epe,) = run["clips_vessel"].values()
         assert clip_epe == pytest.approx(run["epe_vessel"])
+        report = study_mod._run_dir(tmp_path, run["arm"], 1, 0) / "eval" / "report.json"
+        scored = json.loads(report.read_text())["overall"]["flowvid"]
+        assert run["speed_ratio_vessel"] == scored["speed_ratio_vessel"]
+    assert set(again["classical_speed_read"]) == set(study_mod.BASELINES)
+    assert again["classical_speed_read"]["zero"] == 0.0
     assert "| test clips won |" in text and "| random init | 1 |" in text
     # a record from before the per-clip scores takes them from the runs' folders
     record = json.loads((tmp_path / "results.json").read_text())
     for run in record["runs"]:
-        del run["clips_vessel"]
+        del run["clips_vessel"], run["speed_ratio_vessel"]
     (tmp_path / "results.json").write_text(json.dumps(record))
     assert run_study(tmp_path, s)["runs"] == again["runs"]
     assert json.loads((tmp_path / "results.json").read_text())["runs"] == again["runs"]
