@@ -66,7 +66,6 @@ class ErrorStats:
         self.sums = {r: dict(epe=0.0, ae=0.0, fl=0.0, zero=0.0) for r in REGIONS}
         self.hist = {r: np.zeros(len(EPE_BINS) - 1, np.int64) for r in REGIONS}
         self.acc = dict.fromkeys(ACC_THRESHOLDS, 0)  # vessel pixels under t px
-        self.along = 0.0  # vessel: the predictions' components along the true motion
         self.speed_epe = np.zeros(len(SPEED_BINS) - 1)
         self.speed_along = np.zeros(len(SPEED_BINS) - 1)
         self.speed_sum = np.zeros(len(SPEED_BINS) - 1)
@@ -91,7 +90,6 @@ class ErrorStats:
         for t in self.acc:
             self.acc[t] += int((epe[vessel] < t).sum())
         along = along_true(pred[vessel], gt[vessel])
-        self.along += float(along.sum())
         which = np.digitize(speed[vessel], SPEED_BINS) - 1
         np.add.at(self.speed_epe, which, epe[vessel])
         np.add.at(self.speed_along, which, along)
@@ -107,7 +105,6 @@ class ErrorStats:
                 self.sums[r][k] += other.sums[r][k]
         for t in self.acc:
             self.acc[t] += other.acc[t]
-        self.along += other.along
         for name in ("speed_epe", "speed_along", "speed_sum", "speed_n"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
@@ -130,7 +127,7 @@ class ErrorStats:
         nv = max(self.n["vessel"], 1)
         for t, hits in self.acc.items():
             out[acc_name(t)] = hits / nv if self.n["vessel"] else float("nan")
-        out["speed_ratio_vessel"] = _ratio(self.along, self.sums["vessel"]["zero"])
+        out["speed_ratio_vessel"] = _ratio(self.speed_along.sum(), self.speed_sum.sum())
         return out
 
     def speed_curve(self) -> list[dict[str, float]]:
