@@ -195,6 +195,23 @@ def test_a_tiny_study_runs_end_to_end_and_resumes(tmp_path):
     }
     for run in result["runs"]:
         assert run["epe_vessel"] > 0 and run["val_curve"]
+    # steps to target compare each validation with the classical methods on the same
+    # windows, as the run logged them (not the whole validation clips)
+    run_dir = tmp_path / "runs" / "scratch" / "clips1" / "seed0"
+    logged = {
+        float(row["val/classical_epe"])
+        for path in (run_dir / "logs").glob("version_*/metrics.csv")
+        for row in csv.DictReader(path.open())
+        if row.get("val/epe_vessel")
+    }
+    assert logged == {result["target_epe"]}
+    whole = json.loads((tmp_path / "eval_classical_val" / "report.json").read_text())["overall"]
+    assert min(whole[m]["epe_vessel"] for m in study_mod.BASELINES if m != "zero") != pytest.approx(
+        result["target_epe"]
+    )
+    for run in result["runs"]:
+        below = [step for step, epe, _ in run["val_curve"] if epe <= result["target_epe"]]
+        assert run["steps_to_target"] == (below[0] if below else None)
     assert (tmp_path / "pretrain" / "raft_small" / "2_vessels" / "model.pt").is_file()
     report = write_report(tmp_path, result, "flowvid study test.yaml --out x")
     text = report.read_text()
