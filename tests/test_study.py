@@ -226,6 +226,7 @@ def test_a_tiny_study_runs_end_to_end_and_resumes(tmp_path):
     ]
     stamps = [p.stat().st_mtime_ns for p in written]
     again = run_study(tmp_path, s)  # resumes: nothing is retrained or scored again
+    assert again["target_epe"] == result["target_epe"]  # the windows' figure, from the logs
     assert [p.stat().st_mtime_ns for p in written] == stamps
     assert json.loads((tmp_path / "results.json").read_text())["runs"] == json.loads(
         json.dumps(again["runs"])

@@ -446,8 +446,11 @@ def run_study(out: str | Path, s: StudyConfig, progress: bool = False) -> dict[s
     scores = {m: {k: classical[m][k] for k in METRICS} for m in BASELINES}
     finished = _finished(out, old, scores)
     val_classical = _evaluated(first, "val", None, out / "eval_classical_val", progress)["overall"]
-    target_epe = s.target_epe or min(
-        val_classical[m]["epe_vessel"] for m in BASELINES if m != "zero"
+    logged = (_val_target(_run_dir(out, name, n, seed)) for seed, n, name in finished)
+    target_epe = (
+        s.target_epe
+        or next((t for t in logged if t is not None), None)
+        or min(val_classical[m]["epe_vessel"] for m in BASELINES if m != "zero")
     )
     result: dict[str, Any] = {
         **setup,
@@ -472,8 +475,7 @@ def run_study(out: str | Path, s: StudyConfig, progress: bool = False) -> dict[s
         report = _evaluated(root, "test", model_path, run_dir / "eval", progress, settings)
         scores = report["overall"]["flowvid"]
         curve = _val_curve(run_dir)
-        # the validation windows (clip_len frames) are not the whole clips: the target is the
-        # classical methods' score on the same windows where the run's log has it
+        # the target: the classical methods on the run's own validation windows, as logged
         if s.target_epe is None:
             result["target_epe"] = _val_target(run_dir) or result["target_epe"]
         reached = next((p[0] for p in curve if p[1] <= result["target_epe"]), None)
