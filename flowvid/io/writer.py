@@ -42,7 +42,10 @@ class VideoWriter:
         stream = self._container.add_stream(codec, rate=rate)
         if codec == "libx264":
             stream.pix_fmt = "yuv444p" if odd else "yuv420p"
-            stream.options = {"crf": str(self.crf), "preset": "medium"}
+            # without macroblock-tree rate control: with it, libx264 encoded the same frames
+            # to other pixels from run to run, even on one thread, so a seeded corpus did not
+            # render twice alike
+            stream.options = {"crf": str(self.crf), "preset": "medium", "x264-params": "mbtree=0"}
             stream.width, stream.height = width, height
         else:
             stream.pix_fmt = "yuv420p"
@@ -65,8 +68,7 @@ class VideoWriter:
             )
             frame = np.pad(frame, (*pad, (0, 0)), mode="edge")
         # converted here, not by the encoder: PyAV's conversion inside encode() gave other
-        # pixels for the same frames about one run in five (a rendered clip, 96 px); with
-        # this it is rarer, not gone (run after other work in the same process)
+        # pixels for the same frames now and then
         vf = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format=self._stream.pix_fmt)
         vf.pts = self._count
         self._count += 1
