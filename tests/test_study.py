@@ -49,6 +49,15 @@ def test_the_study_file_and_its_cpu_and_small_modes_load():
         load_study("configs/experiments/transfer.yaml", mode="gpu")
 
 
+def test_the_two_frame_file_is_the_cpu_mode_with_two_arms():
+    """Its record answers the CPU mode's two-frame question: every size and setting of
+    transfer.yaml's cpu: section, only the default arm and RAFT-small."""
+    cpu = load_study("configs/experiments/transfer.yaml", mode="cpu")
+    two = load_study("configs/experiments/two_frame_cpu.yaml")
+    assert two.arms == ["default", "raft_small"]
+    assert {**two.__dict__, "arms": cpu.arms} == cpu.__dict__
+
+
 @pytest.mark.parametrize(
     "text, message",
     [
