@@ -113,6 +113,29 @@ def test_raft_on_small_clips_is_enlarged_and_its_flow_brought_back_to_the_clip()
     )
 
 
+class _UpdatesNet(torch.nn.Module):
+    """Stands in for RAFT's network: after update i the flow is (i + 1, 0) everywhere."""
+
+    def forward(self, a, b, num_flow_updates):
+        flows = [torch.zeros(a.shape[0], 2, *a.shape[-2:]) for _ in range(num_flow_updates)]
+        for i, flow in enumerate(flows):
+            flow[:, 0] = i + 1.0
+        return flows
+
+
+def test_raft_hands_every_update_to_the_loss_in_training_only():
+    model = RaftFlow("raft_small", iterations=3)
+    model.net = _UpdatesNet()
+    clip = torch.rand(2, 4, 3, 40, 52)  # enlarged x4 for RAFT: the vectors come back / 4
+    aux: dict = {}
+    flow = model.train()(clip, aux=aux)
+    assert aux["iterations"].shape == (3, 2, 3, 2, 40, 52)
+    assert aux["iterations"][:, :, :, 0].amax(dim=(1, 2, 3, 4)).tolist() == [0.25, 0.5, 0.75]
+    assert torch.equal(flow, aux["iterations"][-1]) and not aux["iterations"][:, :, :, 1].any()
+    aux = {}
+    assert torch.equal(model.eval()(clip, aux=aux), flow) and aux == {}  # scoring: the last
+
+
 def test_raft_streams_like_it_runs_on_the_whole_clip():
     torch.manual_seed(0)
     model = create_model(arch="raft_small").eval()

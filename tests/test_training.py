@@ -469,6 +469,25 @@ def test_validation_reports_the_classical_methods_on_the_same_clips():
     assert float(values["score"]) == pytest.approx(0.0, abs=1e-6)
 
 
+def test_the_loss_weighs_raft_updates_as_its_sequence_loss():
+    """Updates 2, 1, 0.5 px off in every pixel (the last is the prediction): the loss is
+    0.8^2 * 2 + 0.8 * 1 + 0.5 per side of the vessel mask, against 0.5 for the last alone."""
+    from flowvid.training.objectives import FlowObjective
+
+    flow = torch.zeros(1, 2, 2, 6, 6)
+    batch = {
+        "flow": flow,
+        "mask": torch.zeros(1, 2, 6, 6, dtype=torch.bool).index_fill_(-1, torch.arange(3), True),
+        "valid": torch.ones(1, 2, 6, 6, dtype=torch.bool),
+    }
+    updates = torch.stack([flow + torch.tensor([e, 0.0])[:, None, None] for e in (2, 1, 0.5)])
+    objective = FlowObjective(inside_weight=1.0, outside_weight=0.3, eps=1e-6, power=0.5)
+    alone = objective.loss(updates[-1], batch)
+    assert float(alone) == pytest.approx(1.3 * 0.5, rel=1e-4)
+    loss = objective.loss(updates[-1], batch, {"iterations": updates})
+    assert float(loss) == pytest.approx(1.3 * (0.64 * 2 + 0.8 * 1 + 0.5), rel=1e-4)
+
+
 def test_minutes_stops_the_run_on_time_and_saves_a_model(tiny_data, tmp_path, capsys):
     import time
 

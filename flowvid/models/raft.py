@@ -45,8 +45,9 @@ class RaftFlow(nn.Module):
     def init_state(self) -> PairState:
         return PairState()
 
-    def pairs(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """Frames a, b (N, 3, H, W) in [0, 1] -> flow from a to b (N, 2, H, W), px."""
+    def pairs(self, a: torch.Tensor, b: torch.Tensor, every: bool = False) -> torch.Tensor:
+        """Frames a, b (N, 3, H, W) in [0, 1] -> flow from a to b (N, 2, H, W), px; with
+        ``every``, the flow after each of the updates (I, N, 2, H, W), the last one last."""
         h, w = a.shape[-2:]
         k = max(1, math.ceil(RAFT_MIN_SIDE / min(h, w)))
         ph, pw = -(h * k) % 8, -(w * k) % 8
@@ -54,11 +55,11 @@ class RaftFlow(nn.Module):
         if k > 1:
             x = F.interpolate(x, scale_factor=k, mode="bilinear", align_corners=False)
         x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        flow = self.net(x[: len(a)], x[len(a) :], num_flow_updates=self.iterations)[-1]
-        flow = flow[..., : h * k, : w * k]
+        flows = self.net(x[: len(a)], x[len(a) :], num_flow_updates=self.iterations)
+        flow = torch.stack(flows if every else flows[-1:])[..., : h * k, : w * k]
         if k > 1:
-            flow = F.avg_pool2d(flow, k) / k
-        return flow
+            flow = F.avg_pool2d(flow.flatten(0, 1), k).unflatten(0, flow.shape[:2]) / k
+        return flow if every else flow[0]
 
     def step(self, frames: torch.Tensor, state: PairState) -> tuple[torch.Tensor, PairState]:
         """A chunk (B, N, 3, H, W) -> flow into each frame that has a predecessor
@@ -75,9 +76,15 @@ class RaftFlow(nn.Module):
         return flow, PairState(frames[:, -1])
 
     def forward(self, frames: torch.Tensor, aux: dict | None = None) -> torch.Tensor:
-        """A clip (B, T, 3, H, W) in [0, 1] -> flow (B, T-1, 2, H, W). ``aux`` stays empty
-        (FlowVid's interface: RAFT has no Lucas-Kanade steps)."""
-        return self.step(frames, self.init_state())[0]
+        """A clip (B, T, 3, H, W) in [0, 1] -> flow (B, T-1, 2, H, W). In training, ``aux``
+        (a dict) receives every update's flow as ``iterations`` (I, B, T-1, 2, H, W) for
+        RAFT's sequence loss: torchvision's RAFT detaches the flow between updates, so a loss
+        on the last one alone hardly trains the earlier ones."""
+        if aux is None or not self.training:
+            return self.step(frames, self.init_state())[0]
+        flows = self.pairs(frames[:, :-1].flatten(0, 1), frames[:, 1:].flatten(0, 1), every=True)
+        aux["iterations"] = flows.unflatten(1, (frames.shape[0], -1))
+        return aux["iterations"][-1]
 
     def embed(self, frames: torch.Tensor, state: PairState):  # noqa: ANN201
         raise ValueError("a RAFT model has no per-frame embedding (it has no temporal core)")

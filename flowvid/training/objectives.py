@@ -17,6 +17,8 @@ from flowvid.training.losses import balanced_flow_loss, error_nll, frames_loss
 
 Batch = dict[str, torch.Tensor]
 UNCERTAINTY_WEIGHT = 0.1  # of the expected-error head's NLL (flowvid.models.uncertainty)
+# RAFT's sequence loss (Teed and Deng 2020): update i of I weighs SEQUENCE_GAMMA ** (I - 1 - i)
+SEQUENCE_GAMMA = 0.8
 
 
 class FlowObjective(nn.Module):
@@ -47,15 +49,22 @@ class FlowObjective(nn.Module):
 
     def loss(self, pred: torch.Tensor, batch: Batch, aux: dict | None = None) -> torch.Tensor:
         """pred (B, T-1, 2, H, W) px/frame against the batch's flow, mask and valid; ``aux``,
-        the model's ``lk_start`` and ``lk_prior`` (see ``FlowVid.step``), when it has them."""
-        loss = balanced_flow_loss(
-            pred,
-            batch["flow"],
-            batch["mask"],
-            batch["valid"],
-            **self.weights,
-            eps=self.eps,
-            power=self.power,
+        what the model put there: the expected-error head's ``uncertainty``, or RAFT's flow
+        after each update (``iterations``, the last being ``pred``), each then scored and
+        weighed as RAFT's sequence loss does."""
+        preds = list(aux["iterations"]) if aux and "iterations" in aux else [pred]
+        loss = sum(
+            SEQUENCE_GAMMA ** (len(preds) - 1 - i)
+            * balanced_flow_loss(
+                p,
+                batch["flow"],
+                batch["mask"],
+                batch["valid"],
+                **self.weights,
+                eps=self.eps,
+                power=self.power,
+            )
+            for i, p in enumerate(preds)
         )
         if aux and "uncertainty" in aux:
             # the head's inputs are detached, so this trains the head alone; the factor only
