@@ -158,6 +158,29 @@ def test_writer_encodes_the_same_frames_to_the_same_file(tmp_path):
     assert all(f == files[0] for f in files[1:])
 
 
+def _read_and_write(clip: str, out: str) -> np.ndarray:
+    with open_video(clip) as reader:
+        frames = reader.read(range(reader.num_frames))
+    write_video(out, frames, fps=10)
+    return frames
+
+
+def test_a_forked_worker_reads_and_writes_video(tmp_path, ramp_frames):
+    """DataLoader and corpus workers are forked: PyAV (17 and newer) converted pixel formats on
+    a pool of threads, and a worker forked after its parent had converted a frame hung on it."""
+    import multiprocessing
+
+    clip = write_video(tmp_path / "a.mp4", ramp_frames, fps=10)
+    with open_video(clip) as reader:
+        first = reader.read([0])[0]  # the parent converts a frame before it forks
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        job = pool.apply_async(_read_and_write, (str(clip), str(tmp_path / "b.mp4")))
+        frames = job.get(timeout=60)
+    np.testing.assert_array_equal(frames[0], first)
+    with open_video(tmp_path / "b.mp4") as reader:
+        assert reader.num_frames == len(ramp_frames)
+
+
 def test_tiff_calibration_from_imagej_and_ome_metadata(tmp_path):
     stack = np.random.default_rng(0).integers(0, 255, (4, 16, 16), dtype=np.uint8)
     tifffile.imwrite(

@@ -13,7 +13,14 @@ import av
 import numpy as np
 
 from flowvid.errors import VideoError
-from flowvid.io.index import VideoIndex, index_from_pts, open_container, save_index, video_index
+from flowvid.io.index import (
+    CONVERT,
+    VideoIndex,
+    index_from_pts,
+    open_container,
+    save_index,
+    video_index,
+)
 from flowvid.io.reader import VideoReader
 
 log = logging.getLogger(__name__)
@@ -79,7 +86,7 @@ class PyAVReader(VideoReader):
                 if idx > todo[0]:
                     break
                 if idx == todo[0]:
-                    got[todo.popleft()] = frame.to_ndarray(format="rgb24")
+                    got[todo.popleft()] = frame.to_ndarray(format="rgb24", **CONVERT)
                     if not todo or todo[0] - idx > self.RESEEK_GAP:
                         break
             if todo and todo[0] == target:  # decoding from a seek never reached it
@@ -106,7 +113,7 @@ class PyAVReader(VideoReader):
             if idx >= stop:
                 return
             if idx >= start:
-                yield frame.to_ndarray(format="rgb24")
+                yield frame.to_ndarray(format="rgb24", **CONVERT)
             if idx == stop - 1:  # done: ask the decoder for nothing more (past the end of a
                 return  # damaged video, asking can fail)
 
@@ -124,7 +131,7 @@ class PyAVReader(VideoReader):
                     return
                 pts.append(frame.pts)
                 if len(pts) > start:
-                    yield frame.to_ndarray(format="rgb24")
+                    yield frame.to_ndarray(format="rgb24", **CONVERT)
         except av.error.FFmpegError as err:
             if not pts:
                 raise VideoError(f"video cannot be decoded ({err})", self.path) from None

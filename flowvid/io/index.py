@@ -63,6 +63,12 @@ def _index_path(path: Path) -> Path:
     return cache_dir() / "index" / (hashlib.sha1(key.encode()).hexdigest() + ".json")
 
 
+# PyAV (17 and newer) converts pixel formats on a pool of threads unless told otherwise; a
+# process forked after its parent had converted a frame (a DataLoader or corpus worker) then
+# hangs on the pool it inherited. flowvid converts on one thread: workers parallelise instead.
+CONVERT = {"threads": 1}
+
+
 def open_container(path: Path) -> av.container.InputContainer:
     if not path.is_file():
         raise VideoError("no such video file", path)
@@ -81,6 +87,7 @@ def _scan(path: Path) -> VideoIndex:
     container = open_container(path)
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
+    time_base, rate = stream.time_base, stream.average_rate  # PyAV >= 18: not once closed
     pts: list[int | None] = []
     size = None
     try:
@@ -95,7 +102,7 @@ def _scan(path: Path) -> VideoIndex:
         container.close()
     if not pts or size is None:
         raise VideoError("the video has no decodable frames", path)
-    return index_from_pts(path, pts, size, stream.time_base, stream.average_rate)
+    return index_from_pts(path, pts, size, time_base, rate)
 
 
 def index_from_pts(

@@ -11,6 +11,7 @@ import numpy as np
 
 from flowvid.errors import VideoError
 from flowvid.io.atomic import atomic_output
+from flowvid.io.index import CONVERT
 from flowvid.io.reader import to_rgb_uint8
 
 
@@ -69,7 +70,8 @@ class VideoWriter:
             frame = np.pad(frame, (*pad, (0, 0)), mode="edge")
         # converted here, not by the encoder: PyAV's conversion inside encode() gave other
         # pixels for the same frames now and then
-        vf = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format=self._stream.pix_fmt)
+        vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        vf = vf.reformat(format=self._stream.pix_fmt, **CONVERT)
         vf.pts = self._count
         self._count += 1
         for packet in self._stream.encode(vf):
